@@ -1,0 +1,5 @@
+#include <stdio.h>
+
+void print_message(const char *name) {
+    printf("Hello, %s!\n", name);
+}

@@ -1,0 +1,6 @@
+void print_message(const char *name);
+
+int main(void) {
+    print_message("prog2");
+    return 0;
+}

@@ -1,0 +1,3 @@
+from rlmake.cli import main
+
+main()

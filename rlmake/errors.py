@@ -1,0 +1,60 @@
+"""The errors rlmake reports, each with the exit status it ends the run with."""
+
+from __future__ import annotations
+
+import difflib
+
+
+class RlmakeError(Exception):
+    """A problem the user can act on; the CLI prints it and exits with `exit_code`."""
+
+    exit_code = 2
+
+
+class UsageError(RlmakeError):
+    """A bad command line: an unknown target, a malformed override."""
+
+
+class RulesfileError(RlmakeError):
+    """A mistake in a Rulesfile, reported as `file:line: rule 'name': message`."""
+
+    def __init__(self, message: str, path: str | None = None,
+                 line: int | None = None, rule: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.line = line
+        self.rule = rule
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path:
+            where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
+        rule = f"rule '{self.rule}': " if self.rule is not None else ""
+        return f"{where}{rule}{self.message}"
+
+
+class StateError(RlmakeError):
+    """The state database cannot be opened or is from a newer rlmake."""
+
+
+class BuildLocked(RlmakeError):
+    """Another build holds the project lock and the user asked not to wait."""
+
+
+class BuildFailed(RlmakeError):
+    """At least one command failed."""
+
+    exit_code = 1
+
+
+class Interrupted(RlmakeError):
+    """The user pressed Ctrl-C (or rlmake got SIGINT/SIGTERM)."""
+
+    exit_code = 130
+
+
+def did_you_mean(name: str, choices) -> str:
+    """A ` (did you mean 'x'?)` suffix when a close name exists, else ''."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

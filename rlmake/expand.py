@@ -1,0 +1,320 @@
+"""From loaded rules to jobs: vars, foreach, pattern rules, rendering, and resolution.
+
+`Expander.plan(targets)` walks the requested targets depth first and returns
+the jobs they need in dependency order. Every template and graph mistake
+(undefined variable, cycle, missing source, two rules for one output) is a
+RulesfileError raised here, before anything runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from rlmake.errors import RlmakeError, RulesfileError, UsageError, did_you_mean
+from rlmake.model import Job, Location, RuleSpec, Rulesfile
+from rlmake.paths import normalise
+from rlmake.templates import TemplateProblem, Templates
+
+MAX_PATTERN_CHAIN = 16
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A rule bound to one target: its foreach names and, for patterns, its stem."""
+
+    spec: RuleSpec
+    target: str
+    names: tuple[tuple[str, Any], ...] = ()
+    stem: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The jobs that the requested targets need, each after the jobs it depends on."""
+
+    requested: tuple[str, ...]
+    jobs: tuple[Job, ...]
+    producers: dict[str, str]       # every output path and phony name -> the job's target
+    sources: tuple[str, ...]        # deps no rule makes, in the order first needed
+
+    def job(self, target: str) -> Job:
+        return self._by_target[target]
+
+    @property
+    def _by_target(self) -> dict[str, Job]:
+        cached = self.__dict__.get("_jobs_by_target")
+        if cached is None:
+            cached = {job.target: job for job in self.jobs}
+            object.__setattr__(self, "_jobs_by_target", cached)
+        return cached
+
+
+class Expander:
+    def __init__(self, rulesfile: Rulesfile, overrides: dict[str, Any] | None = None,
+                 templates: Templates | None = None):
+        self.rulesfile = rulesfile
+        self.project_dir = rulesfile.project_dir
+        self.vars = {**rulesfile.vars, **(overrides or {})}
+        self.templates = templates or Templates(self.project_dir)
+        self.explicit: dict[str, Instance] = {}      # every explicit target and output
+        self.explicit_order: list[Instance] = []
+        self.patterns: list[Instance] = []
+        self._index()
+
+    # --- the index of what rules make -------------------------------------------------
+
+    def _index(self) -> None:
+        claimed: dict[str, Instance] = {}
+        for spec in self.rulesfile.rules:
+            for names in self._foreach_copies(spec):
+                key = self._render(spec, spec.key, dict(names), "the target")
+                key = self._norm(key) if "%" not in key else key
+                instance = Instance(spec, key, names)
+                if key.count("%") > 1:
+                    raise self._error(spec, "a pattern rule may contain only one '%'", key=key)
+                if "%" in key:
+                    self.patterns.append(instance)
+                    continue
+                self.explicit_order.append(instance)
+                for path in (key, *self._outputs(instance)):
+                    if path in claimed:
+                        other = claimed[path].spec
+                        raise self._error(spec, f"'{path}' is made by two rules: here and "
+                                          f"by rule '{other.key}' at {other.where}", key=key)
+                    claimed[path] = instance
+        self.explicit = claimed
+
+    def _foreach_copies(self, spec: RuleSpec) -> list[tuple[tuple[str, Any], ...]]:
+        if not spec.foreach:
+            return [()]
+        names, lists = [], []
+        for name, values in spec.foreach:
+            entries = [values] if isinstance(values, str) else [str(v) if not isinstance(v, str)
+                                                                else v for v in values]
+            try:
+                lists.append(self.templates.render_list(entries, self.vars))
+            except TemplateProblem as problem:
+                raise self._error(spec, f"in foreach '{name}': {problem}", "foreach") from None
+            names.append(name)
+        return [tuple(zip(names, combination)) for combination in itertools.product(*lists)]
+
+    # --- rendering ----------------------------------------------------------------------
+
+    def _context(self, instance: Instance) -> dict[str, Any]:
+        context = {**self.vars, **dict(instance.names), "target": instance.target}
+        if instance.stem is not None:
+            context["stem"] = instance.stem
+        return context
+
+    def _outputs(self, instance: Instance) -> list[str]:
+        spec = instance.spec
+        if not spec.outputs:
+            return []
+        rendered = self._render_list(instance, spec.outputs, self._context(instance), "outputs")
+        return [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+
+    def _deps(self, instance: Instance, context: dict[str, Any]) -> list[str]:
+        rendered = self._render_list(instance, instance.spec.deps, context, "deps")
+        return [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+
+    def make_job(self, instance: Instance) -> Job:
+        spec = instance.spec
+        context = self._context(instance)
+        outputs = [instance.target, *self._outputs(instance)]
+        context["outputs"] = outputs
+        deps = self._deps(instance, context)
+        context["deps"] = deps
+        if deps:
+            context["dep"] = deps[0]
+        render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
+        commands = tuple(render(command, "command") for command in spec.commands)
+        env = tuple((name, render(value, f"env '{name}'")) for name, value in spec.env)
+        depfile = render(spec.depfile, "depfile") if spec.depfile else None
+        writes = not spec.phony and bool(commands)
+        return Job(
+            target=instance.target, rule=spec.key, where=spec.where,
+            outputs=tuple(outputs) if writes else (),
+            deps=tuple(deps), commands=commands, env=env,
+            description=render(spec.description, "description") if spec.description else None,
+            pool=spec.pool, depfile=self._norm(depfile) if depfile else None,
+            phony=spec.phony, always=spec.always)
+
+    def _render(self, spec: RuleSpec, text: str, context: dict[str, Any], field: str,
+                instance: Instance | None = None) -> str:
+        try:
+            return self.templates.render(text, context)
+        except TemplateProblem as problem:
+            raise self._error(spec, f"in {field}: {problem}", _field_key(field),
+                              instance.target if instance else None) from None
+
+    def _render_list(self, instance: Instance, entries, context, field: str) -> list[str]:
+        try:
+            return self.templates.render_list(entries, context)
+        except TemplateProblem as problem:
+            raise self._error(instance.spec, f"in {field}: {problem}", field,
+                              instance.target) from None
+
+    def _error(self, spec: RuleSpec, message: str, field: str | None = None,
+               key: str | None = None) -> RulesfileError:
+        rule = spec.key if key is None or key == spec.key else f"{spec.key}' (target '{key}"
+        line = spec.line_of(field) if field else spec.where.line
+        return RulesfileError(message, spec.where.path, line, rule)
+
+    def _norm(self, path: str) -> str:
+        return normalise(path, self.project_dir)
+
+    @staticmethod
+    def _substitute_stem(path: str, instance: Instance) -> str:
+        return path.replace("%", instance.stem) if instance.stem is not None else path
+
+    # --- defaults and requested targets -------------------------------------------------
+
+    def default_targets(self) -> list[str]:
+        if self.rulesfile.default is not None:
+            return [self._norm(t) for t in self.rulesfile.default]
+        top = set(self.rulesfile.rules[:self.rulesfile.top_rule_count])
+        for instance in self.explicit_order:
+            if instance.spec in top:
+                return [instance.target]
+        raise UsageError(f"{self.rulesfile.path}: no targets: the Rulesfile has no "
+                         "non-pattern rule and no 'default'")
+
+    def check_requested(self, targets: list[str]) -> list[str]:
+        """Normalise command-line targets; an unknown one is an error with a suggestion."""
+        result = []
+        for target in targets:
+            path = self._norm(target)
+            if path not in self.explicit and self._pattern_for(path) is None \
+                    and not os.path.isfile(self._abs(path)):
+                suggestion = did_you_mean(path, self.explicit)
+                raise UsageError(f"no rule to make target '{path}'{suggestion}")
+            result.append(path)
+        return result
+
+    # --- resolution ---------------------------------------------------------------------
+
+    def plan(self, requested: list[str]) -> Plan:
+        resolver = _Resolver(self)
+        for target in requested:
+            resolver.resolve(target)
+        return Plan(tuple(requested), tuple(resolver.order), resolver.producers,
+                    tuple(resolver.sources))
+
+    def instance_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
+        """The rule instance that makes `path`: explicit first, then the first pattern that applies."""
+        if path in self.explicit:
+            return self.explicit[path]
+        found = self._pattern_for(path, chain)
+        return found[0] if found else None
+
+    def _pattern_for(self, path: str, chain: frozenset[int] = frozenset()):
+        if len(chain) >= MAX_PATTERN_CHAIN:
+            return None
+        for number, pattern in enumerate(self.patterns):
+            if number in chain:
+                continue            # as in make, a pattern is used once per chain
+            stem = _match(pattern.target, path)
+            if stem is None:
+                continue
+            instance = Instance(pattern.spec, path, pattern.names, stem)
+            context = {**self._context(instance), "outputs": [path, *self._outputs(instance)]}
+            deps = self._deps(instance, context)
+            if all(self._can_make(dep, chain | {number}) for dep in deps):
+                return instance, deps
+        return None
+
+    def _can_make(self, path: str, chain: frozenset[int]) -> bool:
+        return (path in self.explicit or os.path.exists(self._abs(path))
+                or self._pattern_for(path, chain) is not None)
+
+    def _abs(self, path: str) -> str:
+        return os.path.join(self.project_dir, path)
+
+
+def _match(pattern: str, path: str) -> str | None:
+    prefix, _, suffix = pattern.partition("%")
+    if len(path) > len(prefix) + len(suffix) and path.startswith(prefix) and path.endswith(suffix):
+        return path[len(prefix):len(path) - len(suffix)]
+    return None
+
+
+def _field_key(field: str) -> str:
+    return "env" if field.startswith("env ") else field
+
+
+class _Resolver:
+    """Depth-first walk from the requested targets; post-order gives dependency order."""
+
+    def __init__(self, expander: Expander):
+        self.expander = expander
+        self.order: list[Job] = []
+        self.producers: dict[str, str] = {}
+        self.sources: list[str] = []
+        self._done: set[str] = set()
+        self._source_set: set[str] = set()
+
+    def resolve(self, root: str) -> None:
+        if root in self._done or root in self._source_set:
+            return
+        root_job = self._job_for(root, needed_by=None)
+        if root_job is None:
+            return
+        stack: list[tuple[Job, int]] = [(root_job, 0)]
+        on_stack = {root_job.target: root}
+        while stack:
+            job, index = stack[-1]
+            if index == len(job.deps):
+                stack.pop()
+                del on_stack[job.target]
+                self._done.add(job.target)
+                self.order.append(job)
+                continue
+            stack[-1] = (job, index + 1)
+            dep = job.deps[index]
+            owner = self.producers.get(dep)
+            if owner in on_stack:
+                self._cycle(stack, on_stack, owner, dep)
+            if owner in self._done or dep in self._source_set:
+                continue
+            dep_job = self._job_for(dep, needed_by=job)
+            if dep_job is not None:
+                on_stack[dep_job.target] = dep
+                stack.append((dep_job, 0))
+
+    def _job_for(self, path: str, needed_by: Job | None) -> Job | None:
+        """The job that makes `path` (registered as its producer), or None for a source."""
+        expander = self.expander
+        instance = expander.instance_for(path)
+        if instance is None:
+            full = expander._abs(path)
+            if os.path.isdir(full):
+                raise self._needed_error(f"'{path}' is a directory; a dep must be a file "
+                                         "(use glob() to depend on its files)", needed_by)
+            if not os.path.exists(full):
+                by = f", needed by '{needed_by.target}'" if needed_by else ""
+                raise self._needed_error(f"no rule to make target '{path}'{by}", needed_by)
+            self._source_set.add(path)
+            self.sources.append(path)
+            return None
+        job = expander.make_job(instance)
+        for output in (job.target, *job.outputs):
+            self.producers[output] = job.target
+        return job
+
+    @staticmethod
+    def _needed_error(message: str, needed_by: Job | None) -> RlmakeError:
+        if needed_by is None:
+            return UsageError(message)
+        return RulesfileError(message, needed_by.where.path, needed_by.where.line, needed_by.rule)
+
+    def _cycle(self, stack, on_stack, owner: str, dep: str):
+        targets = [job.target for job, _ in stack]
+        start = targets.index(owner)
+        names = [on_stack[t] for t in targets[start:]] + [dep]
+        job = stack[-1][0]
+        raise RulesfileError(f"dependency cycle: {' -> '.join(names)}",
+                             job.where.path, job.where.line, job.rule)
+

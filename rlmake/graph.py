@@ -1,0 +1,80 @@
+"""The job graph: a networkx DiGraph of jobs, and the queries the rest of rlmake asks of it.
+
+This is the only module that imports networkx, and it imports it lazily:
+a build needs only `critical_path_lengths`, which is plain Python, so the
+~200 ms that networkx costs to import is paid only by `rlmake graph`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from rlmake.expand import Plan
+
+if TYPE_CHECKING:
+    import networkx
+
+
+def dep_jobs(plan: Plan, target: str) -> list[str]:
+    """The jobs whose outputs `target`'s job reads, each once, in dep order."""
+    seen: dict[str, None] = {}
+    for dep in plan.job(target).deps:
+        owner = plan.producers.get(dep)
+        if owner is not None:
+            seen.setdefault(owner)
+    return list(seen)
+
+
+def to_networkx(plan: Plan) -> "networkx.DiGraph":
+    """Jobs as nodes (with their Job as `job`), an edge from each dep's job to its dependent."""
+    import networkx
+
+    graph = networkx.DiGraph()
+    for job in plan.jobs:
+        graph.add_node(job.target, job=job)
+        for owner in dep_jobs(plan, job.target):
+            graph.add_edge(owner, job.target)
+    return graph
+
+
+def critical_path_lengths(plan: Plan) -> dict[str, int]:
+    """For each job, the number of jobs on the longest chain from it to a requested target.
+
+    The scheduler starts ready jobs with the longest chain ahead of them first.
+    """
+    dependents: dict[str, list[str]] = {job.target: [] for job in plan.jobs}
+    for job in plan.jobs:
+        for owner in dep_jobs(plan, job.target):
+            dependents[owner].append(job.target)
+    lengths: dict[str, int] = {}
+    for job in reversed(plan.jobs):         # plan.jobs is in dependency order
+        lengths[job.target] = 1 + max((lengths[d] for d in dependents[job.target]), default=0)
+    return lengths
+
+
+def to_dot(plan: Plan) -> str:
+    lines = ["digraph rlmake {", "  rankdir=LR;", "  node [shape=box];"]
+    for source in plan.sources:
+        lines.append(f"  {json.dumps(source)} [shape=ellipse];")
+    for job in plan.jobs:
+        shape = "box" if job.commands else "octagon"
+        lines.append(f"  {json.dumps(job.target)} [shape={shape}, "
+                     f"tooltip={json.dumps(' && '.join(job.commands))}];")
+        for dep in job.deps:
+            lines.append(f"  {json.dumps(plan.producers.get(dep, dep))} -> {json.dumps(job.target)};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(plan: Plan) -> str:
+    graph = to_networkx(plan)
+    jobs = [{"target": job.target, "rule": job.rule, "where": str(job.where),
+             "outputs": list(job.outputs), "deps": list(job.deps),
+             "commands": list(job.commands), "env": dict(job.env),
+             "description": job.description, "pool": job.pool, "depfile": job.depfile,
+             "phony": job.phony, "always": job.always,
+             "needs": list(graph.predecessors(job.target))}
+            for job in plan.jobs]
+    return json.dumps({"requested": list(plan.requested), "sources": list(plan.sources),
+                       "jobs": jobs}, indent=2) + "\n"

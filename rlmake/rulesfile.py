@@ -1,0 +1,319 @@
+"""Finding and loading Rulesfiles: YAML with line numbers, includes, and validation.
+
+This is the only module that imports yaml. Everything it returns is plain
+data (see model.py); templates stay unrendered until expand.py.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import yaml
+
+from rlmake.errors import RulesfileError, UsageError, did_you_mean
+from rlmake.model import Location, RuleSpec, Rulesfile
+
+RULESFILE_NAMES = ("Rulesfile.yaml", "Rulesfile.yml", "Rulesfile")
+TOP_KEYS = ("vars", "default", "include", "pools", "rules")
+RULE_KEYS = ("deps", "command", "outputs", "phony", "always", "env",
+             "description", "pool", "depfile", "foreach")
+
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class LineDict(dict):
+    """A YAML mapping that remembers the line of each key."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _Loader(_BaseLoader):
+    """Safe YAML loader: keys are kept as written (`on:` stays 'on'), a key
+    written twice is an error, and mappings remember their lines."""
+
+    def __init__(self, stream, display_path: str):
+        super().__init__(stream)
+        self.display_path = display_path
+
+
+def _construct_mapping(loader: _Loader, node, deep=False):
+    own = len(node.value)
+    loader.flatten_mapping(node)        # YAML merge keys (<<) come first
+    merged = len(node.value) - own
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for index, (key_node, value_node) in enumerate(node.value):
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise RulesfileError("a mapping key must be a plain string",
+                                 loader.display_path, key_node.start_mark.line + 1)
+        key = key_node.value
+        line = key_node.start_mark.line + 1
+        if key in result.key_lines and index >= merged:
+            raise RulesfileError(
+                f"key '{key}' written twice in one mapping "
+                f"(first on line {result.key_lines[key]})", loader.display_path, line)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = line
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def find_rulesfile(directory: str, named: str | None) -> str:
+    """The absolute path of the Rulesfile to use, after `-C` has been applied."""
+    if named:
+        path = os.path.join(directory, named)
+        if not os.path.isfile(path):
+            raise UsageError(f"Rulesfile '{named}' not found")
+        return os.path.abspath(path)
+    for name in RULESFILE_NAMES:
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise UsageError(f"no Rulesfile in {directory} (looked for {', '.join(RULESFILE_NAMES)})")
+
+
+def display_path(path: str) -> str:
+    """A path as the user would type it from where rlmake was started."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("../../..") else relative
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`NAME=VALUE` from the command line; VALUE is read as a YAML scalar."""
+    name, _, value = text.partition("=")
+    if not name.isidentifier():
+        raise UsageError(f"bad override '{text}': expected NAME=VALUE with NAME a variable name")
+    if value == "":
+        return name, ""
+    try:
+        parsed = yaml.load(value, Loader=_BaseLoader)
+    except yaml.YAMLError as error:
+        raise UsageError(f"bad override '{text}': {error}") from None
+    return name, "" if parsed is None else parsed
+
+
+def load(path: str) -> Rulesfile:
+    """Load the Rulesfile at absolute `path` with all its includes."""
+    project_dir = os.path.dirname(path)
+    state = _LoadState()
+    _load_file(path, state, chain=())
+    default = state.default
+    return Rulesfile(path=display_path(path), project_dir=project_dir, vars=state.vars,
+                     default=default, pools=state.pools, rules=tuple(state.rules),
+                     files=tuple(state.files), top_rule_count=state.top_rule_count)
+
+
+class _LoadState:
+    def __init__(self):
+        self.vars: dict[str, Any] = {}
+        self.pools: dict[str, int] = {}
+        self.pool_where: dict[str, Location] = {}
+        self.rules: list[RuleSpec] = []
+        self.rule_where: dict[str, Location] = {}
+        self.files: list[str] = []
+        self.default: tuple[str, ...] | None = None
+        self.top_rule_count = 0
+
+
+def _read_yaml(path: str, shown: str) -> LineDict:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.load(stream, Loader=lambda s: _Loader(s, shown))
+    except OSError as error:
+        raise RulesfileError(f"cannot read: {error.strerror}", shown) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        raise RulesfileError(f"bad YAML: {error.problem or error}", shown, line) from None
+    except yaml.YAMLError as error:
+        raise RulesfileError(f"bad YAML: {error}", shown) from None
+    if data is None:
+        data = LineDict()
+        data.line, data.key_lines = 1, {}
+    if not isinstance(data, dict):
+        raise RulesfileError("the top level must be a mapping of keys "
+                             f"({', '.join(TOP_KEYS)})", shown, 1)
+    return data
+
+
+def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
+    shown = display_path(path)
+    if path in chain:
+        cycle = " -> ".join(display_path(p) for p in (*chain, path))
+        raise RulesfileError(f"include cycle: {cycle}", shown)
+    data = _read_yaml(path, shown)
+    state.files.append(path)
+    is_top = not chain
+    for key in data:
+        if key not in TOP_KEYS:
+            raise RulesfileError(f"unknown top-level key '{key}'{did_you_mean(key, TOP_KEYS)}",
+                                 shown, data.key_lines[key])
+    where = lambda key: Location(shown, data.key_lines.get(key))  # noqa: E731
+    if is_top and "default" in data:
+        state.default = _string_list(data["default"], "default", where("default"))
+    if "vars" in data:
+        _merge_vars(state, data["vars"], where("vars"))
+    if "pools" in data:
+        _merge_pools(state, data["pools"], where("pools"))
+    rules = data.get("rules")
+    if rules is not None:
+        if not isinstance(rules, dict):
+            raise RulesfileError("'rules' must be a mapping from targets to rules",
+                                 shown, data.key_lines["rules"])
+        for key, body in rules.items():
+            _add_rule(state, parse_rule(key, body, Location(shown, rules.key_lines[key])))
+    if is_top:
+        state.top_rule_count = len(state.rules)
+    for include in _string_list(data.get("include", []), "include", where("include")):
+        included = os.path.normpath(os.path.join(os.path.dirname(path), include))
+        if not os.path.isfile(included):
+            raise RulesfileError(f"included file '{include}' not found", shown,
+                                 data.key_lines["include"])
+        _load_file(included, state, (*chain, path))
+    if is_top:
+        _check_pools_exist(state)
+
+
+def _merge_vars(state: _LoadState, values: Any, where: Location) -> None:
+    if not isinstance(values, dict):
+        raise RulesfileError("'vars' must be a mapping of names to values", where.path, where.line)
+    for name, value in values.items():
+        if not name.isidentifier():
+            raise RulesfileError(f"var '{name}' is not a valid name (letters, digits, _)",
+                                 where.path, values.key_lines[name])
+        state.vars.setdefault(name, value)      # the including file's vars win
+
+
+def _merge_pools(state: _LoadState, pools: Any, where: Location) -> None:
+    if not isinstance(pools, dict):
+        raise RulesfileError("'pools' must be a mapping of names to sizes", where.path, where.line)
+    for name, size in pools.items():
+        here = Location(where.path, pools.key_lines[name])
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise RulesfileError(f"pool '{name}' must have a positive integer size, not {size!r}",
+                                 here.path, here.line)
+        if name in state.pools and state.pools[name] != size:
+            raise RulesfileError(f"pool '{name}' has size {size} here and "
+                                 f"{state.pools[name]} at {state.pool_where[name]}",
+                                 here.path, here.line)
+        state.pools[name] = size
+        state.pool_where[name] = here
+
+
+def _add_rule(state: _LoadState, rule: RuleSpec) -> None:
+    if rule.key in state.rule_where:
+        raise RulesfileError(f"target defined twice: here and at {state.rule_where[rule.key]}",
+                             rule.where.path, rule.where.line, rule.key)
+    state.rule_where[rule.key] = rule.where
+    state.rules.append(rule)
+
+
+def _check_pools_exist(state: _LoadState) -> None:
+    for rule in state.rules:
+        if rule.pool is not None and rule.pool not in state.pools:
+            known = f"; pools are: {', '.join(state.pools)}" if state.pools else "; no pools are defined"
+            raise RulesfileError(
+                f"unknown pool '{rule.pool}'{did_you_mean(rule.pool, state.pools)}{known}",
+                rule.where.path, rule.line_of("pool"), rule.key)
+
+
+def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
+    """Validate one rule's mapping and turn it into a RuleSpec."""
+    fail = lambda message, field=None: RulesfileError(  # noqa: E731
+        message, where.path, body.key_lines.get(field, where.line) if field else where.line, key)
+    if body is None:
+        body = LineDict()
+        body.line, body.key_lines = where.line, {}
+    if not isinstance(body, dict):
+        raise fail("a rule must be a mapping of keys (deps, command, ...)")
+    for field in body:
+        if field not in RULE_KEYS:
+            raise fail(f"unknown key '{field}'{did_you_mean(field, RULE_KEYS)}", field)
+    if key.count("%") > 1:
+        raise fail("a pattern rule may contain only one '%'")
+    for flag in ("phony", "always"):
+        if flag in body and not isinstance(body[flag], bool):
+            raise fail(f"'{flag}' must be true or false", flag)
+    if body.get("phony") and body.get("outputs"):
+        raise fail("a phony rule cannot have outputs", "outputs")
+    strings = lambda field: _string_list(  # noqa: E731
+        body.get(field, []), field, Location(where.path, body.key_lines.get(field)), key)
+    return RuleSpec(
+        key=key, where=where,
+        deps=strings("deps"),
+        commands=tuple(c.rstrip("\n") for c in strings("command")),
+        outputs=strings("outputs"),
+        phony=bool(body.get("phony", False)),
+        always=bool(body.get("always", False)),
+        env=_env(body, fail),
+        description=_optional_string(body, "description", fail),
+        pool=_optional_string(body, "pool", fail),
+        depfile=_optional_string(body, "depfile", fail),
+        foreach=_foreach(body, fail),
+        key_lines=dict(body.key_lines),
+    )
+
+
+def _string_list(value: Any, field: str, where: Location, rule: str | None = None) -> tuple[str, ...]:
+    """A list of scalars, or one scalar, as strings."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, (dict, list)) or item is None:
+            raise RulesfileError(f"'{field}' must be a list of strings, found {_describe(item)}",
+                                 where.path, where.line, rule)
+    return tuple(_scalar_text(item) for item in items)
+
+
+def _optional_string(body: dict, field: str, fail) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        raise fail(f"'{field}' must be a string, found {_describe(value)}", field)
+    return _scalar_text(value)
+
+
+def _env(body: dict, fail) -> tuple[tuple[str, str], ...]:
+    env = body.get("env")
+    if env is None:
+        return ()
+    if not isinstance(env, dict):
+        raise fail("'env' must be a mapping of variable names to values", "env")
+    for name, value in env.items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise fail(f"env '{name}' must be a string, found {_describe(value)}", "env")
+    return tuple((name, _scalar_text(value)) for name, value in env.items())
+
+
+def _foreach(body: dict, fail) -> tuple[tuple[str, Any], ...]:
+    foreach = body.get("foreach")
+    if foreach is None:
+        return ()
+    if not isinstance(foreach, dict) or not foreach:
+        raise fail("'foreach' must be a mapping of names to lists", "foreach")
+    for name, values in foreach.items():
+        if not name.isidentifier():
+            raise fail(f"foreach name '{name}' is not a valid variable name", "foreach")
+        if not isinstance(values, (list, str)):
+            raise fail(f"foreach '{name}' must be a list or a template giving a list, "
+                       f"found {_describe(values)}", "foreach")
+    return tuple(foreach.items())
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list"}.get(type(value), f"{type(value).__name__} {value!r}")

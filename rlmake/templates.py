@@ -1,0 +1,111 @@
+"""Rendering a rule's templates: the Jinja2 environment, filters, glob() and list splicing.
+
+This is the only module that imports jinja2. A template that fails raises
+TemplateProblem, which knows nothing of rules: expand.py adds the location.
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import os
+import re
+import shlex
+from typing import Any, Iterable
+
+import jinja2
+
+# A whole-`{{ ... }}` entry: evaluated as an expression so that a list stays a list.
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}\s*$", re.S)
+
+
+class TemplateProblem(Exception):
+    """A template could not be rendered; the message names the variable or the syntax error."""
+
+
+def _quote_all(items: Any) -> str:
+    if isinstance(items, str):
+        items = [items]
+    return " ".join(shlex.quote(str(item)) for item in items)
+
+
+class Templates:
+    """Renders templates for one project; compiled templates are cached by their text."""
+
+    def __init__(self, project_dir: str):
+        self.project_dir = project_dir
+        self.globs_read: dict[str, tuple[str, ...]] = {}
+        self._env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                                       keep_trailing_newline=False)
+        self._env.filters["quote"] = lambda value: shlex.quote(str(value))
+        self._env.filters["quote_all"] = _quote_all
+        self._templates: dict[str, jinja2.Template] = {}
+        self._expressions: dict[str, Any] = {}
+
+    def glob(self, pattern: str) -> list[str]:
+        """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
+        if pattern not in self.globs_read:
+            found = globbing.glob(pattern, root_dir=self.project_dir, recursive=True)
+            files = (os.path.normpath(path) for path in found
+                     if os.path.isfile(os.path.join(self.project_dir, path)))
+            self.globs_read[pattern] = tuple(sorted(files))
+        return list(self.globs_read[pattern])
+
+    def render(self, source: str, context: dict[str, Any]) -> str:
+        """One template to one string."""
+        if "{" not in source:
+            return source
+        template = self._templates.get(source)
+        try:
+            if template is None:
+                template = self._templates[source] = self._env.from_string(source)
+            return template.render(self._with_globals(context))
+        except jinja2.TemplateError as error:
+            raise TemplateProblem(_explain(error, source)) from None
+
+    def render_list(self, entries: Iterable[str], context: dict[str, Any]) -> list[str]:
+        """Each entry rendered; an entry that is one `{{ }}` giving a list is spliced in."""
+        result: list[str] = []
+        for entry in entries:
+            match = _WHOLE_EXPRESSION.match(entry) if "{" in entry else None
+            if match is None:
+                result.append(self.render(entry, context))
+                continue
+            value = self._evaluate(match.group("expr"), entry, context)
+            if isinstance(value, (list, tuple)):
+                result.extend(_text(item) for item in value)
+            else:
+                result.append(self.render(entry, context))
+        return result
+
+    def _evaluate(self, expression: str, source: str, context: dict[str, Any]) -> Any:
+        compiled = self._expressions.get(expression)
+        try:
+            if compiled is None:
+                compiled = self._expressions[expression] = self._env.compile_expression(
+                    expression, undefined_to_none=False)
+            value = compiled(**self._with_globals(context))
+            if isinstance(value, jinja2.Undefined):
+                str(value)              # raises UndefinedError with the variable's name
+            return value
+        except jinja2.TemplateError as error:
+            raise TemplateProblem(_explain(error, source)) from None
+
+    def _with_globals(self, context: dict[str, Any]) -> dict[str, Any]:
+        return {"glob": self.glob, **context}
+
+
+def _text(item: Any) -> str:
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    return str(item)
+
+
+def _explain(error: jinja2.TemplateError, source: str) -> str:
+    if isinstance(error, jinja2.UndefinedError):
+        match = re.match(r"'([^']+)' is undefined", str(error))
+        if match:
+            return f"undefined variable '{match.group(1)}' in template '{source}'"
+        return f"{error} in template '{source}'"
+    if isinstance(error, jinja2.TemplateSyntaxError):
+        return f"template syntax error in '{source}': {error.message}"
+    return f"cannot render template '{source}': {error}"
