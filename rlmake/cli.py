@@ -64,16 +64,38 @@ def main():
 
 @main.command()
 @project_options
-@click.option("-n", "--dry-run", is_flag=True, help="Print the commands that would run; run nothing.")
+@click.option("-n", "--dry-run", is_flag=True,
+              help="Print the commands that would run (with -v, why); run nothing.")
+@click.option("-B", "--always-make", "force", is_flag=True,
+              help="Rebuild the requested targets and everything they need.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Run at most N jobs at once (default: the number of CPUs).")
+@click.option("-k", "--keep-going", is_flag=True,
+              help="After a failure, build everything that does not depend on it.")
+@click.option("-v", "--verbose", is_flag=True, help="Say for each job whether it ran, and why.")
+@click.option("--no-wait", is_flag=True,
+              help="Exit with status 2 at once if another build holds this project.")
+@click.option("--hash", "hash_mode", type=click.Choice(["content", "fast"]), default=None,
+              help="content (default): digest file bytes; fast: digest size and mtime only.")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
-def build(directory, file, dry_run, arguments):
-    """Build TARGETs (default: the Rulesfile's `default`, else its first rule)."""
+def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
+          arguments):
+    """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
+
+    NAME=VALUE arguments override the Rulesfile's vars."""
+    import os
+    import sys
+
+    from rlmake.reporters.console import ConsoleReporter
+    from rlmake.scheduler import BuildOptions
+
     targets, overrides = split_arguments(arguments)
     project = open_project(directory, file, overrides)
-    plan = project.plan(targets)
-    for job in plan.jobs:
-        for command in job.commands:
-            click.echo(command)
+    options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going,
+                           force=force, dry_run=dry_run)
+    reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
+    project.build(targets, options, reporter, argv=["rlmake", *sys.argv[1:]],
+                  wait=not no_wait, hash_mode=hash_mode)
 
 
 @main.command(name="list")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 
@@ -81,3 +82,92 @@ class Job:
 
     def label(self) -> str:
         return self.description or (self.commands[0] if self.commands else self.target)
+
+
+class ReasonKind(Enum):
+    """Why a job must run; the order of the members is the order they are checked."""
+
+    NEVER_BUILT = "never built"
+    LAST_RUN_FAILED = "its last run failed"
+    FORCED = "forced (-B)"
+    ALWAYS = "always: true"
+    COMMAND_CHANGED = "command changed"
+    ENV_CHANGED = "env changed"
+    OUTPUT_LIST_CHANGED = "output list changed"
+    DEP_LIST_CHANGED = "dep list changed"
+    DEP_CHANGED = "dep changed"
+    DEP_WILL_CHANGE = "dep will be rebuilt"
+    DEPFILE_DEP_CHANGED = "depfile dep changed"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_EDITED = "output differs from what the last run wrote"
+    INPUTS_CHANGED = "inputs changed"
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: ReasonKind
+    path: str | None = None
+    old: Any = None
+    new: Any = None
+
+    def __str__(self) -> str:
+        kind = self.kind
+        if kind in (ReasonKind.DEP_CHANGED, ReasonKind.DEPFILE_DEP_CHANGED):
+            if self.new is None:
+                return f"{self.path} is missing"
+            if self.old is None:
+                return f"{self.path} is new"
+            return f"{self.path} changed ({short(self.old)} -> {short(self.new)})"
+        if kind is ReasonKind.DEP_WILL_CHANGE:
+            return f"{self.path} will be rebuilt"
+        if kind is ReasonKind.OUTPUT_MISSING:
+            return f"output {self.path} is missing"
+        if kind is ReasonKind.OUTPUT_EDITED:
+            return f"output {self.path} was changed since the last run wrote it"
+        if kind is ReasonKind.DEP_LIST_CHANGED:
+            return f"dep list changed ({', '.join(self.old)} -> {', '.join(self.new)})"
+        return kind.value
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a job must run, with the reasons found (the first only, unless all were asked)."""
+
+    key: str
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.reasons)
+
+
+def short(digest: str | None) -> str:
+    """A digest as people read it."""
+    return "none" if digest is None else digest[:8]
+
+
+class Status(Enum):
+    """Where a job ended up in one build."""
+
+    DONE = "done"           # its command ran and succeeded
+    CACHED = "cached"       # up to date; nothing ran
+    FAILED = "failed"
+    SKIPPED = "skipped"     # not run because a job it needs failed or the build stopped
+    WOULD_RUN = "would run"  # -n
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job
+    status: Status
+    decision: Decision | None = None
+    exit_code: int | None = None
+    output: str = ""
+    error: str | None = None
+    failed_command: str | None = None
+    started: float = 0.0
+    ended: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import signal
+import time
+from collections import Counter
 from functools import cached_property
 from typing import Any, Iterable
 
 from rlmake import rulesfile as rulesfile_loader
+from rlmake.errors import BuildFailed, Interrupted, UsageError
+from rlmake.executors.local import LocalExecutor
 from rlmake.expand import Expander, Plan
-from rlmake.model import Rulesfile
+from rlmake.hashing import HASH_MODES, FileHasher
+from rlmake.lock import ProjectLock
+from rlmake.model import Outcome, Rulesfile, Status
+from rlmake.reporters.base import Reporter
+from rlmake.scheduler import BuildOptions, Scheduler
+from rlmake.state import StateDB
 
 
 class Project:
@@ -41,3 +53,90 @@ class Project:
     @property
     def state_dir(self) -> str:
         return os.path.join(self.directory, ".rlmake")
+
+    def hash_mode(self, requested: str | None = None) -> str:
+        """--hash, else RLMAKE_HASH, else the Rulesfile var `rlmake_hash`, else content."""
+        mode = (requested or os.environ.get("RLMAKE_HASH")
+                or self.expander.vars.get("rlmake_hash") or "content")
+        if mode not in HASH_MODES:
+            raise UsageError(f"unknown hash mode '{mode}': use one of {', '.join(HASH_MODES)}")
+        return mode
+
+    def build(self, targets: Iterable[str], options: BuildOptions, reporter: Reporter, *,
+              argv: list[str] | None = None, wait: bool = True,
+              hash_mode: str | None = None) -> list[Outcome]:
+        """Bring the targets up to date; raises BuildFailed if a command failed."""
+        plan = self.plan(targets)               # every Rulesfile error comes before any command
+        mode = self.hash_mode(hash_mode)
+        if options.dry_run:
+            return self._dry_run(plan, options, reporter, mode)
+        lock = ProjectLock(self.state_dir)
+        lock.acquire(wait, reporter.warning)
+        try:
+            state = StateDB(self.state_dir)
+            try:
+                return self._run(plan, options, reporter, mode, state, argv or [])
+            finally:
+                state.close()
+        finally:
+            lock.release()
+
+    def _dry_run(self, plan: Plan, options: BuildOptions, reporter: Reporter,
+                 mode: str) -> list[Outcome]:
+        state = StateDB(self.state_dir, readonly=True)
+        try:
+            hasher = FileHasher(self.directory, state.stat_memo(), mode)
+            scheduler = Scheduler(plan, self.directory, self.rulesfile.pools, None, reporter,
+                                  hasher, state, state.job_records(), "", options)
+            outcomes = scheduler.run()
+        finally:
+            state.conn.close()
+        reporter.build_finished(outcomes, 0.0)
+        return outcomes
+
+    def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
+             state: StateDB, argv: list[str]) -> list[Outcome]:
+        execution = secrets.token_hex(4)
+        started = time.time()
+        state.start_execution(execution, started, argv)
+        hasher = FileHasher(self.directory, state.stat_memo(), mode)
+        executor = LocalExecutor(options.jobs)
+        scheduler = Scheduler(plan, self.directory, self.rulesfile.pools, executor, reporter,
+                              hasher, state, state.job_records(), execution, options)
+        status = "interrupted"
+        try:
+            with _sigterm_as_interrupt():
+                outcomes = scheduler.run()
+            counts = Counter(outcome.status for outcome in outcomes if outcome.job.commands)
+            status = "failed" if counts[Status.FAILED] else "succeeded"
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; unfinished jobs were not recorded") from None
+        finally:
+            executor.close()
+            state.save_stat_memo(hasher.updated)
+            outcomes_so_far = list(scheduler.outcomes.values())
+            counts = Counter(o.status for o in outcomes_so_far if o.job.commands)
+            state.finish_execution(execution, time.time(), status, counts[Status.DONE],
+                                   counts[Status.CACHED], counts[Status.FAILED])
+        reporter.build_finished(outcomes, time.time() - started)
+        if counts[Status.FAILED]:
+            failed = [o.job.target for o in outcomes if o.status is Status.FAILED]
+            raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
+                              + (" ..." if len(failed) > 5 else ""))
+        return outcomes
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops a build the way Ctrl-C does: children stopped, nothing half recorded."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:              # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

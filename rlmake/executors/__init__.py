@@ -1,0 +1,1 @@
+"""Where job commands run. Every executor implements executors.base.Executor."""

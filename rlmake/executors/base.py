@@ -1,0 +1,46 @@
+"""The executor protocol: start a task, wait for any started task to finish.
+
+The scheduler owns everything else (staleness, outputs, records), so an
+executor only has to run shell commands somewhere and say how they ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Task:
+    """The commands of one job, to run in order in `cwd`, stopping at the first failure."""
+
+    id: str
+    commands: tuple[str, ...]
+    cwd: str
+    env: dict[str, str] | None = None       # added to the inherited environment
+    make_dirs: tuple[str, ...] = ()         # directories to create first
+
+
+@dataclass(frozen=True)
+class Completion:
+    id: str
+    exit_code: int
+    output: bytes
+    started: float
+    ended: float
+    failed_command: str | None = None
+    error: str | None = None                # the executor could not run the task at all
+
+
+class Executor(Protocol):
+    def start(self, task: Task) -> None:
+        """Begin running `task`; never blocks for long."""
+
+    def wait(self) -> Completion:
+        """Block until one started task has finished and return how it ended."""
+
+    def cancel(self) -> None:
+        """Stop every running task (Ctrl-C); `wait` then returns their completions."""
+
+    def close(self) -> None:
+        """Release workers; called once at the end of a build."""

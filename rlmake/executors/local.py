@@ -1,0 +1,89 @@
+"""Runs each job's commands with `/bin/sh -c` on this machine, from a pool of threads."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from rlmake.executors.base import Completion, Task
+
+_KILL_GRACE_SECONDS = 2.0
+
+
+class LocalExecutor:
+    def __init__(self, workers: int):
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rlmake-job")
+        self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self._processes: dict[int, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._base_env = dict(os.environ)
+
+    def start(self, task: Task) -> None:
+        self._pool.submit(self._run, task)
+
+    def wait(self) -> Completion:
+        while True:     # a timeout keeps the main thread responsive to Ctrl-C
+            try:
+                return self._finished.get(timeout=0.5)
+            except queue.Empty:
+                continue
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self._signal_all(signal.SIGTERM)
+        deadline = time.monotonic() + _KILL_GRACE_SECONDS
+        while time.monotonic() < deadline and self._running_processes():
+            time.sleep(0.05)
+        self._signal_all(signal.SIGKILL)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, task: Task) -> None:
+        started = time.time()
+        try:
+            completion = self._execute(task, started)
+        except Exception as error:      # noqa: BLE001 - the build must hear of any failure
+            completion = Completion(task.id, 127, b"", started, time.time(), error=str(error))
+        self._finished.put(completion)
+
+    def _execute(self, task: Task, started: float) -> Completion:
+        for directory in task.make_dirs:
+            os.makedirs(directory, exist_ok=True)
+        env = {**self._base_env, **task.env} if task.env else self._base_env
+        output = bytearray()
+        for command in task.commands:
+            if self._cancelled:
+                return Completion(task.id, -signal.SIGTERM, bytes(output), started, time.time(),
+                                  command)
+            process = subprocess.Popen(["/bin/sh", "-c", command], cwd=task.cwd, env=env,
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            with self._lock:
+                self._processes[process.pid] = process
+            try:
+                output += process.communicate()[0]
+            finally:
+                with self._lock:
+                    del self._processes[process.pid]
+            if process.returncode != 0:
+                return Completion(task.id, process.returncode, bytes(output), started,
+                                  time.time(), command)
+        return Completion(task.id, 0, bytes(output), started, time.time())
+
+    def _running_processes(self) -> list[subprocess.Popen]:
+        with self._lock:
+            return [p for p in self._processes.values() if p.poll() is None]
+
+    def _signal_all(self, signum: int) -> None:
+        for process in self._running_processes():
+            try:
+                os.killpg(process.pid, signum)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,107 @@
+"""Content digests of files, memoised by stat, and job keys from canonical structures."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+HASH_MODES = ("content", "fast")
+DIGEST_SIZE = 20
+# A memo entry is trusted only for a file last modified this long before it was
+# hashed: a later write within the same timestamp tick would keep its stat.
+RACY_WINDOW_NS = 1_000_000_000
+_CHUNK = 1 << 20
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).hexdigest()
+
+
+def digest_structure(value: Any) -> str:
+    """The digest of a JSON-able structure; callers tag it with its kind as the first item."""
+    return digest_bytes(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def digest_file(path: str) -> str:
+    hasher = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class StatMemo:
+    """What a file looked like when it was hashed."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    digest: str
+    hashed_ns: int
+
+    def matches(self, stat: os.stat_result) -> bool:
+        return (stat.st_mtime_ns == self.mtime_ns and stat.st_size == self.size
+                and stat.st_ino == self.ino and stat.st_dev == self.dev
+                and stat.st_mtime_ns + RACY_WINDOW_NS < self.hashed_ns)
+
+
+class FileHasher:
+    """Digests of project files; reads a file only when its stat differs from the memo.
+
+    `mode` "fast" digests (size, mtime) instead of content, for huge data files.
+    """
+
+    def __init__(self, project_dir: str, memo: dict[str, StatMemo], mode: str = "content"):
+        self.project_dir = project_dir
+        self.memo = memo
+        self.mode = mode
+        self.updated: dict[str, StatMemo] = {}
+
+    def digest(self, path: str) -> str | None:
+        """The digest of `path` (project-relative or absolute), or None if it is missing."""
+        full = os.path.join(self.project_dir, path)
+        try:
+            stat = os.stat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if self.mode == "fast":
+            return f"fast:{stat.st_size}:{stat.st_mtime_ns}"
+        known = self.memo.get(path)
+        if known is not None and known.matches(stat):
+            return known.digest
+        return self._rehash(path, full, stat)
+
+    def _rehash(self, path: str, full: str, stat: os.stat_result) -> str | None:
+        try:
+            digest = digest_file(full)
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            digest = "dir"
+        entry = StatMemo(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest,
+                         time.time_ns())
+        self.memo[path] = self.updated[path] = entry
+        return digest
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop memo entries of files a job may have rewritten, so they are rehashed."""
+        for path in paths:
+            self.memo.pop(path, None)
+
+
+def job_key(target: str, commands: Iterable[str], env: Iterable[tuple[str, str]],
+            outputs: Iterable[str], dep_digests: Iterable[tuple[str, str | None]]) -> str:
+    """The identity of one job's work: what it runs and exactly what it reads."""
+    return digest_structure(["job", 1, target, list(commands), sorted(map(list, env)),
+                             sorted(outputs), [list(pair) for pair in dep_digests]])
+
+
+def combined_digest(kind: str, digests: Iterable[str | None]) -> str:
+    """The content of a phony or aggregate target as its dependents see it."""
+    return digest_structure([kind, list(digests)])

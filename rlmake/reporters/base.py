@@ -1,0 +1,21 @@
+"""The events a build emits, in the order it emits them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from rlmake.model import Decision, Job, Outcome
+
+
+class Reporter(Protocol):
+    def build_started(self, total: int) -> None:
+        """`total`: the jobs with commands that this build will consider."""
+
+    def job_started(self, job: Job, decision: Decision) -> None: ...
+
+    def job_finished(self, outcome: Outcome) -> None:
+        """Every considered job ends here once: done, cached, failed, skipped or would-run."""
+
+    def warning(self, text: str) -> None: ...
+
+    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None: ...

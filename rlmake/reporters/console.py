@@ -1,0 +1,157 @@
+"""Progress and results on a terminal or in a log.
+
+On a terminal: one status line, `[done/total] description`, rewritten in place.
+On a pipe or in CI (the CI variable): one plain line per job that runs.
+`-v` adds a line per job saying Run, Cached or Miss and why. A build ends with
+a JOB STATUS table; a dry run prints the commands that would run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from typing import TextIO
+
+from rlmake.model import Decision, Job, Outcome, ReasonKind, Status
+
+_TAIL_LINES = 20
+_COLUMNS = ("PENDING", "RUNNING", "FAILED", "CACHED", "DONE", "TOTAL")
+
+
+class ConsoleReporter:
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None, *,
+                 verbose: bool = False, dry_run: bool = False, status_line: bool | None = None,
+                 color: bool | None = None, table: bool = True):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.verbose = verbose
+        self.dry_run = dry_run
+        interactive = self.out.isatty() and not os.environ.get("CI")
+        self.status_line = interactive if status_line is None else status_line
+        self.color = (interactive and "NO_COLOR" not in os.environ) if color is None else color
+        self.table = table
+        self.total = 0
+        self.finished = 0
+        self._line_shown = False
+
+    # --- events ---------------------------------------------------------------------
+
+    def build_started(self, total: int) -> None:
+        self.total = total
+
+    def job_started(self, job: Job, decision: Decision) -> None:
+        if self.verbose:
+            self._line(_verbose_line(job, decision))
+        if self.status_line:
+            self._status(f"[{self.finished}/{self.total}] {job.label()}")
+
+    def job_finished(self, outcome: Outcome) -> None:
+        self.finished += 1
+        job = outcome.job
+        if outcome.status is Status.WOULD_RUN:
+            if self.verbose:
+                self._line(f"# {job.target}: {outcome.decision.reasons[0]}")
+            for command in job.commands:
+                self._line(command)
+            return
+        if outcome.status is Status.CACHED:
+            if self.verbose:
+                self._line(f"Cached {job.target}: cached result is up to date")
+            return
+        if outcome.status is Status.DONE:
+            if not self.status_line:
+                self._line(f"[{self.finished}/{self.total}] {job.label()}")
+            else:
+                self._status(f"[{self.finished}/{self.total}] {job.label()}")
+            if outcome.output:
+                self._line(outcome.output.rstrip("\n"))
+        elif outcome.status is Status.FAILED:
+            self._failure(outcome)
+
+    def warning(self, text: str) -> None:
+        self._clear_status()
+        print(f"rlmake: warning: {text}", file=self.err, flush=True)
+
+    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+        self._clear_status()
+        if self.dry_run:
+            if not any(o.status is Status.WOULD_RUN for o in outcomes):
+                print("rlmake: nothing to do", file=self.err)
+            return
+        worked = any(o.status in (Status.DONE, Status.FAILED, Status.SKIPPED)
+                     for o in outcomes if o.job.commands)
+        if not worked:
+            self._line("rlmake: nothing to do, everything is up to date")
+        elif self.table:
+            self._line(status_table(outcomes))
+
+    # --- printing ---------------------------------------------------------------------
+
+    def _failure(self, outcome: Outcome) -> None:
+        job = outcome.job
+        red = ("\x1b[31m", "\x1b[0m") if self.color else ("", "")
+        lines = [f"{red[0]}FAILED: {job.target}{red[1]}"]
+        if outcome.failed_command:
+            lines.append(f"  command: {outcome.failed_command}")
+        if outcome.error:
+            lines.append(f"  {outcome.error}")
+        elif outcome.exit_code is not None:
+            lines.append(f"  exit status {outcome.exit_code}")
+        tail = outcome.output.rstrip("\n").splitlines()[-_TAIL_LINES:]
+        lines.extend(f"  | {line}" for line in tail)
+        self._clear_status()
+        print("\n".join(lines), file=self.err, flush=True)
+
+    def _line(self, text: str) -> None:
+        self._clear_status()
+        print(text, file=self.out, flush=True)
+
+    def _status(self, text: str) -> None:
+        width = max(20, _terminal_width() - 1)
+        self.out.write("\r" + text[:width] + "\x1b[K")
+        self.out.flush()
+        self._line_shown = True
+
+    def _clear_status(self) -> None:
+        if self._line_shown:
+            self.out.write("\r\x1b[K")
+            self.out.flush()
+            self._line_shown = False
+
+
+def _verbose_line(job: Job, decision: Decision) -> str:
+    reason = decision.reasons[0] if decision.reasons else None
+    if reason is None or reason.kind in (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED,
+                                         ReasonKind.FORCED, ReasonKind.ALWAYS):
+        return f"Run    {job.target}: {reason or 'stale'}"
+    return f"Miss   {job.target}: cached result is no longer valid ({reason})"
+
+
+def status_table(outcomes: list[Outcome]) -> str:
+    """The JOB STATUS table: a row per rule and an ALL row."""
+    counts: dict[str, Counter] = {}
+    for outcome in outcomes:
+        if not outcome.job.commands:
+            continue
+        column = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAILED",
+                  Status.SKIPPED: "PENDING", Status.WOULD_RUN: "PENDING"}[outcome.status]
+        for row in (outcome.job.rule, "ALL"):
+            counts.setdefault(row, Counter())[column] += 1
+            counts[row]["TOTAL"] += 1
+    if "ALL" in counts:
+        counts["ALL"] = counts.pop("ALL")       # last
+    width = max(len("RULE"), *(len(rule) for rule in counts))
+    header = f"{'RULE':<{width}} " + " ".join(f"{c:>7}" for c in _COLUMNS)
+    rows = [f"{rule:<{width}} " + " ".join(f"{count[c]:>7}" for c in _COLUMNS)
+            for rule, count in counts.items()]
+    stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+    return "\n".join([f"JOB STATUS {stamp}", header, *rows])
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 80

@@ -1,0 +1,339 @@
+"""Running a plan: decide each job once its deps are settled, run the stale ones in
+parallel (longest chain ahead first, pools respected), record what succeeded.
+
+Early cutoff falls out of the order of work: a job's key is computed from the
+digests its deps have *after* they ran, so a dep rebuilt to the same bytes
+leaves its dependents cached.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from rlmake import depfile as depfiles
+from rlmake.executors.base import Completion, Executor, Task
+from rlmake.expand import Plan
+from rlmake.graph import critical_path_lengths, dep_jobs
+from rlmake.hashing import FileHasher, combined_digest, job_key
+from rlmake.model import Decision, Job, Outcome, Reason, ReasonKind, Status
+from rlmake.reporters.base import Reporter
+from rlmake.staleness import decide
+from rlmake.state import JobRecord, RunRecord, StateDB
+
+_COMMIT_EVERY_SECONDS = 0.5
+_OUTPUT_TAIL_BYTES = 4000
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    jobs: int = os.cpu_count() or 1
+    keep_going: bool = False
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass
+class _Running:
+    job: Job
+    decision: Decision
+    dep_digests: list
+    before: dict                      # output path -> stat signature before the job started
+
+
+@dataclass
+class _Progress:
+    waiting_on: dict[str, int]        # job -> dep jobs not yet settled
+    dependents: dict[str, list[str]]
+    runnable: list = field(default_factory=list)     # heap of (-chain, order, target)
+    decided: dict = field(default_factory=dict)      # runnable target -> (decision, dep digests)
+    settled: list = field(default_factory=list)      # targets whose dependents may be released
+    running: dict[str, _Running] = field(default_factory=dict)
+    pool_use: dict[str, int] = field(default_factory=dict)
+    stopping: bool = False
+
+
+class Scheduler:
+    def __init__(self, plan: Plan, project_dir: str, pools: dict[str, int], executor: Executor | None,
+                 reporter: Reporter, hasher: FileHasher, state: StateDB,
+                 records: dict[str, JobRecord], execution: str, options: BuildOptions):
+        self.plan = plan
+        self.project_dir = project_dir
+        self.pools = pools
+        self.executor = executor
+        self.reporter = reporter
+        self.hasher = hasher
+        self.state = state
+        self.records = records
+        self.execution = execution
+        self.options = options
+        self.outcomes: dict[str, Outcome] = {}
+        self._digests: dict[str, str | None] = {}   # produced paths and phony names this build
+        self._would_run: set[str] = set()
+        self._last_commit = time.monotonic()
+
+    # --- the main loop ------------------------------------------------------------------
+
+    def run(self) -> list[Outcome]:
+        plan = self.plan
+        chain = critical_path_lengths(plan)
+        order = {job.target: index for index, job in enumerate(plan.jobs)}
+        progress = _Progress({j.target: 0 for j in plan.jobs}, {j.target: [] for j in plan.jobs})
+        for job in plan.jobs:
+            for owner in dep_jobs(plan, job.target):
+                progress.waiting_on[job.target] += 1
+                progress.dependents[owner].append(job.target)
+        self.reporter.build_started(sum(1 for job in plan.jobs if job.commands))
+        ready = [job.target for job in plan.jobs if progress.waiting_on[job.target] == 0]
+        try:
+            self._consider(ready, progress, chain, order)
+            while progress.running or progress.runnable:
+                self._start_runnable(progress)
+                if not progress.running:
+                    break
+                completion = self.executor.wait()
+                self._finish(completion, progress)
+                self._consider(self._released(progress), progress, chain, order)
+        except KeyboardInterrupt:
+            self._interrupt(progress)
+            raise
+        self._skip_unreached()
+        return [self.outcomes[job.target] for job in plan.jobs if job.target in self.outcomes]
+
+    def _consider(self, targets, progress: _Progress, chain, order) -> None:
+        """Decide each newly ready job; settle the up-to-date ones at once, queue the rest."""
+        pending = list(targets)
+        while pending:
+            for target in pending:
+                job = self.plan.job(target)
+                if progress.stopping:
+                    continue
+                decision, dep_digests = self._decide(job)
+                if decision is None:
+                    continue                        # failed before running: a dep vanished
+                if decision.stale and job.commands and not self.options.dry_run:
+                    heapq.heappush(progress.runnable, (-chain[target], order[target], target))
+                    progress.decided[target] = (decision, dep_digests)
+                else:
+                    self._settle_without_running(job, decision)
+                    progress.settled.append(target)
+            pending = self._released(progress)
+
+    def _released(self, progress: _Progress) -> list[str]:
+        released = []
+        for target in progress.settled:
+            for dependent in progress.dependents[target]:
+                progress.waiting_on[dependent] -= 1
+                if progress.waiting_on[dependent] == 0:
+                    released.append(dependent)
+        progress.settled = []
+        return released
+
+    def _start_runnable(self, progress: _Progress) -> None:
+        blocked = []
+        while progress.runnable and len(progress.running) < self.options.jobs \
+                and not progress.stopping:
+            item = heapq.heappop(progress.runnable)
+            job = self.plan.job(item[2])
+            if job.pool and progress.pool_use.get(job.pool, 0) >= self.pools[job.pool]:
+                blocked.append(item)
+                continue
+            decision, dep_digests = progress.decided.pop(job.target)
+            self._start(job, decision, dep_digests, progress)
+        for item in blocked:
+            heapq.heappush(progress.runnable, item)
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def _digest(self, path: str) -> str | None:
+        if path not in self._digests:
+            self._digests[path] = self.hasher.digest(path)
+        return self._digests[path]
+
+    def _decide(self, job: Job) -> tuple[Decision | None, list]:
+        dep_digests = [(dep, self._digest(dep)) for dep in job.deps]
+        missing = [dep for dep, digest in dep_digests
+                   if digest is None and dep not in self.plan.producers]
+        if missing:
+            self._fail_early(job, f"dep '{missing[0]}' does not exist")
+            return None, dep_digests
+        key = job_key(job.target, job.commands, job.env, job.outputs, dep_digests)
+        if not job.commands:
+            return Decision(key), dep_digests
+        rebuilt = next((dep for dep in job.deps if self.plan.producers.get(dep) in self._would_run),
+                       None)
+        if rebuilt is not None:
+            return Decision(key, (Reason(ReasonKind.DEP_WILL_CHANGE, rebuilt),)), dep_digests
+        record = self.records.get(job.target)
+        decision = decide(job, key, dep_digests, record, self._digest,
+                          forced=self.options.force)
+        return decision, dep_digests
+
+    def _settle_without_running(self, job: Job, decision: Decision) -> None:
+        if decision.stale:                           # only in a dry run
+            self._would_run.add(job.target)
+            status = Status.WOULD_RUN
+        else:
+            status = Status.CACHED if job.commands else Status.DONE
+        self._publish_digests(job, [(d, self._digests.get(d)) for d in job.deps])
+        now = time.time()
+        outcome = Outcome(job, status, decision, started=now, ended=now)
+        self.outcomes[job.target] = outcome
+        if job.commands:
+            self.reporter.job_finished(outcome)
+
+    def _publish_digests(self, job: Job, dep_digests) -> None:
+        """What dependents will see as the content of this job's targets."""
+        if job.outputs:
+            for path in job.outputs:
+                self._digest(path)
+            return
+        if job.always and job.commands:
+            self._digests[job.target] = secrets.token_hex(16)   # changed on every run
+        else:
+            self._digests[job.target] = combined_digest("phony", [d for _, d in dep_digests])
+
+    # --- running ----------------------------------------------------------------------
+
+    def _start(self, job: Job, decision: Decision, dep_digests, progress: _Progress) -> None:
+        dirs = {os.path.dirname(os.path.join(self.project_dir, path))
+                for path in (*job.outputs, *([job.depfile] if job.depfile else []))}
+        task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
+                    tuple(sorted(dirs)))
+        progress.running[job.target] = _Running(job, decision, dep_digests,
+                                                self._stat_outputs(job))
+        if job.pool:
+            progress.pool_use[job.pool] = progress.pool_use.get(job.pool, 0) + 1
+        self.reporter.job_started(job, decision)
+        self.executor.start(task)
+
+    def _finish(self, completion: Completion, progress: _Progress) -> None:
+        running = progress.running.pop(completion.id)
+        job = running.job
+        if job.pool:
+            progress.pool_use[job.pool] -= 1
+        self.hasher.forget(job.outputs)
+        for path in job.outputs:
+            self._digests.pop(path, None)
+        error = completion.error or self._check_outputs(job, completion)
+        depfile_deps: dict[str, str | None] = {}
+        if error is None and job.depfile:
+            depfile_deps, error = self._read_depfile(job)
+        if error is None:
+            self._succeed(running, completion, depfile_deps)
+            progress.settled.append(job.target)
+        else:
+            self._fail(running, completion, error)
+            progress.stopping = progress.stopping or not self.options.keep_going
+
+    def _check_outputs(self, job: Job, completion: Completion) -> str | None:
+        if completion.exit_code != 0:
+            return None if completion.failed_command else f"exit status {completion.exit_code}"
+        for path in job.outputs:
+            if self._digest(path) is None:
+                return f"the command exited 0 but did not write output '{path}'"
+        return None
+
+    def _read_depfile(self, job: Job) -> tuple[dict, str | None]:
+        path = os.path.join(self.project_dir, job.depfile)
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as stream:
+                listed = depfiles.parse(stream.read())
+        except FileNotFoundError:
+            return {}, f"the command did not write its depfile '{job.depfile}'"
+        except depfiles.DepfileError as error:
+            return {}, f"malformed depfile {job.depfile}:{error.line}: {error}"
+        from rlmake.paths import normalise
+
+        self.hasher.forget([job.depfile])
+        deps = {}
+        for listed_path in listed:
+            dep = normalise(listed_path, self.project_dir)
+            deps[dep] = self.hasher.digest(dep)
+        return deps, None
+
+    def _succeed(self, running: _Running, completion: Completion, depfile_deps: dict) -> None:
+        job = running.job
+        self._publish_digests(job, running.dep_digests)
+        writes = [(path, self._digests[path]) for path in job.outputs]
+        self._record(running, completion, Status.DONE, writes, depfile_deps)
+        self._report(running, completion, Status.DONE)
+
+    def _fail(self, running: _Running, completion: Completion, error: str | None) -> None:
+        self._remove_changed_outputs(running)
+        self._record(running, completion, Status.FAILED, [], {})
+        self.records.pop(running.job.target, None)
+        self.state.forget_job(running.job.target)
+        self._report(running, completion, Status.FAILED, error)
+
+    def _fail_early(self, job: Job, error: str) -> None:
+        now = time.time()
+        self.outcomes[job.target] = Outcome(job, Status.FAILED, error=error, started=now, ended=now)
+        self.reporter.job_finished(self.outcomes[job.target])
+
+    def _report(self, running: _Running, completion: Completion, status: Status,
+                error: str | None = None) -> None:
+        outcome = Outcome(running.job, status, running.decision, completion.exit_code,
+                          completion.output.decode(errors="replace"), error,
+                          completion.failed_command, completion.started, completion.ended)
+        self.outcomes[running.job.target] = outcome
+        self.reporter.job_finished(outcome)
+
+    def _record(self, running: _Running, completion: Completion, status: Status,
+                writes, depfile_deps) -> None:
+        job = running.job
+        inputs = {"commands": list(job.commands), "env": dict(job.env),
+                  "outputs": list(job.outputs), "deps": [list(p) for p in running.dep_digests],
+                  "depfile_deps": depfile_deps}
+        reason = str(running.decision.reasons[0]) if running.decision.reasons else ""
+        record = RunRecord(self.execution, job.target, job.rule, running.decision.key,
+                           status.value, reason, completion.started, completion.ended,
+                           completion.exit_code, inputs,
+                           completion.output[-_OUTPUT_TAIL_BYTES:].decode(errors="replace"),
+                           tuple(running.dep_digests) + tuple(depfile_deps.items()),
+                           tuple(writes))
+        self.state.record_run(record, successful=status is Status.DONE)
+        if time.monotonic() - self._last_commit > _COMMIT_EVERY_SECONDS:
+            self.state.commit()
+            self._last_commit = time.monotonic()
+
+    # --- outputs of failed and interrupted jobs -----------------------------------------
+
+    def _stat_outputs(self, job: Job) -> dict:
+        return {path: _signature(os.path.join(self.project_dir, path)) for path in job.outputs}
+
+    def _remove_changed_outputs(self, running: _Running) -> None:
+        """Delete every output the job created or changed: it must never pass for a good one."""
+        for path, before in running.before.items():
+            full = os.path.join(self.project_dir, path)
+            now = _signature(full)
+            if now is not None and now != before:
+                try:
+                    os.remove(full)
+                except OSError:
+                    pass
+        self.hasher.forget(running.before)
+
+    def _interrupt(self, progress: _Progress) -> None:
+        if self.executor is not None and progress.running:
+            self.executor.cancel()
+        for running in progress.running.values():
+            self._remove_changed_outputs(running)
+        progress.running.clear()
+
+    def _skip_unreached(self) -> None:
+        for job in self.plan.jobs:
+            if job.target not in self.outcomes and job.commands:
+                self.outcomes[job.target] = Outcome(job, Status.SKIPPED)
+                self.reporter.job_finished(self.outcomes[job.target])
+
+
+def _signature(path: str):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)

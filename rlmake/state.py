@@ -1,0 +1,233 @@
+"""The state database in `.rlmake/state.db`: every SQL statement rlmake runs lives here.
+
+SQLite in WAL mode. A job's record is written only after it succeeded and
+its outputs were hashed, inside a transaction, so a crash at any moment
+(SIGKILL, power loss) leaves at worst a few finished jobs unrecorded, which
+the next build reruns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from rlmake.errors import StateError
+from rlmake.hashing import StatMemo
+
+SCHEMA_VERSION = 1
+
+# MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
+# that has shipped; append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        started REAL NOT NULL,
+        ended REAL,
+        argv TEXT NOT NULL,
+        status TEXT NOT NULL,
+        ran INTEGER NOT NULL DEFAULT 0,
+        cached INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        execution TEXT NOT NULL REFERENCES executions(id),
+        target TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        started REAL NOT NULL,
+        ended REAL NOT NULL,
+        exit_code INTEGER,
+        inputs TEXT NOT NULL,
+        output_tail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX runs_by_target ON runs(target);
+    CREATE INDEX runs_by_execution ON runs(execution);
+    CREATE TABLE run_files (
+        run INTEGER NOT NULL REFERENCES runs(id),
+        path TEXT NOT NULL,
+        digest TEXT,
+        mode TEXT NOT NULL CHECK (mode IN ('r', 'w'))
+    );
+    CREATE INDEX run_files_by_path ON run_files(path);
+    CREATE TABLE jobs (
+        target TEXT PRIMARY KEY,
+        run INTEGER NOT NULL REFERENCES runs(id),
+        key TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        depfile_deps TEXT NOT NULL,
+        inputs TEXT NOT NULL
+    );
+    CREATE TABLE file_memo (
+        path TEXT PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        ino INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        digest TEXT NOT NULL,
+        hashed_ns INTEGER NOT NULL
+    );
+    """,
+)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The last successful run of a job, as staleness needs it."""
+
+    target: str
+    run: int
+    key: str
+    outputs: dict[str, str]             # path -> digest it wrote
+    depfile_deps: dict[str, str | None]
+    inputs_json: str                    # parsed only to explain a change
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return json.loads(self.inputs_json)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One job run as it is stored: what ran, why, and what it read and wrote."""
+
+    execution: str
+    target: str
+    rule: str
+    key: str
+    status: str
+    reason: str
+    started: float
+    ended: float
+    exit_code: int | None
+    inputs: dict[str, Any]              # commands, env, outputs, deps [[path, digest]], depfile_deps
+    output_tail: str = ""
+    reads: tuple[tuple[str, str | None], ...] = ()
+    writes: tuple[tuple[str, str], ...] = ()
+
+
+class StateDB:
+    """One open state database. Writes are batched; `commit()` makes them durable."""
+
+    def __init__(self, state_dir: str, readonly: bool = False):
+        self.path = os.path.join(state_dir, "state.db")
+        if readonly and not os.path.exists(self.path):
+            self.conn = sqlite3.connect(":memory:")
+            self._migrate(0)
+            return
+        try:
+            os.makedirs(state_dir, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except (sqlite3.DatabaseError, OSError) as error:
+            raise StateError(f"cannot open the state database {self.path}: {error}; "
+                             "move it aside to start afresh") from None
+        if version > SCHEMA_VERSION:
+            raise StateError(f"{self.path} has schema version {version}, but this rlmake "
+                             f"knows only up to {SCHEMA_VERSION}: upgrade rlmake")
+        self._migrate(version)
+        self._in_transaction = False
+
+    def _migrate(self, version: int) -> None:
+        for number in range(version, SCHEMA_VERSION):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {number + 1}")
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+        self._in_transaction = False
+
+    def close(self) -> None:
+        self.commit()
+        self.conn.close()
+
+    # --- transactions -------------------------------------------------------------------
+
+    def _write(self, sql: str, parameters: Iterable = ()) -> sqlite3.Cursor:
+        if not self._in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+        return self.conn.execute(sql, parameters)
+
+    def _write_many(self, sql: str, rows: Iterable) -> None:
+        if not self._in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_transaction = True
+        self.conn.executemany(sql, rows)
+
+    def commit(self) -> None:
+        if self._in_transaction:
+            self.conn.execute("COMMIT")
+            self._in_transaction = False
+
+    # --- reads for a build --------------------------------------------------------------
+
+    def job_records(self) -> dict[str, JobRecord]:
+        rows = self.conn.execute(
+            "SELECT target, run, key, outputs, depfile_deps, inputs FROM jobs")
+        return {target: JobRecord(target, run, key, json.loads(outputs), json.loads(depfile_deps),
+                                  inputs)
+                for target, run, key, outputs, depfile_deps, inputs in rows}
+
+    def stat_memo(self) -> dict[str, StatMemo]:
+        rows = self.conn.execute(
+            "SELECT path, dev, ino, size, mtime_ns, digest, hashed_ns FROM file_memo")
+        return {row[0]: StatMemo(*row[1:]) for row in rows}
+
+    # --- writes during a build ----------------------------------------------------------
+
+    def save_stat_memo(self, entries: dict[str, StatMemo]) -> None:
+        self._write_many(
+            "INSERT OR REPLACE INTO file_memo (path, dev, ino, size, mtime_ns, digest, hashed_ns) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ((path, m.dev, m.ino, m.size, m.mtime_ns, m.digest, m.hashed_ns)
+             for path, m in entries.items()))
+
+    def start_execution(self, execution: str, started: float, argv: list[str]) -> None:
+        self._write("INSERT INTO executions (id, started, argv, status) VALUES (?, ?, ?, 'running')",
+                    (execution, started, json.dumps(argv)))
+        self.commit()
+
+    def finish_execution(self, execution: str, ended: float, status: str,
+                         ran: int, cached: int, failed: int) -> None:
+        self._write("UPDATE executions SET ended = ?, status = ?, ran = ?, cached = ?, failed = ? "
+                    "WHERE id = ?", (ended, status, ran, cached, failed, execution))
+        self.commit()
+
+    def record_run(self, run: RunRecord, successful: bool) -> int:
+        """Store one run; a successful one becomes its job's record for staleness."""
+        inputs = json.dumps(run.inputs, separators=(",", ":"))
+        cursor = self._write(
+            "INSERT INTO runs (execution, target, rule, key, status, reason, started, ended, "
+            "exit_code, inputs, output_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.execution, run.target, run.rule, run.key, run.status, run.reason, run.started,
+             run.ended, run.exit_code, inputs, run.output_tail))
+        run_id = cursor.lastrowid
+        self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
+                         [(run_id, path, digest, "r") for path, digest in run.reads]
+                         + [(run_id, path, digest, "w") for path, digest in run.writes])
+        if successful:
+            self._write(
+                "INSERT OR REPLACE INTO jobs (target, run, key, outputs, depfile_deps, inputs) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run.target, run_id, run.key, json.dumps(dict(run.writes)),
+                 json.dumps(run.inputs.get("depfile_deps", {})), inputs))
+        return run_id
+
+    def forget_job(self, target: str) -> None:
+        """The job's outputs are gone or untrusted: its next build must run it."""
+        self._write("DELETE FROM jobs WHERE target = ?", (target,))
