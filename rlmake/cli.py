@@ -11,7 +11,7 @@ import functools
 import click
 
 from rlmake import __version__
-from rlmake.errors import RlmakeError
+from rlmake.errors import RlmakeError, UsageError
 
 
 class _Group(click.Group):
@@ -23,16 +23,20 @@ class _Group(click.Group):
             ctx.exit(error.exit_code)
 
 
-def project_options(command):
-    @click.option("-C", "--directory", "directory", default=".", metavar="DIR",
-                  type=click.Path(file_okay=False, exists=True),
-                  help="Change to DIR before doing anything (as make -C).")
-    @click.option("-f", "--file", "file", default=None, metavar="PATH",
-                  help="Use this Rulesfile (relative to -C); its directory is the project.")
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        return command(*args, **kwargs)
-    return wrapper
+def project_options(command=None, *, file_flag: str = "--file"):
+    """-C DIR and -f PATH, on every command. `log` spells -f's long form --rulesfile,
+    because its own --file lists files."""
+    def decorate(command):
+        @click.option("-C", "--directory", "directory", default=".", metavar="DIR",
+                      type=click.Path(file_okay=False, exists=True),
+                      help="Change to DIR before doing anything (as make -C).")
+        @click.option("-f", file_flag, "file", default=None, metavar="PATH",
+                      help="Use this Rulesfile (relative to -C); its directory is the project.")
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            return command(*args, **kwargs)
+        return wrapper
+    return decorate(command) if command is not None else decorate
 
 
 def split_arguments(arguments) -> tuple[list[str], dict]:
@@ -130,3 +134,88 @@ def graph(directory, file, output_format, arguments):
     plan = open_project(directory, file, overrides).plan(targets)
     render = job_graph.to_dot if output_format == "dot" else job_graph.to_json
     click.echo(render(plan), nl=False)
+
+
+@main.command()
+@project_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
+def why(directory, file, as_json, arguments):
+    """Why TARGET will (or won't) be rebuilt, and why it last was, down to the
+    source that changed. Without TARGET: every stale job of the default targets."""
+    import json
+
+    targets, overrides = split_arguments(arguments)
+    answers = open_project(directory, file, overrides).why(targets)
+    if as_json:
+        click.echo(json.dumps([{"target": now.target, "next": now.to_json(),
+                                "last": last.to_json() if last else None}
+                               for now, last in answers], indent=2))
+        return
+    if not answers:
+        click.echo("everything is up to date")
+    for now, last in answers:
+        click.echo("\n".join(now.lines()))
+        if last is not None:
+            click.echo("\n".join(last.lines()))
+
+
+@main.command()
+@project_options(file_flag="--rulesfile")
+@click.option("--file", "list_files", is_flag=True,
+              help="Every file the recorded builds read (r) or wrote (w).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("-n", "--limit", default=20, show_default=True, help="How many executions to list.")
+@click.argument("what", required=False, metavar="[-|EXEC_ID|FILE]")
+def log(directory, file, list_files, as_json, limit, what):
+    """The recorded builds. `log -`: the last one, with its jobs; `log EXEC_ID` (any
+    unique prefix): that one; `log FILE`: where FILE's current content came from."""
+    import json
+    import os
+
+    from rlmake import history
+
+    project = open_project(directory, file)
+    emit = (lambda data, lines: click.echo(json.dumps(data, indent=2))) if as_json else \
+        (lambda data, lines: click.echo("\n".join(lines)))
+    with project.records() as state:
+        if list_files:
+            summary = state.file_summary()
+            emit([{"path": p, "mode": m, "digest": d, "when": w} for p, m, d, w in summary],
+                 history.files_table(summary))
+            return
+        if what is None:
+            executions = state.executions(limit)
+            emit([history.execution_json(e) for e in executions],
+                 history.executions_table(executions))
+            return
+        is_file = what != "-" and (os.path.exists(os.path.join(project.directory, what))
+                                   or state.written_digests().get(what))
+        if not is_file:
+            matches = state.executions(1) if what == "-" else state.executions_starting(what)
+            if len(matches) != 1:
+                problem = "no build has been recorded" if what == "-" else (
+                    f"no execution or file '{what}'" if not matches
+                    else f"'{what}' matches {len(matches)} executions; give more of the id")
+                raise UsageError(problem)
+            runs = state.runs_of(matches[0].id)
+            emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs]},
+                 history.execution_detail(matches[0], runs))
+            return
+    origin = project.provenance(what)
+    emit(origin.to_json(), history.provenance_lines(origin))
+
+
+@main.command()
+@project_options
+@click.option("--dry-run", "-n", "dry_run", is_flag=True, help="Say what would be removed.")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
+def clean(directory, file, dry_run, arguments):
+    """Remove the outputs rlmake wrote (of TARGETs and what they need, or all).
+    Never a source, never a file it did not write or that changed since."""
+    targets, overrides = split_arguments(arguments)
+    results = open_project(directory, file, overrides).clean(targets, dry_run)
+    for path, action in results:
+        click.echo(f"{action}: {path}")
+    if not results:
+        click.echo("nothing to clean")

@@ -9,6 +9,7 @@ RulesfileError raised here, before anything runs.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ class Expander:
         self.explicit: dict[str, Instance] = {}      # every explicit target and output
         self.explicit_order: list[Instance] = []
         self.patterns: list[Instance] = []
+        self._vars_as_json: dict[str, str] = {}
         self._index()
 
     # --- the index of what rules make -------------------------------------------------
@@ -140,7 +142,19 @@ class Expander:
             deps=tuple(deps), commands=commands, env=env,
             description=render(spec.description, "description") if spec.description else None,
             pool=spec.pool, depfile=self._norm(depfile) if depfile else None,
-            phony=spec.phony, always=spec.always)
+            phony=spec.phony, always=spec.always, vars=self._vars_read(spec))
+
+    def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
+        sources = [spec.key, *spec.deps, *spec.commands, *spec.outputs,
+                   *(value for _, value in spec.env), spec.description or "", spec.depfile or "",
+                   *(values for _, values in spec.foreach if isinstance(values, str))]
+        names = set().union(*(self.templates.referenced(source) for source in sources))
+        return tuple((name, self._var_json(name)) for name in sorted(names) if name in self.vars)
+
+    def _var_json(self, name: str) -> str:
+        if name not in self._vars_as_json:
+            self._vars_as_json[name] = json.dumps(self.vars[name], sort_keys=True, default=str)
+        return self._vars_as_json[name]
 
     def _render(self, spec: RuleSpec, text: str, context: dict[str, Any], field: str,
                 instance: Instance | None = None) -> str:

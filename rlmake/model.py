@@ -70,6 +70,7 @@ class Job:
     depfile: str | None = None
     phony: bool = False
     always: bool = False
+    vars: tuple[tuple[str, str], ...] = ()   # vars its templates read, as JSON; not in its key
 
     @property
     def is_aggregate(self) -> bool:
@@ -127,6 +128,13 @@ class Reason:
         if kind is ReasonKind.DEP_LIST_CHANGED:
             return f"dep list changed ({', '.join(self.old)} -> {', '.join(self.new)})"
         return kind.value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.name, "path": self.path, "old": self.old, "new": self.new}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Reason":
+        return cls(ReasonKind[data["kind"]], data.get("path"), data.get("old"), data.get("new"))
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,14 @@ from typing import Any, Iterable
 from rlmake import rulesfile as rulesfile_loader
 from rlmake.errors import BuildFailed, Interrupted, UsageError
 from rlmake.executors.local import LocalExecutor
+from rlmake.explain import MAX_DEPTH, Cause, Explainer
 from rlmake.expand import Expander, Plan
 from rlmake.hashing import HASH_MODES, FileHasher
+from rlmake.history import Origin, provenance
 from rlmake.lock import ProjectLock
 from rlmake.model import Outcome, Rulesfile, Status
-from rlmake.reporters.base import Reporter
+from rlmake.paths import normalise
+from rlmake.reporters.base import Reporter, SilentReporter
 from rlmake.scheduler import BuildOptions, Scheduler
 from rlmake.state import StateDB
 
@@ -83,16 +86,35 @@ class Project:
 
     def _dry_run(self, plan: Plan, options: BuildOptions, reporter: Reporter,
                  mode: str) -> list[Outcome]:
-        state = StateDB(self.state_dir, readonly=True)
-        try:
+        outcomes = self._survey(plan, options, reporter, mode)
+        reporter.build_finished(outcomes, 0.0)
+        return outcomes
+
+    def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter,
+                mode: str) -> list[Outcome]:
+        """What a build would do, decided without running anything or writing state."""
+        with self.records() as state:
             hasher = FileHasher(self.directory, state.stat_memo(), mode)
             scheduler = Scheduler(plan, self.directory, self.rulesfile.pools, None, reporter,
                                   hasher, state, state.job_records(), "", options)
-            outcomes = scheduler.run()
+            return scheduler.run()
+
+    @contextlib.contextmanager
+    def records(self):
+        """The state database for reading (an empty one if no build has run yet)."""
+        state = StateDB(self.state_dir, readonly=True)
+        try:
+            yield state
         finally:
             state.conn.close()
-        reporter.build_finished(outcomes, 0.0)
-        return outcomes
+
+    def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
+               ) -> tuple[Plan, dict[str, Outcome]]:
+        """The plan for `targets` and, for each job, what the next build would do and why."""
+        plan = self.plan(targets)
+        outcomes = self._survey(plan, BuildOptions(dry_run=True), SilentReporter(),
+                                self.hash_mode(hash_mode))
+        return plan, {outcome.job.target: outcome for outcome in outcomes}
 
     def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
              state: StateDB, argv: list[str]) -> list[Outcome]:
@@ -124,6 +146,71 @@ class Project:
             raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
                               + (" ..." if len(failed) > 5 else ""))
         return outcomes
+
+
+    # --- explaining and tracing ---------------------------------------------------------
+
+    def why(self, targets: Iterable[str] = ()) -> list[tuple[Cause, Cause | None]]:
+        """For each target, why the next build will (or won't) rebuild it, and why the
+        last build that ran it did. Without targets: every stale job of the default
+        targets, with no history."""
+        targets = list(targets)
+        plan, outcomes = self.survey(targets)
+        with self.records() as state:
+            explainer = Explainer(plan, outcomes, state, self.directory, self.overrides)
+            if not targets:
+                stale = [job.target for job in plan.jobs
+                         if outcomes[job.target].status is not Status.CACHED and job.commands]
+                return [(explainer.next_build(target, depth=MAX_DEPTH), None) for target in stale]
+            return [(explainer.next_build(target), explainer.last_build(target))
+                    for target in plan.requested]
+
+    def current_digest(self, path: str) -> str | None:
+        with self.records() as state:
+            return FileHasher(self.directory, state.stat_memo(), self.hash_mode()).digest(path)
+
+    def provenance(self, path: str) -> Origin:
+        path = normalise(path, self.directory)
+        digest = self.current_digest(path)
+        with self.records() as state:
+            return provenance(path, digest, state)
+
+    def clean(self, targets: Iterable[str] = (), dry_run: bool = False) -> list[tuple[str, str]]:
+        """Remove outputs that rlmake wrote and that still hold what it wrote.
+
+        Returns (path, what was done or why it was kept)."""
+        targets = list(targets)
+        with self.records() as state:
+            written = state.written_digests()
+        if targets:
+            candidates = [path for job in self.plan(targets).jobs for path in job.outputs]
+        else:
+            candidates = sorted(written)
+        lock = ProjectLock(self.state_dir)
+        if not dry_run:
+            lock.acquire(wait=True, on_wait=lambda message: None)
+        try:
+            hasher = FileHasher(self.directory, {}, "content")
+            return [(path, self._clean_one(path, written, hasher, dry_run))
+                    for path in dict.fromkeys(candidates) if path in written]
+        finally:
+            lock.release()
+
+    def _clean_one(self, path: str, written: dict[str, set[str]], hasher: FileHasher,
+                   dry_run: bool) -> str:
+        if os.path.isabs(path) or path.startswith(".."):
+            return "kept: outside the project"
+        digest = hasher.digest(path)
+        if digest is None:
+            return "already gone"
+        if self.expander.instance_for(path) is None:
+            return "kept: no rule makes it now"
+        if digest not in written[path]:
+            return "kept: changed since rlmake wrote it"
+        if dry_run:
+            return "would remove"
+        os.remove(os.path.join(self.directory, path))
+        return "removed"
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ leaves its dependents cached.
 from __future__ import annotations
 
 import heapq
+import json
 import os
 import secrets
 import time
@@ -163,13 +164,14 @@ class Scheduler:
         key = job_key(job.target, job.commands, job.env, job.outputs, dep_digests)
         if not job.commands:
             return Decision(key), dep_digests
-        rebuilt = next((dep for dep in job.deps if self.plan.producers.get(dep) in self._would_run),
-                       None)
-        if rebuilt is not None:
-            return Decision(key, (Reason(ReasonKind.DEP_WILL_CHANGE, rebuilt),)), dep_digests
         record = self.records.get(job.target)
-        decision = decide(job, key, dep_digests, record, self._digest,
-                          forced=self.options.force)
+        decision = decide(job, key, dep_digests, record, self._digest, forced=self.options.force)
+        will_change = [Reason(ReasonKind.DEP_WILL_CHANGE, dep) for dep in job.deps
+                       if self.plan.producers.get(dep) in self._would_run]
+        if decision.stale or will_change:       # worth the full story: it is going to run
+            decision = decide(job, key, dep_digests, record, self._digest,
+                              forced=self.options.force, all_reasons=True)
+            decision = Decision(key, (*will_change, *decision.reasons))
         return decision, dep_digests
 
     def _settle_without_running(self, job: Job, decision: Decision) -> None:
@@ -287,8 +289,8 @@ class Scheduler:
         job = running.job
         inputs = {"commands": list(job.commands), "env": dict(job.env),
                   "outputs": list(job.outputs), "deps": [list(p) for p in running.dep_digests],
-                  "depfile_deps": depfile_deps}
-        reason = str(running.decision.reasons[0]) if running.decision.reasons else ""
+                  "depfile_deps": depfile_deps, "vars": dict(job.vars)}
+        reason = json.dumps([r.to_json() for r in running.decision.reasons])
         record = RunRecord(self.execution, job.target, job.rule, running.decision.key,
                            status.value, reason, completion.started, completion.ended,
                            completion.exit_code, inputs,

@@ -40,7 +40,7 @@ MIGRATIONS: tuple[str, ...] = (
         rule TEXT NOT NULL,
         key TEXT NOT NULL,
         status TEXT NOT NULL,
-        reason TEXT NOT NULL,
+        reasons TEXT NOT NULL,          -- JSON list of Reason.to_json()
         started REAL NOT NULL,
         ended REAL NOT NULL,
         exit_code INTEGER,
@@ -103,7 +103,7 @@ class RunRecord:
     rule: str
     key: str
     status: str
-    reason: str
+    reasons: str                        # JSON list of Reason.to_json()
     started: float
     ended: float
     exit_code: int | None
@@ -113,7 +113,116 @@ class RunRecord:
     writes: tuple[tuple[str, str], ...] = ()
 
 
-class StateDB:
+# --- reading the records back (why, log, clean) ---------------------------------------
+
+@dataclass(frozen=True)
+class Execution:
+    id: str
+    started: float
+    ended: float | None
+    argv: list[str]
+    status: str
+    ran: int
+    cached: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    id: int
+    execution: str
+    target: str
+    rule: str
+    key: str
+    status: str
+    reasons: list[dict]
+    started: float
+    ended: float
+    exit_code: int | None
+    inputs: dict[str, Any]
+    output_tail: str
+
+
+_RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, runs.started, "
+                "runs.ended, exit_code, inputs, output_tail")
+
+
+def _run(row) -> StoredRun:
+    (run_id, execution, target, rule, key, status, reasons, started, ended, exit_code,
+     inputs, output_tail) = row
+    return StoredRun(run_id, execution, target, rule, key, status, json.loads(reasons), started,
+                     ended, exit_code, json.loads(inputs), output_tail)
+
+
+def _execution(row) -> Execution:
+    return Execution(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+
+
+class StateReader:
+    """Queries over the records; mixed into StateDB."""
+
+    conn: sqlite3.Connection
+
+    def executions(self, limit: int = 20) -> list[Execution]:
+        rows = self.conn.execute(
+            "SELECT id, started, ended, argv, status, ran, cached, failed FROM executions "
+            "ORDER BY started DESC LIMIT ?", (limit,))
+        return [_execution(row) for row in rows]
+
+    def executions_starting(self, prefix: str) -> list[Execution]:
+        rows = self.conn.execute(
+            "SELECT id, started, ended, argv, status, ran, cached, failed FROM executions "
+            "WHERE substr(id, 1, ?) = ? ORDER BY started DESC", (len(prefix), prefix))
+        return [_execution(row) for row in rows]
+
+    def runs_of(self, execution: str) -> list[StoredRun]:
+        rows = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE execution = ? "
+                                 "ORDER BY runs.id", (execution,))
+        return [_run(row) for row in rows]
+
+    def last_run(self, target: str) -> StoredRun | None:
+        row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? "
+                                "ORDER BY runs.id DESC LIMIT 1", (target,)).fetchone()
+        return _run(row) if row else None
+
+    def writer_of(self, path: str, digest: str) -> StoredRun | None:
+        """The latest successful run that wrote `digest` to `path`."""
+        row = self.conn.execute(
+            f"SELECT {_RUN_COLUMNS} FROM run_files JOIN runs ON runs.id = run_files.run "
+            "WHERE run_files.path = ? AND run_files.digest = ? AND run_files.mode = 'w' "
+            "AND runs.status = 'done' ORDER BY runs.id DESC LIMIT 1", (path, digest)).fetchone()
+        return _run(row) if row else None
+
+    def writes_of(self, run_id: int) -> dict[str, str]:
+        rows = self.conn.execute("SELECT path, digest FROM run_files WHERE run = ? AND mode = 'w'",
+                                 (run_id,))
+        return dict(rows.fetchall())
+
+    def file_summary(self) -> list[tuple[str, str, str | None, float]]:
+        """Every file the records read or wrote: (path, 'r'|'w'|'rw', latest digest, when)."""
+        rows = self.conn.execute(
+            "SELECT path, group_concat(DISTINCT mode), max(runs.ended) FROM run_files "
+            "JOIN runs ON runs.id = run_files.run GROUP BY path ORDER BY path").fetchall()
+        latest = dict(((path, mode), digest) for path, mode, digest in self.conn.execute(
+            "SELECT path, mode, digest FROM run_files ORDER BY run"))
+        summary = []
+        for path, modes, when in rows:
+            mode = "".join(m for m in "rw" if m in modes)
+            digest = latest.get((path, "w")) or latest.get((path, "r"))
+            summary.append((path, mode, digest, when))
+        return summary
+
+    def written_digests(self) -> dict[str, set[str]]:
+        """Every path a successful run wrote, with every digest it was written with."""
+        written: dict[str, set[str]] = {}
+        for path, digest in self.conn.execute(
+                "SELECT path, digest FROM run_files JOIN runs ON runs.id = run_files.run "
+                "WHERE mode = 'w' AND runs.status = 'done'"):
+            written.setdefault(path, set()).add(digest)
+        return written
+
+
+class StateDB(StateReader):
     """One open state database. Writes are batched; `commit()` makes them durable."""
 
     def __init__(self, state_dir: str, readonly: bool = False):
@@ -212,9 +321,9 @@ class StateDB:
         """Store one run; a successful one becomes its job's record for staleness."""
         inputs = json.dumps(run.inputs, separators=(",", ":"))
         cursor = self._write(
-            "INSERT INTO runs (execution, target, rule, key, status, reason, started, ended, "
+            "INSERT INTO runs (execution, target, rule, key, status, reasons, started, ended, "
             "exit_code, inputs, output_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run.execution, run.target, run.rule, run.key, run.status, run.reason, run.started,
+            (run.execution, run.target, run.rule, run.key, run.status, run.reasons, run.started,
              run.ended, run.exit_code, inputs, run.output_tail))
         run_id = cursor.lastrowid
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",

@@ -13,6 +13,7 @@ import shlex
 from typing import Any, Iterable
 
 import jinja2
+import jinja2.meta
 
 # A whole-`{{ ... }}` entry: evaluated as an expression so that a list stays a list.
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}\s*$", re.S)
@@ -40,6 +41,7 @@ class Templates:
         self._env.filters["quote_all"] = _quote_all
         self._templates: dict[str, jinja2.Template] = {}
         self._expressions: dict[str, Any] = {}
+        self._referenced: dict[str, frozenset[str]] = {}
 
     def glob(self, pattern: str) -> list[str]:
         """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
@@ -76,6 +78,19 @@ class Templates:
             else:
                 result.append(self.render(entry, context))
         return result
+
+    def referenced(self, source: str) -> frozenset[str]:
+        """The variables a template reads (for explaining why its rendering changed)."""
+        if "{" not in source:
+            return frozenset()
+        names = self._referenced.get(source)
+        if names is None:
+            try:
+                names = frozenset(jinja2.meta.find_undeclared_variables(self._env.parse(source)))
+            except jinja2.TemplateSyntaxError:
+                names = frozenset()
+            self._referenced[source] = names
+        return names
 
     def _evaluate(self, expression: str, source: str, context: dict[str, Any]) -> Any:
         compiled = self._expressions.get(expression)

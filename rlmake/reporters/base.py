@@ -19,3 +19,22 @@ class Reporter(Protocol):
     def warning(self, text: str) -> None: ...
 
     def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None: ...
+
+
+class SilentReporter:
+    """For surveys (`why`) and the Python API: hears every event, says nothing."""
+
+    def build_started(self, total: int) -> None:
+        pass
+
+    def job_started(self, job: Job, decision: Decision) -> None:
+        pass
+
+    def job_finished(self, outcome: Outcome) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
+
+    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+        pass

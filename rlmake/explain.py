@@ -1,0 +1,210 @@
+"""Decisions and run records turned into sentences, for `rlmake why` and `rlmake log`.
+
+Each answer is a tree of `Cause`s: a sentence about one target, the detail
+lines under it (a command diff, a changed var), and the causes of its causes,
+down to the source file that changed. The same tree serialises to JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rlmake.expand import Plan
+from rlmake.model import Job, Outcome, Reason, ReasonKind, Status, short
+from rlmake.state import StateReader, StoredRun
+
+MAX_DEPTH = 32
+
+
+@dataclass
+class Cause:
+    target: str
+    sentence: str
+    details: list[str] = field(default_factory=list)
+    causes: list["Cause"] = field(default_factory=list)
+    reasons: list[dict[str, Any]] = field(default_factory=list)
+
+    def lines(self, indent: int = 0) -> list[str]:
+        pad = "  " * indent
+        result = [f"{pad}{self.target}: {self.sentence}"]
+        result.extend(f"{pad}    {line}" for line in self.details)
+        for cause in self.causes:
+            result.extend(cause.lines(indent + 1))
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "?"
+    today = time.strftime("%Y-%m-%d")
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+    return stamp[11:] if stamp.startswith(today) else stamp
+
+
+class Explainer:
+    """Answers `why` from a dry-run survey of the next build and the stored runs."""
+
+    def __init__(self, plan: Plan, outcomes: dict[str, Outcome], records: StateReader,
+                 project_dir: str, overrides: dict[str, Any]):
+        self.plan = plan
+        self.outcomes = outcomes
+        self.records = records
+        self.project_dir = project_dir
+        self.overrides = overrides
+
+    # --- the next build -------------------------------------------------------------------
+
+    def next_build(self, target: str, depth: int = 0) -> Cause:
+        job = self.plan.job(target)
+        outcome = self.outcomes.get(target)
+        if not job.commands:
+            return self._aggregate(job, depth)
+        if outcome is None or outcome.status is Status.CACHED:
+            return Cause(target, "up to date")
+        if outcome.status is Status.FAILED:
+            return Cause(target, f"cannot be built: {outcome.error}")
+        reasons = list(outcome.decision.reasons)
+        cause = Cause(target, "will be rebuilt because " + self._phrases(reasons, upcoming=True),
+                      reasons=[r.to_json() for r in reasons])
+        last = self.records.last_run(target)
+        self._elaborate(cause, job, reasons, depth, old_vars=last.inputs.get("vars") if last else None)
+        return cause
+
+    def _aggregate(self, job: Job, depth: int) -> Cause:
+        stale = [owner for owner in dict.fromkeys(self.plan.producers.get(d) for d in job.deps)
+                 if owner and self._will_run(owner)]
+        if not stale:
+            return Cause(job.target, "up to date")
+        cause = Cause(job.target, "will be brought up to date because "
+                      + _join([f"{owner} will be rebuilt" for owner in stale]))
+        if depth < MAX_DEPTH:
+            cause.causes = [self.next_build(owner, depth + 1) for owner in stale]
+        return cause
+
+    def _will_run(self, target: str) -> bool:
+        job = self.plan.job(target)
+        if not job.commands:
+            return self._aggregate(job, MAX_DEPTH).sentence != "up to date"
+        outcome = self.outcomes.get(target)
+        return outcome is not None and outcome.status is Status.WOULD_RUN
+
+    def _elaborate(self, cause: Cause, job: Job, reasons: list[Reason], depth: int,
+                   old_vars: dict[str, str] | None = None, execution: str | None = None) -> None:
+        """Add the detail lines and the causes one level further down.
+
+        `old_vars`: the vars the job's last run read, when the change is still to come.
+        """
+        for reason in reasons:
+            if reason.kind is ReasonKind.COMMAND_CHANGED:
+                cause.details.extend(_diff(reason.old or [], reason.new or []))
+                if old_vars is not None:
+                    cause.details.extend(self._changed_vars(old_vars, dict(job.vars)))
+            elif reason.kind is ReasonKind.ENV_CHANGED:
+                cause.details.extend(_diff(_env_lines(reason.old), _env_lines(reason.new)))
+            if depth >= MAX_DEPTH:
+                continue
+            owner = self.plan.producers.get(reason.path) if reason.path else None
+            if reason.kind is ReasonKind.DEP_WILL_CHANGE and owner:
+                cause.causes.append(self.next_build(owner, depth + 1))
+            elif reason.kind is ReasonKind.DEP_CHANGED and owner and reason.new:
+                run = self.records.writer_of(reason.path, reason.new)
+                if run is not None:
+                    cause.causes.append(self.past_run(run, depth + 1, execution))
+
+    def _changed_vars(self, old: dict[str, str], new: dict[str, str]) -> list[str]:
+        lines = []
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                origin = " (set on the command line)" if name in self.overrides else ""
+                lines.append(f"var '{name}' changed: {_value(old.get(name))} -> "
+                             f"{_value(new.get(name))}{origin}")
+        return lines
+
+    def _phrases(self, reasons: list[Reason], upcoming: bool = False) -> str:
+        """`upcoming`: the change is on disk now, so a source's mtime dates it."""
+        return _join([self._phrase(reason, upcoming) for reason in reasons])
+
+    def _phrase(self, reason: Reason, upcoming: bool) -> str:
+        kind = reason.kind
+        if kind in (ReasonKind.DEP_CHANGED, ReasonKind.DEPFILE_DEP_CHANGED) \
+                and reason.path and reason.old and reason.new \
+                and reason.path not in self.plan.producers:
+            edited = self._mtime(reason.path) if upcoming else None
+            prefix = "depfile dep " if kind is ReasonKind.DEPFILE_DEP_CHANGED else ""
+            return (f"{prefix}{reason.path} changed ({short(reason.old)} -> {short(reason.new)}"
+                    + (f", edited {edited})" if edited else ")"))
+        if kind is ReasonKind.DEP_CHANGED and reason.path in self.plan.producers:
+            return f"{reason.path} changed ({short(reason.old)} -> {short(reason.new)})"
+        if kind is ReasonKind.COMMAND_CHANGED:
+            return "its command changed"
+        if kind is ReasonKind.ENV_CHANGED:
+            return "its env changed"
+        if kind is ReasonKind.NEVER_BUILT:
+            return "it was never built"
+        if kind is ReasonKind.ALWAYS:
+            return "it has always: true"
+        if kind is ReasonKind.FORCED:
+            return "it was forced (-B)"
+        return str(reason)
+
+    def _mtime(self, path: str) -> str | None:
+        try:
+            return when(os.stat(os.path.join(self.project_dir, path)).st_mtime)
+        except OSError:
+            return None
+
+    # --- the last build that ran it ---------------------------------------------------------
+
+    def last_build(self, target: str) -> Cause:
+        run = self.records.last_run(target)
+        if run is None:
+            job = self.plan.job(target) if target in self.plan.producers else None
+            text = "has no command" if job is not None and not job.commands else "never ran"
+            return Cause(target, text)
+        return self.past_run(run, 0, None, first=True)
+
+    def past_run(self, run: StoredRun, depth: int, parent_execution: str | None,
+                 first: bool = False) -> Cause:
+        reasons = [Reason.from_json(r) for r in run.reasons]
+        verb = {"done": "rebuilt", "failed": "failed"}.get(run.status, run.status)
+        if first:
+            verb = "last " + ("built" if run.status == "done" else "failed")
+        where = "" if run.execution == parent_execution else \
+            f" in {run.execution} at {when(run.started)}"
+        sentence = f"{verb}{where}"
+        if reasons:
+            sentence += " because " + self._phrases(reasons)
+        cause = Cause(run.target, sentence, reasons=run.reasons)
+        job = self.plan.job(run.target) if run.target in self.plan.producers else None
+        if job is not None:
+            self._elaborate(cause, job, reasons, depth, execution=run.execution)
+        return cause
+
+
+def _join(parts: list[str]) -> str:
+    if len(parts) <= 1:
+        return "".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _diff(old: list[str], new: list[str]) -> list[str]:
+    return list(difflib.unified_diff(old, new, "last run", "now", lineterm="", n=1))
+
+
+def _env_lines(env: dict | None) -> list[str]:
+    return [f"{name}={value}" for name, value in sorted((env or {}).items())]
+
+
+def _value(encoded: str | None) -> str:
+    if encoded is None:
+        return "(unset)"
+    value = json.loads(encoded)
+    return repr(value) if isinstance(value, str) else json.dumps(value)
