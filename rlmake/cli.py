@@ -27,14 +27,16 @@ def project_options(command=None, *, file_flag: str = "--file"):
     """-C DIR and -f PATH, on every command. `log` spells -f's long form --rulesfile,
     because its own --file lists files."""
     def decorate(command):
-        @click.option("-C", "--directory", "directory", default=".", metavar="DIR",
+        @click.option("-C", "--directory", "directory", default=None, metavar="DIR",
                       type=click.Path(file_okay=False, exists=True),
                       help="Change to DIR before doing anything (as make -C).")
         @click.option("-f", file_flag, "file", default=None, metavar="PATH",
                       help="Use this Rulesfile (relative to -C); its directory is the project.")
         @functools.wraps(command)
-        def wrapper(*args, **kwargs):
-            return command(*args, **kwargs)
+        def wrapper(*args, directory, file, **kwargs):
+            given = click.get_current_context().find_root().obj or {}
+            return command(*args, directory=directory or given.get("directory") or ".",
+                           file=file or given.get("file"), **kwargs)
         return wrapper
     return decorate(command) if command is not None else decorate
 
@@ -61,9 +63,18 @@ def open_project(directory: str, file: str | None, overrides: dict | None = None
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="rlmake")
-def main():
+@click.option("-C", "--directory", "directory", default=None, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="Change to DIR before doing anything (as make -C).")
+@click.option("-f", "--file", "file", default=None, metavar="PATH",
+              help="Use this Rulesfile (relative to -C); its directory is the project.")
+@click.pass_context
+def main(ctx, directory, file):
     """rlmake: a Makefile-style build tool that hashes content, caches results and
-    explains every rebuild."""
+    explains every rebuild.
+
+    -C and -f may come before the command (rlmake -C DIR build) or after it."""
+    ctx.obj = {"directory": directory, "file": file}
 
 
 @main.command()
