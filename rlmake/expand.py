@@ -31,6 +31,10 @@ class Instance:
     names: tuple[tuple[str, Any], ...] = ()
     stem: str | None = None
 
+    def output_patterns(self) -> list[str]:
+        """A pattern rule's `outputs` entries that are plain `%` patterns, for matching."""
+        return [entry for entry in self.spec.outputs if "%" in entry and "{" not in entry]
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -94,10 +98,11 @@ class Expander:
             return [()]
         names, lists = [], []
         for name, values in spec.foreach:
-            entries = [values] if isinstance(values, str) else [str(v) if not isinstance(v, str)
-                                                                else v for v in values]
+            entries = [values] if isinstance(values, str) else values
             try:
-                lists.append(self.templates.render_list(entries, self.vars))
+                lists.append([value for entry in entries for value in (
+                    self.templates.render_list([entry], self.vars, keep_types=True)
+                    if isinstance(entry, str) else [entry])])
             except TemplateProblem as problem:
                 raise self._error(spec, f"in foreach '{name}': {problem}", "foreach") from None
             names.append(name)
@@ -111,26 +116,32 @@ class Expander:
             context["stem"] = instance.stem
         return context
 
-    def _outputs(self, instance: Instance) -> list[str]:
-        spec = instance.spec
-        if not spec.outputs:
-            return []
-        rendered = self._render_list(instance, spec.outputs, self._context(instance), "outputs")
-        return [self._norm(self._substitute_stem(path, instance)) for path in rendered]
-
     def _deps(self, instance: Instance, context: dict[str, Any]) -> list[str]:
+        """Rendered with the rule's vars, names, target and stem; adds `deps` and `dep` to context."""
         rendered = self._render_list(instance, instance.spec.deps, context, "deps")
-        return [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+        deps = [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+        context["deps"] = deps
+        if deps:
+            context["dep"] = deps[0]
+        return deps
+
+    def _outputs(self, instance: Instance, context: dict[str, Any] | None = None) -> list[str]:
+        """The further outputs, rendered after the deps; adds `outputs` to context."""
+        if context is None:
+            context = self._context(instance)
+            if instance.spec.outputs:
+                self._deps(instance, context)
+        rendered = (self._render_list(instance, instance.spec.outputs, context, "outputs")
+                    if instance.spec.outputs else [])
+        outputs = [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+        context["outputs"] = [instance.target, *outputs]
+        return outputs
 
     def make_job(self, instance: Instance) -> Job:
         spec = instance.spec
         context = self._context(instance)
-        outputs = [instance.target, *self._outputs(instance)]
-        context["outputs"] = outputs
         deps = self._deps(instance, context)
-        context["deps"] = deps
-        if deps:
-            context["dep"] = deps[0]
+        outputs = [instance.target, *self._outputs(instance, context)]
         render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
         commands = tuple(render(command, "command") for command in spec.commands)
         env = tuple((name, render(value, f"env '{name}'")) for name, value in spec.env)
@@ -189,9 +200,9 @@ class Expander:
     def default_targets(self) -> list[str]:
         if self.rulesfile.default is not None:
             return [self._norm(t) for t in self.rulesfile.default]
-        top = set(self.rulesfile.rules[:self.rulesfile.top_rule_count])
+        top = {rule.key for rule in self.rulesfile.rules[:self.rulesfile.top_rule_count]}
         for instance in self.explicit_order:
-            if instance.spec in top:
+            if instance.spec.key in top:
                 return [instance.target]
         raise UsageError(f"{self.rulesfile.path}: no targets: the Rulesfile has no "
                          "non-pattern rule and no 'default'")
@@ -230,12 +241,13 @@ class Expander:
         for number, pattern in enumerate(self.patterns):
             if number in chain:
                 continue            # as in make, a pattern is used once per chain
-            stem = _match(pattern.target, path)
+            stem = next((stem for candidate in (pattern.target, *pattern.output_patterns())
+                         if (stem := _match(candidate, path)) is not None), None)
             if stem is None:
                 continue
-            instance = Instance(pattern.spec, path, pattern.names, stem)
-            context = {**self._context(instance), "outputs": [path, *self._outputs(instance)]}
-            deps = self._deps(instance, context)
+            target = self._norm(pattern.target.replace("%", stem))
+            instance = Instance(pattern.spec, target, pattern.names, stem)
+            deps = self._deps(instance, self._context(instance))
             if all(self._can_make(dep, chain | {number}) for dep in deps):
                 return instance, deps
         return None

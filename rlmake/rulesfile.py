@@ -23,10 +23,12 @@ _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class LineDict(dict):
-    """A YAML mapping that remembers the line of each key."""
+    """A YAML mapping that remembers the line of each key, and the text of scalar
+    values as written (`on`, `1.10`), for fields that are strings whatever they look like."""
 
     line: int = 0
     key_lines: dict[str, int]
+    raw: dict[str, Any]          # key -> scalar text, or list of item texts (None: not a scalar)
 
 
 class _Loader(_BaseLoader):
@@ -45,6 +47,7 @@ def _construct_mapping(loader: _Loader, node, deep=False):
     result = LineDict()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
+    result.raw = {}
     for index, (key_node, value_node) in enumerate(node.value):
         if not isinstance(key_node, yaml.ScalarNode):
             raise RulesfileError("a mapping key must be a plain string",
@@ -57,7 +60,16 @@ def _construct_mapping(loader: _Loader, node, deep=False):
                 f"(first on line {result.key_lines[key]})", loader.display_path, line)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = line
+        result.raw[key] = _raw_text(value_node)
     return result
+
+
+def _raw_text(node):
+    if isinstance(node, yaml.ScalarNode):
+        return node.value
+    if isinstance(node, yaml.SequenceNode):
+        return [item.value if isinstance(item, yaml.ScalarNode) else None for item in node.value]
+    return None
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -123,7 +135,12 @@ class _LoadState:
 def _read_yaml(path: str, shown: str) -> LineDict:
     try:
         with open(path, encoding="utf-8") as stream:
-            data = yaml.load(stream, Loader=lambda s: _Loader(s, shown))
+            loader = _Loader(stream, shown)
+            try:
+                node = loader.get_single_node()
+                data = _construct(loader, node)
+            finally:
+                loader.dispose()
     except OSError as error:
         raise RulesfileError(f"cannot read: {error.strerror}", shown) from None
     except yaml.MarkedYAMLError as error:
@@ -133,12 +150,34 @@ def _read_yaml(path: str, shown: str) -> LineDict:
     except yaml.YAMLError as error:
         raise RulesfileError(f"bad YAML: {error}", shown) from None
     if data is None:
-        data = LineDict()
-        data.line, data.key_lines = 1, {}
+        data = _empty_mapping(1)
     if not isinstance(data, dict):
         raise RulesfileError("the top level must be a mapping of keys "
                              f"({', '.join(TOP_KEYS)})", shown, 1)
     return data
+
+
+def _construct(loader: _Loader, node):
+    if node is None:
+        return None
+    try:
+        return loader.construct_document(node)
+    except RulesfileError as error:
+        if error.rule is None and error.line:
+            error.rule = _rule_at_line(node, error.line)
+        raise
+
+
+def _rule_at_line(document, line: int) -> str | None:
+    """The rule whose text spans `line` (1-based), for errors found while parsing YAML."""
+    if not isinstance(document, yaml.MappingNode):
+        return None
+    for key, value in document.value:
+        if key.value == "rules" and isinstance(value, yaml.MappingNode):
+            for rule_key, body in value.value:
+                if rule_key.start_mark.line < line <= body.end_mark.line + 1:
+                    return rule_key.value
+    return None
 
 
 def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
@@ -227,8 +266,7 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     fail = lambda message, field=None: RulesfileError(  # noqa: E731
         message, where.path, body.key_lines.get(field, where.line) if field else where.line, key)
     if body is None:
-        body = LineDict()
-        body.line, body.key_lines = where.line, {}
+        body = _empty_mapping(where.line)
     if not isinstance(body, dict):
         raise fail("a rule must be a mapping of keys (deps, command, ...)")
     for field in body:
@@ -242,7 +280,8 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     if body.get("phony") and body.get("outputs"):
         raise fail("a phony rule cannot have outputs", "outputs")
     strings = lambda field: _string_list(  # noqa: E731
-        body.get(field, []), field, Location(where.path, body.key_lines.get(field)), key)
+        body.get(field, []), field, Location(where.path, body.key_lines.get(field)), key,
+        body.raw.get(field))
     return RuleSpec(
         key=key, where=where,
         deps=strings("deps"),
@@ -259,25 +298,36 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     )
 
 
-def _string_list(value: Any, field: str, where: Location, rule: str | None = None) -> tuple[str, ...]:
-    """A list of scalars, or one scalar, as strings."""
+def _empty_mapping(line: int) -> LineDict:
+    mapping = LineDict()
+    mapping.line, mapping.key_lines, mapping.raw = line, {}, {}
+    return mapping
+
+
+def _string_list(value: Any, field: str, where: Location, rule: str | None = None,
+                 raw: Any = None) -> tuple[str, ...]:
+    """A list of scalars, or one scalar, as strings: as written, when `raw` has the text."""
     if value is None:
         return ()
     items = value if isinstance(value, list) else [value]
+    texts = raw if isinstance(raw, list) else [raw] * len(items)
+    if len(texts) != len(items):
+        texts = [None] * len(items)
     for item in items:
         if isinstance(item, (dict, list)) or item is None:
             raise RulesfileError(f"'{field}' must be a list of strings, found {_describe(item)}",
                                  where.path, where.line, rule)
-    return tuple(_scalar_text(item) for item in items)
+    return tuple(item if isinstance(item, str) else (text if text is not None else _scalar_text(item))
+                 for item, text in zip(items, texts))
 
 
-def _optional_string(body: dict, field: str, fail) -> str | None:
+def _optional_string(body: LineDict, field: str, fail) -> str | None:
     value = body.get(field)
     if value is None:
         return None
     if isinstance(value, (dict, list)):
         raise fail(f"'{field}' must be a string, found {_describe(value)}", field)
-    return _scalar_text(value)
+    return value if isinstance(value, str) else body.raw.get(field) or _scalar_text(value)
 
 
 def _env(body: dict, fail) -> tuple[tuple[str, str], ...]:
@@ -289,7 +339,8 @@ def _env(body: dict, fail) -> tuple[tuple[str, str], ...]:
     for name, value in env.items():
         if isinstance(value, (dict, list)) or value is None:
             raise fail(f"env '{name}' must be a string, found {_describe(value)}", "env")
-    return tuple((name, _scalar_text(value)) for name, value in env.items())
+    return tuple((name, value if isinstance(value, str) else env.raw.get(name) or _scalar_text(value))
+                 for name, value in env.items())
 
 
 def _foreach(body: dict, fail) -> tuple[tuple[str, Any], ...]:
@@ -316,4 +367,8 @@ def _scalar_text(value: Any) -> str:
 def _describe(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list"}.get(type(value), f"{type(value).__name__} {value!r}")
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"

@@ -165,14 +165,21 @@ class Scheduler:
         if not job.commands:
             return Decision(key), dep_digests
         record = self.records.get(job.target)
-        decision = decide(job, key, dep_digests, record, self._digest, forced=self.options.force)
+        failed = record is None and self._last_run_failed(job.target)
+        decision = decide(job, key, dep_digests, record, self._digest, forced=self.options.force,
+                          last_run_failed=failed)
         will_change = [Reason(ReasonKind.DEP_WILL_CHANGE, dep) for dep in job.deps
                        if self.plan.producers.get(dep) in self._would_run]
         if decision.stale or will_change:       # worth the full story: it is going to run
             decision = decide(job, key, dep_digests, record, self._digest,
-                              forced=self.options.force, all_reasons=True)
+                              forced=self.options.force, last_run_failed=failed,
+                              all_reasons=True)
             decision = Decision(key, (*will_change, *decision.reasons))
         return decision, dep_digests
+
+    def _last_run_failed(self, target: str) -> bool:
+        last = self.state.last_run(target)
+        return last is not None and last.status == Status.FAILED.value
 
     def _settle_without_running(self, job: Job, decision: Decision) -> None:
         if decision.stale:                           # only in a dry run
@@ -220,20 +227,21 @@ class Scheduler:
         self.hasher.forget(job.outputs)
         for path in job.outputs:
             self._digests.pop(path, None)
-        error = completion.error or self._check_outputs(job, completion)
-        depfile_deps: dict[str, str | None] = {}
-        if error is None and job.depfile:
-            depfile_deps, error = self._read_depfile(job)
-        if error is None:
-            self._succeed(running, completion, depfile_deps)
-            progress.settled.append(job.target)
+        if completion.exit_code != 0 or completion.error:
+            self._fail(running, completion, completion.error)
         else:
+            depfile_deps: dict[str, str | None] = {}
+            error = self._missing_output(job)
+            if error is None and job.depfile:
+                depfile_deps, error = self._read_depfile(job)
+            if error is None:
+                self._succeed(running, completion, depfile_deps)
+                progress.settled.append(job.target)
+                return
             self._fail(running, completion, error)
-            progress.stopping = progress.stopping or not self.options.keep_going
+        progress.stopping = progress.stopping or not self.options.keep_going
 
-    def _check_outputs(self, job: Job, completion: Completion) -> str | None:
-        if completion.exit_code != 0:
-            return None if completion.failed_command else f"exit status {completion.exit_code}"
+    def _missing_output(self, job: Job) -> str | None:
         for path in job.outputs:
             if self._digest(path) is None:
                 return f"the command exited 0 but did not write output '{path}'"

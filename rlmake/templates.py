@@ -61,12 +61,15 @@ class Templates:
             if template is None:
                 template = self._templates[source] = self._env.from_string(source)
             return template.render(self._with_globals(context))
-        except jinja2.TemplateError as error:
+        except Exception as error:  # noqa: BLE001 - any failure in a template is the user's to fix
             raise TemplateProblem(_explain(error, source)) from None
 
-    def render_list(self, entries: Iterable[str], context: dict[str, Any]) -> list[str]:
-        """Each entry rendered; an entry that is one `{{ }}` giving a list is spliced in."""
-        result: list[str] = []
+    def render_list(self, entries: Iterable[str], context: dict[str, Any],
+                    keep_types: bool = False) -> list[Any]:
+        """Each entry rendered; an entry that is one `{{ }}` giving a list is spliced in.
+
+        `keep_types`: spliced items stay as they are (foreach values) instead of strings."""
+        result: list[Any] = []
         for entry in entries:
             match = _WHOLE_EXPRESSION.match(entry) if "{" in entry else None
             if match is None:
@@ -74,7 +77,7 @@ class Templates:
                 continue
             value = self._evaluate(match.group("expr"), entry, context)
             if isinstance(value, (list, tuple)):
-                result.extend(_text(item) for item in value)
+                result.extend(value if keep_types else (_text(item) for item in value))
             else:
                 result.append(self.render(entry, context))
         return result
@@ -102,7 +105,7 @@ class Templates:
             if isinstance(value, jinja2.Undefined):
                 str(value)              # raises UndefinedError with the variable's name
             return value
-        except jinja2.TemplateError as error:
+        except Exception as error:  # noqa: BLE001
             raise TemplateProblem(_explain(error, source)) from None
 
     def _with_globals(self, context: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +118,7 @@ def _text(item: Any) -> str:
     return str(item)
 
 
-def _explain(error: jinja2.TemplateError, source: str) -> str:
+def _explain(error: Exception, source: str) -> str:
     if isinstance(error, jinja2.UndefinedError):
         match = re.match(r"'([^']+)' is undefined", str(error))
         if match:
@@ -123,4 +126,6 @@ def _explain(error: jinja2.TemplateError, source: str) -> str:
         return f"{error} in template '{source}'"
     if isinstance(error, jinja2.TemplateSyntaxError):
         return f"template syntax error in '{source}': {error.message}"
-    return f"cannot render template '{source}': {error}"
+    if isinstance(error, jinja2.TemplateError):
+        return f"cannot render template '{source}': {error}"
+    return f"cannot render template '{source}': {type(error).__name__}: {error}"

@@ -1,0 +1,119 @@
+"""Shared helpers: write a project into tmp_path and run the real CLI on it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rlmake.cli import main
+
+DIRECTORY = object()            # a `files` value that makes a directory instead of a file
+
+
+def dedent(text: str) -> str:
+    """Triple-quoted YAML as written in a test, without its indentation or first newline."""
+    text = textwrap.dedent(text)
+    return text[1:] if text.startswith("\n") else text
+
+
+def write_project(root: Path, rulesfile_text: str | None, files: dict | None = None,
+                  name: str = "Rulesfile.yaml") -> Path:
+    """Write a Rulesfile (dedented) and other files under `root`; return `root`.
+
+    `files` maps project paths to text; a value of DIRECTORY makes a directory.
+    Text values ending in .yaml/.yml/Rulesfile are dedented like the Rulesfile.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if rulesfile_text is not None:
+        (root / name).write_text(dedent(rulesfile_text))
+    for relative, content in (files or {}).items():
+        path = root / relative
+        if content is DIRECTORY:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if relative.endswith((".yaml", ".yml")) or path.name == "Rulesfile":
+            content = dedent(content)
+        path.write_text(content)
+    return root
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        return self.stdout.splitlines()
+
+    def describe(self) -> str:
+        text = f"exit {self.exit_code}\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        if self.exception is not None and not isinstance(self.exception, SystemExit):
+            text += f"--- exception\n{self.exception!r}"
+        return text
+
+
+def run_cli(args: list[str], cwd: Path | str | None = None) -> Run:
+    """Invoke rlmake's click group in-process, with `cwd` as the working directory."""
+    runner = CliRunner()
+    chdir = contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext()
+    with chdir:
+        result = runner.invoke(main, [str(a) for a in args])
+    return Run(result.exit_code, result.stdout, result.stderr, result.exception)
+
+
+def run_subprocess(args: list[str], cwd: Path | str) -> Run:
+    """Run the installed `rlmake` console script."""
+    exe = shutil.which("rlmake")
+    if exe is None:
+        pytest.skip("the rlmake console script is not on PATH")
+    done = subprocess.run([exe, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=60)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def build_n(project: Path, *args: str, cwd: Path | str | None = None) -> list[str]:
+    """`rlmake build -n -C project ARGS` from `cwd` (default: the project); the printed lines.
+
+    Fails the test unless the exit status is 0 and stderr is empty.
+    """
+    result = run_cli(["build", "-n", "-C", str(project), *args],
+                     cwd=project if cwd is None else cwd)
+    assert result.exit_code == 0, result.describe()
+    assert result.stderr == "", result.describe()
+    return result.lines
+
+
+def assert_commands(lines: list[str], expected: list[str],
+                    after: dict[str, list[str]] | None = None) -> None:
+    """`lines` are exactly the commands of `expected`, each as often as there, in an order
+    where every key of `after` comes after each command listed for it.
+
+    The spec fixes a dependency order, not the order of jobs that do not depend on each
+    other (rlmake's scheduler may put the longest chains first), so tests say which
+    commands must precede which rather than one total order.
+    """
+    assert sorted(lines) == sorted(expected), f"got {lines}, expected {expected} in some order"
+    position = {line: index for index, line in enumerate(lines)}
+    for later, earlier in (after or {}).items():
+        for first in earlier:
+            if first not in position or later not in position:
+                continue                    # a constraint about jobs this build lacks
+            assert position[first] < position[later], \
+                f"{first!r} must come before {later!r} in {lines}"
+
+
+__all__ = ["DIRECTORY", "Run", "assert_commands", "build_n", "dedent", "run_cli", "run_subprocess",
+           "write_project"]
