@@ -43,11 +43,11 @@ def project_options(command=None, *, file_flag: str = "--file"):
 
 def split_arguments(arguments) -> tuple[list[str], dict]:
     """Targets, and NAME=VALUE overrides of vars."""
-    from rlmake.rulesfile import parse_override
-
     targets, overrides = [], {}
     for argument in arguments:
         if "=" in argument and not argument.startswith(("/", ".")):
+            from rlmake.rulesfile import parse_override     # YAML only when there are overrides
+
             name, value = parse_override(argument)
             overrides[name] = value
         else:

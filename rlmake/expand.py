@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlmake.errors import RlmakeError, RulesfileError, UsageError, did_you_mean
-from rlmake.model import Job, Location, RuleSpec, Rulesfile
-from rlmake.paths import normalise
+from rlmake.model import Job, Plan, RuleSpec, Rulesfile
+from rlmake.paths import normalise, probe
 from rlmake.templates import TemplateProblem, Templates
 
 MAX_PATTERN_CHAIN = 16
@@ -36,27 +36,6 @@ class Instance:
         return [entry for entry in self.spec.outputs if "%" in entry and "{" not in entry]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """The jobs that the requested targets need, each after the jobs it depends on."""
-
-    requested: tuple[str, ...]
-    jobs: tuple[Job, ...]
-    producers: dict[str, str]       # every output path and phony name -> the job's target
-    sources: tuple[str, ...]        # deps no rule makes, in the order first needed
-
-    def job(self, target: str) -> Job:
-        return self._by_target[target]
-
-    @property
-    def _by_target(self) -> dict[str, Job]:
-        cached = self.__dict__.get("_jobs_by_target")
-        if cached is None:
-            cached = {job.target: job for job in self.jobs}
-            object.__setattr__(self, "_jobs_by_target", cached)
-        return cached
-
-
 class Expander:
     def __init__(self, rulesfile: Rulesfile, overrides: dict[str, Any] | None = None,
                  templates: Templates | None = None):
@@ -68,6 +47,7 @@ class Expander:
         self.explicit_order: list[Instance] = []
         self.patterns: list[Instance] = []
         self._vars_as_json: dict[str, str] = {}
+        self.probes: dict[str, str] = {}        # every path whose existence expansion asked about
         self._index()
 
     # --- the index of what rules make -------------------------------------------------
@@ -213,7 +193,7 @@ class Expander:
         for target in targets:
             path = self._norm(target)
             if path not in self.explicit and self._pattern_for(path) is None \
-                    and not os.path.isfile(self._abs(path)):
+                    and self.probe(path) != "file":
                 suggestion = did_you_mean(path, self.explicit)
                 raise UsageError(f"no rule to make target '{path}'{suggestion}")
             result.append(path)
@@ -225,8 +205,17 @@ class Expander:
         resolver = _Resolver(self)
         for target in requested:
             resolver.resolve(target)
+        hash_setting = self.vars.get("rlmake_hash")
         return Plan(tuple(requested), tuple(resolver.order), resolver.producers,
-                    tuple(resolver.sources))
+                    tuple(resolver.sources), dict(self.rulesfile.pools),
+                    None if hash_setting is None else str(hash_setting))
+
+    def probe(self, path: str) -> str:
+        """'file', 'dir' or 'missing'; remembered, so a stored plan can be checked later."""
+        kind = self.probes.get(path)
+        if kind is None:
+            kind = self.probes[path] = probe(os.path.join(self.project_dir, path))
+        return kind
 
     def instance_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
         """The rule instance that makes `path`: explicit first, then the first pattern that applies."""
@@ -253,11 +242,8 @@ class Expander:
         return None
 
     def _can_make(self, path: str, chain: frozenset[int]) -> bool:
-        return (path in self.explicit or os.path.exists(self._abs(path))
+        return (path in self.explicit or self.probe(path) != "missing"
                 or self._pattern_for(path, chain) is not None)
-
-    def _abs(self, path: str) -> str:
-        return os.path.join(self.project_dir, path)
 
 
 def _match(pattern: str, path: str) -> str | None:
@@ -315,11 +301,11 @@ class _Resolver:
         expander = self.expander
         instance = expander.instance_for(path)
         if instance is None:
-            full = expander._abs(path)
-            if os.path.isdir(full):
+            kind = expander.probe(path)
+            if kind == "dir":
                 raise self._needed_error(f"'{path}' is a directory; a dep must be a file "
                                          "(use glob() to depend on its files)", needed_by)
-            if not os.path.exists(full):
+            if kind == "missing":
                 by = f", needed by '{needed_by.target}'" if needed_by else ""
                 raise self._needed_error(f"no rule to make target '{path}'{by}", needed_by)
             self._source_set.add(path)

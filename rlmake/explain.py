@@ -14,8 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rlmake.expand import Plan
-from rlmake.model import Job, Outcome, Reason, ReasonKind, Status, short
+from rlmake.model import Job, Outcome, Plan, Reason, ReasonKind, Status, short
 from rlmake.state import StateReader, StoredRun
 
 MAX_DEPTH = 32

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from rlmake.expand import Plan
+from rlmake.model import Plan
+
 
 if TYPE_CHECKING:
     import networkx

@@ -85,6 +85,31 @@ class Job:
         return self.description or (self.commands[0] if self.commands else self.target)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The jobs that the requested targets need, each after the jobs it depends on,
+    with the settings a build of them needs: what `expand` produces and the plan
+    cache stores."""
+
+    requested: tuple[str, ...]
+    jobs: tuple[Job, ...]
+    producers: dict[str, str]       # every output path and phony name -> the job's target
+    sources: tuple[str, ...]        # deps no rule makes, in the order first needed
+    pools: dict[str, int] = field(default_factory=dict)
+    hash_setting: str | None = None     # the Rulesfile var `rlmake_hash`, if set
+
+    def job(self, target: str) -> Job:
+        return self._by_target[target]
+
+    @property
+    def _by_target(self) -> dict[str, Job]:
+        cached = self.__dict__.get("_jobs_by_target")
+        if cached is None:
+            cached = {job.target: job for job in self.jobs}
+            object.__setattr__(self, "_jobs_by_target", cached)
+        return cached
+
+
 class ReasonKind(Enum):
     """Why a job must run; the order of the members is the order they are checked."""
 

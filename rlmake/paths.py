@@ -1,8 +1,10 @@
-"""Project-relative path normalisation shared by every layer."""
+"""Project paths: normalising them, and the questions expansion asks of the file system."""
 
 from __future__ import annotations
 
+import glob as globbing
 import os
+import stat
 
 
 def normalise(path: str, project_dir: str) -> str:
@@ -11,3 +13,19 @@ def normalise(path: str, project_dir: str) -> str:
         inside = os.path.relpath(path, project_dir)
         return os.path.normpath(path) if inside.startswith("..") else os.path.normpath(inside)
     return os.path.normpath(path)
+
+
+def probe(full_path: str) -> str:
+    """'file', 'dir' or 'missing': what expansion asks of a path, and a stored plan rechecks."""
+    try:
+        mode = os.stat(full_path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    return "dir" if stat.S_ISDIR(mode) else "file"
+
+
+def glob_files(project_dir: str, pattern: str) -> tuple[str, ...]:
+    """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
+    found = globbing.glob(pattern, root_dir=project_dir, recursive=True)
+    return tuple(sorted(os.path.normpath(path) for path in found
+                        if os.path.isfile(os.path.join(project_dir, path))))

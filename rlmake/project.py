@@ -1,4 +1,9 @@
-"""The public Python API: a project directory, its Rulesfile, and what can be done with it."""
+"""The public Python API: a project directory, its Rulesfile, and what can be done with it.
+
+Imports of the heavier layers (YAML, Jinja2, expansion, explanations) happen
+inside the methods that need them: a no-op build with a stored plan never
+loads them.
+"""
 
 from __future__ import annotations
 
@@ -9,70 +14,88 @@ import signal
 import time
 from collections import Counter
 from functools import cached_property
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from rlmake import rulesfile as rulesfile_loader
+from rlmake import plancache
 from rlmake.errors import BuildFailed, Interrupted, UsageError
-from rlmake.executors.local import LocalExecutor
-from rlmake.explain import MAX_DEPTH, Cause, Explainer
-from rlmake.expand import Expander, Plan
-from rlmake.hashing import HASH_MODES, FileHasher
-from rlmake.history import Origin, provenance
+from rlmake.hashing import HASH_MODES, FileHasher, digest_file
 from rlmake.lock import ProjectLock
-from rlmake.model import Outcome, Rulesfile, Status
+from rlmake.model import Outcome, Plan, Rulesfile, Status
 from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
+from rlmake.locate import find_rulesfile
 from rlmake.scheduler import BuildOptions, Scheduler
 from rlmake.state import StateDB
+
+if TYPE_CHECKING:
+    from rlmake.expand import Expander
+    from rlmake.explain import Cause
+    from rlmake.history import Origin
 
 
 class Project:
     """A Rulesfile found from `directory` (make's -C) or named by `file` (-f)."""
 
     def __init__(self, directory: str = ".", file: str | None = None,
-                 overrides: dict[str, Any] | None = None):
-        self.path = rulesfile_loader.find_rulesfile(os.path.abspath(directory), file)
+                 overrides: dict[str, Any] | None = None, use_plan_cache: bool = True):
+        self.path = find_rulesfile(os.path.abspath(directory), file)
         self.directory = os.path.dirname(self.path)
+        self.state_dir = os.path.join(self.directory, ".rlmake")
         self.overrides = dict(overrides or {})
+        self.use_plan_cache = use_plan_cache
+
+    # --- from Rulesfile to plan -----------------------------------------------------------
 
     @cached_property
     def rulesfile(self) -> Rulesfile:
-        return rulesfile_loader.load(self.path)
+        from rlmake import rulesfile
+
+        return rulesfile.load(self.path)
 
     @cached_property
-    def expander(self) -> Expander:
+    def expander(self) -> "Expander":
+        from rlmake.expand import Expander
+
         return Expander(self.rulesfile, self.overrides)
 
-    def requested(self, targets: Iterable[str]) -> list[str]:
-        """Command-line targets, normalised and checked; none means the default targets."""
-        targets = list(targets)
-        if not targets:
-            return self.expander.default_targets()
-        return self.expander.check_requested(targets)
-
     def plan(self, targets: Iterable[str] = ()) -> Plan:
-        return self.expander.plan(self.requested(targets))
+        """The jobs `targets` need (none: the default targets); a stored plan when valid."""
+        targets = list(targets)
+        name = plancache.entry_name(self.path, targets, self.overrides)
+        if self.use_plan_cache:
+            stored = plancache.load(self.state_dir, name, self.directory)
+            if stored is not None:
+                return stored
+        expander = self.expander
+        requested = expander.check_requested(targets) if targets else expander.default_targets()
+        plan = expander.plan(requested)
+        if self.use_plan_cache:
+            inputs = plancache.Inputs(
+                files=tuple((path, digest_file(path)) for path in self.rulesfile.files),
+                globs=tuple(expander.templates.globs_read.items()),
+                probes=tuple(expander.probes.items()))
+            plancache.save(self.state_dir, name, plan, inputs)
+        return plan
 
-    @property
-    def state_dir(self) -> str:
-        return os.path.join(self.directory, ".rlmake")
-
-    def hash_mode(self, requested: str | None = None) -> str:
+    def hash_mode(self, plan: Plan, requested: str | None = None) -> str:
         """--hash, else RLMAKE_HASH, else the Rulesfile var `rlmake_hash`, else content."""
-        mode = (requested or os.environ.get("RLMAKE_HASH")
-                or self.expander.vars.get("rlmake_hash") or "content")
+        mode = requested or os.environ.get("RLMAKE_HASH") or plan.hash_setting or "content"
         if mode not in HASH_MODES:
             raise UsageError(f"unknown hash mode '{mode}': use one of {', '.join(HASH_MODES)}")
         return mode
+
+    # --- building -------------------------------------------------------------------------
 
     def build(self, targets: Iterable[str], options: BuildOptions, reporter: Reporter, *,
               argv: list[str] | None = None, wait: bool = True,
               hash_mode: str | None = None) -> list[Outcome]:
         """Bring the targets up to date; raises BuildFailed if a command failed."""
         plan = self.plan(targets)               # every Rulesfile error comes before any command
-        mode = self.hash_mode(hash_mode)
+        mode = self.hash_mode(plan, hash_mode)
         if options.dry_run:
-            return self._dry_run(plan, options, reporter, mode)
+            outcomes = self._survey(plan, options, reporter, mode)
+            reporter.build_finished(outcomes, 0.0)
+            return outcomes
         lock = ProjectLock(self.state_dir)
         lock.acquire(wait, reporter.warning)
         try:
@@ -84,10 +107,35 @@ class Project:
         finally:
             lock.release()
 
-    def _dry_run(self, plan: Plan, options: BuildOptions, reporter: Reporter,
-                 mode: str) -> list[Outcome]:
-        outcomes = self._survey(plan, options, reporter, mode)
-        reporter.build_finished(outcomes, 0.0)
+    def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
+             state: StateDB, argv: list[str]) -> list[Outcome]:
+        from rlmake.executors.local import LocalExecutor
+
+        execution = secrets.token_hex(4)
+        started = time.time()
+        state.start_execution(execution, started, argv)
+        hasher = FileHasher(self.directory, state.stat_memo(), mode)
+        executor = LocalExecutor(options.jobs)
+        scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state,
+                              state.job_records(), execution, options)
+        status = "interrupted"
+        try:
+            with _sigterm_as_interrupt():
+                outcomes = scheduler.run()
+            status = "failed" if any(o.status is Status.FAILED for o in outcomes) else "succeeded"
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; unfinished jobs were not recorded") from None
+        finally:
+            executor.close()
+            state.save_stat_memo(hasher.updated)
+            counts = Counter(o.status for o in scheduler.outcomes.values() if o.job.commands)
+            state.finish_execution(execution, time.time(), status, counts[Status.DONE],
+                                   counts[Status.CACHED], counts[Status.FAILED])
+        reporter.build_finished(outcomes, time.time() - started)
+        failed = [o.job.target for o in outcomes if o.status is Status.FAILED]
+        if failed:
+            raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
+                              + (" ..." if len(failed) > 5 else ""))
         return outcomes
 
     def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter,
@@ -95,9 +143,17 @@ class Project:
         """What a build would do, decided without running anything or writing state."""
         with self.records() as state:
             hasher = FileHasher(self.directory, state.stat_memo(), mode)
-            scheduler = Scheduler(plan, self.directory, self.rulesfile.pools, None, reporter,
-                                  hasher, state, state.job_records(), "", options)
+            scheduler = Scheduler(plan, self.directory, None, reporter, hasher, state,
+                                  state.job_records(), "", options)
             return scheduler.run()
+
+    def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
+               ) -> tuple[Plan, dict[str, Outcome]]:
+        """The plan for `targets` and, for each job, what the next build would do and why."""
+        plan = self.plan(targets)
+        outcomes = self._survey(plan, BuildOptions(dry_run=True), SilentReporter(),
+                                self.hash_mode(plan, hash_mode))
+        return plan, {outcome.job.target: outcome for outcome in outcomes}
 
     @contextlib.contextmanager
     def records(self):
@@ -108,52 +164,14 @@ class Project:
         finally:
             state.conn.close()
 
-    def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
-               ) -> tuple[Plan, dict[str, Outcome]]:
-        """The plan for `targets` and, for each job, what the next build would do and why."""
-        plan = self.plan(targets)
-        outcomes = self._survey(plan, BuildOptions(dry_run=True), SilentReporter(),
-                                self.hash_mode(hash_mode))
-        return plan, {outcome.job.target: outcome for outcome in outcomes}
-
-    def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
-             state: StateDB, argv: list[str]) -> list[Outcome]:
-        execution = secrets.token_hex(4)
-        started = time.time()
-        state.start_execution(execution, started, argv)
-        hasher = FileHasher(self.directory, state.stat_memo(), mode)
-        executor = LocalExecutor(options.jobs)
-        scheduler = Scheduler(plan, self.directory, self.rulesfile.pools, executor, reporter,
-                              hasher, state, state.job_records(), execution, options)
-        status = "interrupted"
-        try:
-            with _sigterm_as_interrupt():
-                outcomes = scheduler.run()
-            counts = Counter(outcome.status for outcome in outcomes if outcome.job.commands)
-            status = "failed" if counts[Status.FAILED] else "succeeded"
-        except KeyboardInterrupt:
-            raise Interrupted("interrupted; unfinished jobs were not recorded") from None
-        finally:
-            executor.close()
-            state.save_stat_memo(hasher.updated)
-            outcomes_so_far = list(scheduler.outcomes.values())
-            counts = Counter(o.status for o in outcomes_so_far if o.job.commands)
-            state.finish_execution(execution, time.time(), status, counts[Status.DONE],
-                                   counts[Status.CACHED], counts[Status.FAILED])
-        reporter.build_finished(outcomes, time.time() - started)
-        if counts[Status.FAILED]:
-            failed = [o.job.target for o in outcomes if o.status is Status.FAILED]
-            raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
-                              + (" ..." if len(failed) > 5 else ""))
-        return outcomes
-
-
     # --- explaining and tracing ---------------------------------------------------------
 
-    def why(self, targets: Iterable[str] = ()) -> list[tuple[Cause, Cause | None]]:
+    def why(self, targets: Iterable[str] = ()) -> list[tuple["Cause", "Cause | None"]]:
         """For each target, why the next build will (or won't) rebuild it, and why the
         last build that ran it did. Without targets: every stale job of the default
         targets, with no history."""
+        from rlmake.explain import MAX_DEPTH, Explainer
+
         targets = list(targets)
         plan, outcomes = self.survey(targets)
         with self.records() as state:
@@ -165,14 +183,12 @@ class Project:
             return [(explainer.next_build(target), explainer.last_build(target))
                     for target in plan.requested]
 
-    def current_digest(self, path: str) -> str | None:
-        with self.records() as state:
-            return FileHasher(self.directory, state.stat_memo(), self.hash_mode()).digest(path)
+    def provenance(self, path: str) -> "Origin":
+        from rlmake.history import provenance
 
-    def provenance(self, path: str) -> Origin:
         path = normalise(path, self.directory)
-        digest = self.current_digest(path)
         with self.records() as state:
+            digest = FileHasher(self.directory, state.stat_memo()).digest(path)
             return provenance(path, digest, state)
 
     def clean(self, targets: Iterable[str] = (), dry_run: bool = False) -> list[tuple[str, str]]:

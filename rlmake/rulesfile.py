@@ -12,9 +12,9 @@ from typing import Any
 import yaml
 
 from rlmake.errors import RulesfileError, UsageError, did_you_mean
+from rlmake.locate import display_path
 from rlmake.model import Location, RuleSpec, Rulesfile
 
-RULESFILE_NAMES = ("Rulesfile.yaml", "Rulesfile.yml", "Rulesfile")
 TOP_KEYS = ("vars", "default", "include", "pools", "rules")
 RULE_KEYS = ("deps", "command", "outputs", "phony", "always", "env",
              "description", "pool", "depfile", "foreach")
@@ -73,26 +73,6 @@ def _raw_text(node):
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def find_rulesfile(directory: str, named: str | None) -> str:
-    """The absolute path of the Rulesfile to use, after `-C` has been applied."""
-    if named:
-        path = os.path.join(directory, named)
-        if not os.path.isfile(path):
-            raise UsageError(f"Rulesfile '{named}' not found")
-        return os.path.abspath(path)
-    for name in RULESFILE_NAMES:
-        path = os.path.join(directory, name)
-        if os.path.isfile(path):
-            return os.path.abspath(path)
-    raise UsageError(f"no Rulesfile in {directory} (looked for {', '.join(RULESFILE_NAMES)})")
-
-
-def display_path(path: str) -> str:
-    """A path as the user would type it from where rlmake was started."""
-    relative = os.path.relpath(path)
-    return path if relative.startswith("../../..") else relative
 
 
 def parse_override(text: str) -> tuple[str, Any]:

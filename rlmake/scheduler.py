@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 
 from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
-from rlmake.expand import Plan
 from rlmake.graph import critical_path_lengths, dep_jobs
 from rlmake.hashing import FileHasher, combined_digest, job_key
-from rlmake.model import Decision, Job, Outcome, Reason, ReasonKind, Status
+from rlmake.model import Decision, Job, Outcome, Plan, Reason, ReasonKind, Status
 from rlmake.reporters.base import Reporter
 from rlmake.staleness import decide
 from rlmake.state import JobRecord, RunRecord, StateDB
@@ -58,12 +57,12 @@ class _Progress:
 
 
 class Scheduler:
-    def __init__(self, plan: Plan, project_dir: str, pools: dict[str, int], executor: Executor | None,
+    def __init__(self, plan: Plan, project_dir: str, executor: Executor | None,
                  reporter: Reporter, hasher: FileHasher, state: StateDB,
                  records: dict[str, JobRecord], execution: str, options: BuildOptions):
         self.plan = plan
         self.project_dir = project_dir
-        self.pools = pools
+        self.pools = plan.pools
         self.executor = executor
         self.reporter = reporter
         self.hasher = hasher

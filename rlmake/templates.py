@@ -6,14 +6,14 @@ TemplateProblem, which knows nothing of rules: expand.py adds the location.
 
 from __future__ import annotations
 
-import glob as globbing
-import os
 import re
 import shlex
 from typing import Any, Iterable
 
 import jinja2
 import jinja2.meta
+
+from rlmake.paths import glob_files
 
 # A whole-`{{ ... }}` entry: evaluated as an expression so that a list stays a list.
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}\s*$", re.S)
@@ -46,10 +46,7 @@ class Templates:
     def glob(self, pattern: str) -> list[str]:
         """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
         if pattern not in self.globs_read:
-            found = globbing.glob(pattern, root_dir=self.project_dir, recursive=True)
-            files = (os.path.normpath(path) for path in found
-                     if os.path.isfile(os.path.join(self.project_dir, path)))
-            self.globs_read[pattern] = tuple(sorted(files))
+            self.globs_read[pattern] = glob_files(self.project_dir, pattern)
         return list(self.globs_read[pattern])
 
     def render(self, source: str, context: dict[str, Any]) -> str:

@@ -1,0 +1,111 @@
+"""The compiled plan: an expanded Plan stored in `.rlmake/plans/`, so that a build
+whose Rulesfiles, overrides and file system answers are unchanged skips YAML,
+Jinja2 and expansion entirely.
+
+A stored plan is used only if everything expansion read still reads the same:
+the content of every Rulesfile it loaded, the result of every glob(), the kind
+(file, directory, missing) of every path whose existence it asked about, and
+rlmake's own expansion code.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+from dataclasses import dataclass
+
+from rlmake import __version__
+from rlmake.hashing import digest_file, digest_structure
+from rlmake.model import Job, Location, Plan
+from rlmake.paths import glob_files, probe
+
+FORMAT = 1
+# The modules whose code decides what a Rulesfile expands to.
+_EXPANSION_CODE = ("rulesfile.py", "templates.py", "expand.py", "model.py", "paths.py",
+                   "plancache.py")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything expansion read, to be checked before a stored plan is trusted."""
+
+    files: tuple[tuple[str, str], ...]          # absolute Rulesfile path, content digest
+    globs: tuple[tuple[str, tuple[str, ...]], ...]
+    probes: tuple[tuple[str, str], ...]         # project path, kind
+
+
+def entry_name(rulesfile: str, targets: list[str], overrides: dict) -> str:
+    """Which stored plan answers this command line (the cwd names files in messages)."""
+    return digest_structure(["plan-key", FORMAT, __version__, rulesfile, os.getcwd(), targets,
+                             sorted((name, repr(value)) for name, value in overrides.items())])
+
+
+def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
+    """The stored plan, if there is one and everything it was expanded from is unchanged."""
+    try:
+        with open(os.path.join(state_dir, "plans", name), "rb") as stream:
+            stored = marshal.load(stream)
+        form, code, files, globs, probes, plan = stored
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if form != FORMAT or code != _code_fingerprint():
+        return None
+    if not _unchanged(project_dir, files, globs, probes):
+        return None
+    return _decode(plan)
+
+
+def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> None:
+    """Store atomically; a failure to store only costs speed next time."""
+    directory = os.path.join(state_dir, "plans")
+    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes,
+              _encode(plan))
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(temporary, "wb") as stream:
+            marshal.dump(stored, stream)
+        os.replace(temporary, os.path.join(directory, name))
+    except OSError:
+        try:
+            os.remove(temporary)
+        except OSError:
+            pass
+
+
+def _unchanged(project_dir: str, files, globs, probes) -> bool:
+    for path, digest in files:
+        try:
+            if digest_file(path) != digest:
+                return False
+        except OSError:
+            return False
+    for pattern, results in globs:
+        if glob_files(project_dir, pattern) != tuple(results):
+            return False
+    return all(probe(os.path.join(project_dir, path)) == kind for path, kind in probes)
+
+
+def _code_fingerprint() -> tuple:
+    here = os.path.dirname(__file__)
+    return (__version__, *(os.stat(os.path.join(here, name)).st_mtime_ns
+                           for name in _EXPANSION_CODE))
+
+
+def _encode(plan: Plan) -> tuple:
+    jobs = tuple((job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
+                  job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
+                  job.always, job.vars) for job in plan.jobs)
+    return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting)
+
+
+def _decode(stored: tuple) -> Plan:
+    requested, jobs, producers, sources, pools, hash_setting = stored
+    locations: dict[tuple, Location] = {}
+    decoded = []
+    for (target, rule, path, line, *rest) in jobs:
+        where = locations.get((path, line))
+        if where is None:
+            where = locations[(path, line)] = Location(path, line)
+        decoded.append(Job(target, rule, where, *rest))
+    return Plan(requested, tuple(decoded), producers, sources, pools, hash_setting)
