@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,11 @@ class Rulesfile:
     top_rule_count: int             # how many of `rules` come from the top file
 
 
-@dataclass(frozen=True)
-class Job:
-    """One rule made for one target: the unit that is hashed, cached and run."""
+class Job(NamedTuple):
+    """One rule made for one target: the unit that is hashed, cached and run.
+
+    A NamedTuple rather than a dataclass: a stored plan of 10,000 jobs is
+    rebuilt on every no-op build, and tuples are built ten times faster."""
 
     target: str                     # the job's id: its first target
     rule: str                       # the rule's key as written
@@ -77,10 +79,6 @@ class Job:
         """No command: it only gathers its deps and writes nothing."""
         return not self.commands
 
-    @property
-    def writes_files(self) -> bool:
-        return bool(self.outputs)
-
     def label(self) -> str:
         return self.description or (self.commands[0] if self.commands else self.target)
 
@@ -97,6 +95,7 @@ class Plan:
     sources: tuple[str, ...]        # deps no rule makes, in the order first needed
     pools: dict[str, int] = field(default_factory=dict)
     hash_setting: str | None = None     # the Rulesfile var `rlmake_hash`, if set
+    key: str = ""                       # names the stored plan (plancache.entry_name)
 
     def job(self, target: str) -> Job:
         return self._by_target[target]

@@ -15,10 +15,12 @@ def normalise(path: str, project_dir: str) -> str:
     return os.path.normpath(path)
 
 
-def probe(full_path: str) -> str:
-    """'file', 'dir' or 'missing': what expansion asks of a path, and a stored plan rechecks."""
+def probe(path: str, dir_fd: int | None = None) -> str:
+    """'file', 'dir' or 'missing': what expansion asks of a path, and a stored plan rechecks.
+
+    `path` is relative to `dir_fd` when given (absolute paths ignore it)."""
     try:
-        mode = os.stat(full_path).st_mode
+        mode = os.stat(path, dir_fd=dir_fd).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     return "dir" if stat.S_ISDIR(mode) else "file"

@@ -8,6 +8,7 @@ loads them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -25,7 +26,8 @@ from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
 from rlmake.locate import find_rulesfile
 from rlmake.scheduler import BuildOptions, Scheduler
-from rlmake.state import StateDB
+from rlmake.state import MemoOnDemand, RecordsOnDemand, StateDB
+from rlmake.uptodate import Snapshot, capture, changed_files
 
 if TYPE_CHECKING:
     from rlmake.expand import Expander
@@ -65,7 +67,7 @@ class Project:
         if self.use_plan_cache:
             stored = plancache.load(self.state_dir, name, self.directory)
             if stored is not None:
-                return stored
+                return dataclasses.replace(stored, key=name)
         expander = self.expander
         requested = expander.check_requested(targets) if targets else expander.default_targets()
         plan = expander.plan(requested)
@@ -75,6 +77,7 @@ class Project:
                 globs=tuple(expander.templates.globs_read.items()),
                 probes=tuple(expander.probes.items()))
             plancache.save(self.state_dir, name, plan, inputs)
+            plan = dataclasses.replace(plan, key=name)
         return plan
 
     def hash_mode(self, plan: Plan, requested: str | None = None) -> str:
@@ -109,15 +112,26 @@ class Project:
 
     def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
              state: StateDB, argv: list[str]) -> list[Outcome]:
-        from rlmake.executors.local import LocalExecutor
-
         execution = secrets.token_hex(4)
         started = time.time()
+        snapshot, changed = self._snapshot_changes(plan, state, mode, options)
+        if snapshot is not None and not changed:
+            state.record_noop(execution, started, argv)
+            reporter.build_finished([], time.time() - started)
+            return []
         state.start_execution(execution, started, argv)
-        hasher = FileHasher(self.directory, state.stat_memo(), mode)
+        if snapshot is not None:        # a few files changed: decide only what touches them
+            hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
+            records: Any = RecordsOnDemand(state)
+        else:
+            hasher = FileHasher(self.directory, state.stat_memo(), mode)
+            records = state.job_records()
+        from rlmake.executors.local import LocalExecutor
+
         executor = LocalExecutor(options.jobs)
-        scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state,
-                              state.job_records(), execution, options)
+        scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state, records,
+                              execution, options, changed,
+                              snapshot.depfile_readers if snapshot else None)
         status = "interrupted"
         try:
             with _sigterm_as_interrupt():
@@ -131,12 +145,45 @@ class Project:
             counts = Counter(o.status for o in scheduler.outcomes.values() if o.job.commands)
             state.finish_execution(execution, time.time(), status, counts[Status.DONE],
                                    counts[Status.CACHED], counts[Status.FAILED])
+        if status == "succeeded":
+            self._save_snapshot(plan, state, mode, scheduler, snapshot, changed)
         reporter.build_finished(outcomes, time.time() - started)
         failed = [o.job.target for o in outcomes if o.status is Status.FAILED]
         if failed:
             raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
                               + (" ..." if len(failed) > 5 else ""))
         return outcomes
+
+    def _snapshot_changes(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions
+                          ) -> tuple[Snapshot | None, set[str] | None]:
+        """The plan's up-to-date snapshot and the files changed since, if one applies."""
+        if options.force or not plan.key:
+            return None, None
+        stored = state.uptodate(plan.key, mode)
+        snapshot = Snapshot.decode(*stored) if stored else None
+        if snapshot is None:
+            return None, None
+        return snapshot, changed_files(snapshot, self.directory)
+
+    def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: Scheduler,
+                       previous: Snapshot | None, changed: set[str] | None) -> None:
+        """Every job is up to date now: remember the stat of every file the plan touches."""
+        if not plan.key or any(job.always for job in plan.jobs):
+            return
+        readers = dict(previous.depfile_readers) if previous else {}
+        for target, deps in scheduler.depfile_deps.items():
+            for dep in deps:
+                if target not in readers.get(dep, ()):
+                    readers[dep] = (*readers.get(dep, ()), target)
+        paths = dict.fromkeys(plan.sources)
+        for job in plan.jobs:
+            paths.update(dict.fromkeys(job.outputs))
+        paths.update(dict.fromkeys(readers))
+        snapshot = capture(paths, scheduler.hasher.updated, scheduler.hasher.memo.get,
+                           previous.stats() if previous else None, changed or set(), readers,
+                           time.time_ns())
+        if snapshot is not None:
+            state.save_uptodate(plan.key, mode, snapshot.taken_ns, snapshot.encode())
 
     def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter,
                 mode: str) -> list[Outcome]:

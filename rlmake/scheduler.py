@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
@@ -59,7 +60,11 @@ class _Progress:
 class Scheduler:
     def __init__(self, plan: Plan, project_dir: str, executor: Executor | None,
                  reporter: Reporter, hasher: FileHasher, state: StateDB,
-                 records: dict[str, JobRecord], execution: str, options: BuildOptions):
+                 records: Mapping[str, JobRecord], execution: str, options: BuildOptions,
+                 changed: set[str] | None = None,
+                 depfile_readers: dict[str, tuple[str, ...]] | None = None):
+        """`changed`: when an up-to-date snapshot exists, the files that changed since;
+        jobs that touch none of them, directly or through a dep, are known up to date."""
         self.plan = plan
         self.project_dir = project_dir
         self.pools = plan.pools
@@ -74,6 +79,19 @@ class Scheduler:
         self._digests: dict[str, str | None] = {}   # produced paths and phony names this build
         self._would_run: set[str] = set()
         self._last_commit = time.monotonic()
+        self.clean = set() if changed is None else self._clean_jobs(changed, depfile_readers or {})
+        self.depfile_deps: dict[str, tuple[str, ...]] = {}   # job -> what its depfile listed
+
+    def _clean_jobs(self, changed: set[str], depfile_readers) -> set[str]:
+        touched = {target for path in changed for target in depfile_readers.get(path, ())}
+        producers = self.plan.producers
+        dirty: set[str] = set()
+        for job in self.plan.jobs:                  # dependencies first
+            if job.always or job.target in touched \
+                    or any(path in changed for path in job.outputs) \
+                    or any(dep in changed or producers.get(dep) in dirty for dep in job.deps):
+                dirty.add(job.target)
+        return {job.target for job in self.plan.jobs if job.target not in dirty}
 
     # --- the main loop ------------------------------------------------------------------
 
@@ -110,6 +128,10 @@ class Scheduler:
             for target in pending:
                 job = self.plan.job(target)
                 if progress.stopping:
+                    continue
+                if target in self.clean:
+                    self._settle(job, Status.CACHED if job.commands else Status.DONE, None)
+                    progress.settled.append(target)
                     continue
                 decision, dep_digests = self._decide(job)
                 if decision is None:
@@ -149,9 +171,23 @@ class Scheduler:
     # --- deciding -------------------------------------------------------------------------
 
     def _digest(self, path: str) -> str | None:
-        if path not in self._digests:
-            self._digests[path] = self.hasher.digest(path)
-        return self._digests[path]
+        """The content of `path` as dependents see it now, computed when first asked.
+
+        A phony or aggregate target's content is the combination of its deps'; an
+        `always` phony one changes on every build."""
+        if path in self._digests:
+            return self._digests[path]
+        owner = self.plan.producers.get(path)
+        job = self.plan.job(owner) if owner == path else None
+        if job is not None and not job.outputs:
+            if job.always and job.commands:
+                digest = secrets.token_hex(16)
+            else:
+                digest = combined_digest("phony", [self._digest(dep) for dep in job.deps])
+        else:
+            digest = self.hasher.digest(path)
+        self._digests[path] = digest
+        return digest
 
     def _decide(self, job: Job) -> tuple[Decision | None, list]:
         dep_digests = [(dep, self._digest(dep)) for dep in job.deps]
@@ -164,6 +200,8 @@ class Scheduler:
         if not job.commands:
             return Decision(key), dep_digests
         record = self.records.get(job.target)
+        if record is not None:
+            self.depfile_deps[job.target] = tuple(record.depfile_deps)
         failed = record is None and self._last_run_failed(job.target)
         decision = decide(job, key, dep_digests, record, self._digest, forced=self.options.force,
                           last_run_failed=failed)
@@ -183,26 +221,16 @@ class Scheduler:
     def _settle_without_running(self, job: Job, decision: Decision) -> None:
         if decision.stale:                           # only in a dry run
             self._would_run.add(job.target)
-            status = Status.WOULD_RUN
+            self._settle(job, Status.WOULD_RUN, decision)
         else:
-            status = Status.CACHED if job.commands else Status.DONE
-        self._publish_digests(job, [(d, self._digests.get(d)) for d in job.deps])
+            self._settle(job, Status.CACHED if job.commands else Status.DONE, decision)
+
+    def _settle(self, job: Job, status: Status, decision: Decision | None) -> None:
         now = time.time()
         outcome = Outcome(job, status, decision, started=now, ended=now)
         self.outcomes[job.target] = outcome
         if job.commands:
             self.reporter.job_finished(outcome)
-
-    def _publish_digests(self, job: Job, dep_digests) -> None:
-        """What dependents will see as the content of this job's targets."""
-        if job.outputs:
-            for path in job.outputs:
-                self._digest(path)
-            return
-        if job.always and job.commands:
-            self._digests[job.target] = secrets.token_hex(16)   # changed on every run
-        else:
-            self._digests[job.target] = combined_digest("phony", [d for _, d in dep_digests])
 
     # --- running ----------------------------------------------------------------------
 
@@ -266,15 +294,15 @@ class Scheduler:
 
     def _succeed(self, running: _Running, completion: Completion, depfile_deps: dict) -> None:
         job = running.job
-        self._publish_digests(job, running.dep_digests)
-        writes = [(path, self._digests[path]) for path in job.outputs]
+        self.depfile_deps[job.target] = tuple(depfile_deps)
+        writes = [(path, self._digest(path)) for path in job.outputs]
         self._record(running, completion, Status.DONE, writes, depfile_deps)
         self._report(running, completion, Status.DONE)
 
     def _fail(self, running: _Running, completion: Completion, error: str | None) -> None:
         self._remove_changed_outputs(running)
         self._record(running, completion, Status.FAILED, [], {})
-        self.records.pop(running.job.target, None)
+        self.depfile_deps.pop(running.job.target, None)
         self.state.forget_job(running.job.target)
         self._report(running, completion, Status.FAILED, error)
 

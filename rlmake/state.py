@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
 # that has shipped; append a new one.
@@ -74,6 +74,16 @@ MIGRATIONS: tuple[str, ...] = (
         hashed_ns INTEGER NOT NULL
     );
     """,
+    # 2: snapshots of plans found wholly up to date, for the no-op fast path (uptodate.py).
+    """
+    CREATE TABLE uptodate (
+        plan TEXT NOT NULL,
+        hash_mode TEXT NOT NULL,
+        taken_ns INTEGER NOT NULL,
+        snapshot BLOB NOT NULL,
+        PRIMARY KEY (plan, hash_mode)
+    );
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -92,6 +102,11 @@ class JobRecord:
     @property
     def inputs(self) -> dict[str, Any]:
         return json.loads(self.inputs_json)
+
+
+def _job_record(row) -> JobRecord:
+    target, run, key, outputs, depfile_deps, inputs = row
+    return JobRecord(target, run, key, json.loads(outputs), json.loads(depfile_deps), inputs)
 
 
 @dataclass(frozen=True)
@@ -227,8 +242,9 @@ class StateDB(StateReader):
 
     def __init__(self, state_dir: str, readonly: bool = False):
         self.path = os.path.join(state_dir, "state.db")
+        self._uptodate_cleared = False
         if readonly and not os.path.exists(self.path):
-            self.conn = sqlite3.connect(":memory:")
+            self.conn = sqlite3.connect(":memory:", isolation_level=None)
             self._migrate(0)
             return
         try:
@@ -245,6 +261,7 @@ class StateDB(StateReader):
                              f"knows only up to {SCHEMA_VERSION}: upgrade rlmake")
         self._migrate(version)
         self._in_transaction = False
+        self._uptodate_cleared = False
 
     def _migrate(self, version: int) -> None:
         for number in range(version, SCHEMA_VERSION):
@@ -288,9 +305,7 @@ class StateDB(StateReader):
     def job_records(self) -> dict[str, JobRecord]:
         rows = self.conn.execute(
             "SELECT target, run, key, outputs, depfile_deps, inputs FROM jobs")
-        return {target: JobRecord(target, run, key, json.loads(outputs), json.loads(depfile_deps),
-                                  inputs)
-                for target, run, key, outputs, depfile_deps, inputs in rows}
+        return {row[0]: _job_record(row) for row in rows}
 
     def stat_memo(self) -> dict[str, StatMemo]:
         rows = self.conn.execute(
@@ -311,6 +326,12 @@ class StateDB(StateReader):
                     (execution, started, json.dumps(argv)))
         self.commit()
 
+    def record_noop(self, execution: str, started: float, argv: list[str]) -> None:
+        """A build that found everything up to date, in one short transaction."""
+        self._write("INSERT INTO executions (id, started, ended, argv, status) "
+                    "VALUES (?, ?, ?, ?, 'succeeded')", (execution, started, started, json.dumps(argv)))
+        self.commit()
+
     def finish_execution(self, execution: str, ended: float, status: str,
                          ran: int, cached: int, failed: int) -> None:
         self._write("UPDATE executions SET ended = ?, status = ?, ran = ?, cached = ?, failed = ? "
@@ -326,6 +347,7 @@ class StateDB(StateReader):
             (run.execution, run.target, run.rule, run.key, run.status, run.reasons, run.started,
              run.ended, run.exit_code, inputs, run.output_tail))
         run_id = cursor.lastrowid
+        self._clear_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
                          [(run_id, path, digest, "r") for path, digest in run.reads]
                          + [(run_id, path, digest, "w") for path, digest in run.writes])
@@ -340,3 +362,62 @@ class StateDB(StateReader):
     def forget_job(self, target: str) -> None:
         """The job's outputs are gone or untrusted: its next build must run it."""
         self._write("DELETE FROM jobs WHERE target = ?", (target,))
+        self._clear_uptodate()
+
+    # --- up-to-date snapshots -------------------------------------------------------------
+
+    def _clear_uptodate(self) -> None:
+        """A recorded run changes what is up to date: every snapshot is void."""
+        if not self._uptodate_cleared:
+            self._write("DELETE FROM uptodate")
+            self._uptodate_cleared = True
+
+    def uptodate(self, plan: str, hash_mode: str) -> tuple[int, bytes] | None:
+        row = self.conn.execute("SELECT taken_ns, snapshot FROM uptodate WHERE plan = ? AND "
+                                "hash_mode = ?", (plan, hash_mode)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def save_uptodate(self, plan: str, hash_mode: str, taken_ns: int, snapshot: bytes) -> None:
+        self._write("INSERT OR REPLACE INTO uptodate (plan, hash_mode, taken_ns, snapshot) "
+                    "VALUES (?, ?, ?, ?)", (plan, hash_mode, taken_ns, snapshot))
+
+    # --- reading a few records instead of all -----------------------------------------
+
+    def job_record(self, target: str) -> JobRecord | None:
+        row = self.conn.execute("SELECT target, run, key, outputs, depfile_deps, inputs FROM jobs "
+                                "WHERE target = ?", (target,)).fetchone()
+        return _job_record(row) if row else None
+
+    def stat_memo_of(self, path: str) -> StatMemo | None:
+        row = self.conn.execute("SELECT dev, ino, size, mtime_ns, digest, hashed_ns FROM file_memo "
+                                "WHERE path = ?", (path,)).fetchone()
+        return StatMemo(*row) if row else None
+
+
+class RecordsOnDemand:
+    """Job records read one at a time, for builds that decide only a few jobs."""
+
+    def __init__(self, state: StateDB):
+        self._state = state
+        self._read: dict[str, JobRecord | None] = {}
+
+    def get(self, target: str) -> JobRecord | None:
+        if target not in self._read:
+            self._read[target] = self._state.job_record(target)
+        return self._read[target]
+
+
+class MemoOnDemand(dict):
+    """The digest memo, read one path at a time (a dict of what has been read or updated)."""
+
+    def __init__(self, state: StateDB):
+        super().__init__()
+        self._state = state
+
+    def get(self, path: str, default=None):
+        if path not in self:
+            found = self._state.stat_memo_of(path)
+            if found is None:
+                return default
+            self[path] = found
+        return self[path]
