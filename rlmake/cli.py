@@ -7,6 +7,7 @@ becomes an exit status.
 from __future__ import annotations
 
 import functools
+import os
 
 import click
 
@@ -92,9 +93,20 @@ def main(ctx, directory, file):
               help="Exit with status 2 at once if another build holds this project.")
 @click.option("--hash", "hash_mode", type=click.Choice(["content", "fast"]), default=None,
               help="content (default): digest file bytes; fast: digest size and mtime only.")
+@click.option("--cache", "cache_url", default=None, metavar="URL",
+              help="A shared artifact cache: s3://bucket/prefix or a directory "
+                   "(also RLMAKE_CACHE). Read-only unless --cache-write.")
+@click.option("--cache-write", is_flag=True, default=None,
+              help="Also store results in the shared cache (trusted CI only).")
+@click.option("--no-local-cache", is_flag=True, default=None,
+              help="Do not use the project's own store in .rlmake/cache.")
+@click.option("--report", "report_path", default=None, metavar="FILE",
+              help="Write a JSON report of the build (every job, status, reason, duration).")
+@click.option("--junit", "junit_path", default=None, metavar="FILE",
+              help="Write a JUnit XML file, one testcase per job, for CI test views.")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
-          arguments):
+          cache_url, cache_write, no_local_cache, report_path, junit_path, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars."""
@@ -109,8 +121,26 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going,
                            force=force, dry_run=dry_run)
     reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
+    if report_path or junit_path:
+        reporter = _with_report_files(reporter, report_path, junit_path)
+    cache = project.cache_settings(cache_url, cache_write, False if no_local_cache else None)
     project.build(targets, options, reporter, argv=["rlmake", *sys.argv[1:]],
-                  wait=not no_wait, hash_mode=hash_mode)
+                  wait=not no_wait, hash_mode=hash_mode, cache=cache)
+
+
+def _with_report_files(console, report_path: str | None, junit_path: str | None):
+    from rlmake.reporters.fanout import FanOut
+
+    reporters = [console]
+    if report_path:
+        from rlmake.reporters.json_report import JsonReport
+
+        reporters.append(JsonReport(report_path))
+    if junit_path:
+        from rlmake.reporters.junit import JUnitReport
+
+        reporters.append(JUnitReport(junit_path))
+    return FanOut(*reporters)
 
 
 @main.command(name="list")
@@ -230,3 +260,63 @@ def clean(directory, file, dry_run, arguments):
         click.echo(f"{action}: {path}")
     if not results:
         click.echo("nothing to clean")
+
+
+@main.group()
+def cache():
+    """The artifact cache: `stats` and `gc`."""
+
+
+@cache.command()
+@project_options
+def stats(directory, file):
+    """Hits, misses and bytes of the recorded builds, and the local store's size."""
+    from rlmake.cache.local import LocalStore
+
+    project = open_project(directory, file)
+    with project.records() as state:
+        builds, restored, misses, bytes_restored, bytes_stored = state.cache_totals()
+    store = LocalStore(os.path.join(project.state_dir, "cache"))
+    entries = store.entries()
+    click.echo(f"builds recorded:  {builds}")
+    click.echo(f"restored (hits):  {restored}")
+    click.echo(f"misses:           {misses}")
+    click.echo(f"bytes restored:   {_size(bytes_restored)}")
+    click.echo(f"bytes stored:     {_size(bytes_stored)}")
+    click.echo(f"local store:      {len(entries)} entries, "
+               f"{_size(sum(size for _, size, _ in entries))} in {store.root}")
+
+
+@cache.command()
+@project_options
+@click.option("--max-size", required=True, metavar="SIZE",
+              help="Keep at most this much, e.g. 500M or 2G; least recently used goes first.")
+def gc(directory, file, max_size):
+    """Shrink the local store to --max-size, removing least recently used entries."""
+    from rlmake.cache.local import LocalStore
+
+    project = open_project(directory, file)
+    store = LocalStore(os.path.join(project.state_dir, "cache"))
+    removed, freed = store.collect_garbage(_parse_size(max_size))
+    click.echo(f"removed {removed} entries, freed {_size(freed)}")
+
+
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _parse_size(text: str) -> int:
+    number, unit = text.strip().upper().rstrip("IB") or "0", ""
+    if number and number[-1] in _UNITS:
+        number, unit = number[:-1], number[-1]
+    try:
+        return int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise UsageError(f"bad size '{text}': use a number with K, M, G or T, e.g. 500M") from None
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"

@@ -173,9 +173,10 @@ class Explainer:
     def past_run(self, run: StoredRun, depth: int, parent_execution: str | None,
                  first: bool = False) -> Cause:
         reasons = [Reason.from_json(r) for r in run.reasons]
-        verb = {"done": "rebuilt", "failed": "failed"}.get(run.status, run.status)
+        verb = {"done": "rebuilt", "failed": "failed",
+                "restored": f"restored from {run.cache_source}"}.get(run.status, run.status)
         if first:
-            verb = "last " + ("built" if run.status == "done" else "failed")
+            verb = "last " + ("built" if run.status == "done" else verb)
         where = "" if run.execution == parent_execution else \
             f" in {run.execution} at {when(run.started)}"
         sentence = f"{verb}{where}"

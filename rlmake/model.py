@@ -182,6 +182,7 @@ class Status(Enum):
     """Where a job ended up in one build."""
 
     DONE = "done"           # its command ran and succeeded
+    RESTORED = "restored"   # its outputs came from the artifact cache; nothing ran
     CACHED = "cached"       # up to date; nothing ran
     FAILED = "failed"
     SKIPPED = "skipped"     # not run because a job it needs failed or the build stopped
@@ -199,6 +200,7 @@ class Outcome:
     failed_command: str | None = None
     started: float = 0.0
     ended: float = 0.0
+    cache_source: str | None = None     # RESTORED: the store it came from
 
     @property
     def duration(self) -> float:

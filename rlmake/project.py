@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterable
 
 from rlmake import plancache
+from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, Interrupted, UsageError
 from rlmake.hashing import HASH_MODES, FileHasher, digest_file
 from rlmake.lock import ProjectLock
@@ -26,10 +27,12 @@ from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
 from rlmake.locate import find_rulesfile
 from rlmake.scheduler import BuildOptions, Scheduler
-from rlmake.state import MemoOnDemand, RecordsOnDemand, StateDB
+from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
 from rlmake.uptodate import Snapshot, capture, changed_files
 
 if TYPE_CHECKING:
+    from rlmake.cache.artifacts import ArtifactCache
+    from rlmake.cache.settings import CacheSettings
     from rlmake.expand import Expander
     from rlmake.explain import Cause
     from rlmake.history import Origin
@@ -80,9 +83,21 @@ class Project:
             plan = dataclasses.replace(plan, key=name)
         return plan
 
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.directory)
+
+    def cache_settings(self, url: str | None = None, write: bool | None = None,
+                       local: bool | None = None) -> "CacheSettings":
+        from rlmake.cache.settings import CacheSettings
+
+        return CacheSettings.resolve(self.config, url, write, local)
+
     def hash_mode(self, plan: Plan, requested: str | None = None) -> str:
-        """--hash, else RLMAKE_HASH, else the Rulesfile var `rlmake_hash`, else content."""
-        mode = requested or os.environ.get("RLMAKE_HASH") or plan.hash_setting or "content"
+        """--hash, else RLMAKE_HASH, else rlmake.toml's [build] hash, else the Rulesfile
+        var `rlmake_hash`, else content."""
+        mode = (requested or os.environ.get("RLMAKE_HASH") or self.config.get("build", "hash")
+                or plan.hash_setting or "content")
         if mode not in HASH_MODES:
             raise UsageError(f"unknown hash mode '{mode}': use one of {', '.join(HASH_MODES)}")
         return mode
@@ -91,8 +106,11 @@ class Project:
 
     def build(self, targets: Iterable[str], options: BuildOptions, reporter: Reporter, *,
               argv: list[str] | None = None, wait: bool = True,
-              hash_mode: str | None = None) -> list[Outcome]:
-        """Bring the targets up to date; raises BuildFailed if a command failed."""
+              hash_mode: str | None = None,
+              cache: "CacheSettings | None" = None) -> list[Outcome]:
+        """Bring the targets up to date; raises BuildFailed if a command failed.
+
+        `cache`: which artifact stores to use (none when not given)."""
         plan = self.plan(targets)               # every Rulesfile error comes before any command
         mode = self.hash_mode(plan, hash_mode)
         if options.dry_run:
@@ -104,14 +122,15 @@ class Project:
         try:
             state = StateDB(self.state_dir)
             try:
-                return self._run(plan, options, reporter, mode, state, argv or [])
+                return self._run(plan, options, reporter, mode, state, argv or [], cache)
             finally:
                 state.close()
         finally:
             lock.release()
 
     def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
-             state: StateDB, argv: list[str]) -> list[Outcome]:
+             state: StateDB, argv: list[str], cache_settings: "CacheSettings | None"
+             ) -> list[Outcome]:
         execution = secrets.token_hex(4)
         started = time.time()
         snapshot, changed = self._snapshot_changes(plan, state, mode, options)
@@ -126,12 +145,12 @@ class Project:
         else:
             hasher = FileHasher(self.directory, state.stat_memo(), mode)
             records = state.job_records()
-        from rlmake.executors.local import LocalExecutor
-
-        executor = LocalExecutor(options.jobs)
+        cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
+            if cache_settings else None
+        executor = self._executor(options, cache)
         scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state, records,
                               execution, options, changed,
-                              snapshot.depfile_readers if snapshot else None)
+                              snapshot.depfile_readers if snapshot else None, cache)
         status = "interrupted"
         try:
             with _sigterm_as_interrupt():
@@ -141,10 +160,13 @@ class Project:
             raise Interrupted("interrupted; unfinished jobs were not recorded") from None
         finally:
             executor.close()
+            if cache is not None:
+                cache.close()
             state.save_stat_memo(hasher.updated)
             counts = Counter(o.status for o in scheduler.outcomes.values() if o.job.commands)
             state.finish_execution(execution, time.time(), status, counts[Status.DONE],
-                                   counts[Status.CACHED], counts[Status.FAILED])
+                                   counts[Status.CACHED], counts[Status.FAILED],
+                                   _cache_use(cache))
         if status == "succeeded":
             self._save_snapshot(plan, state, mode, scheduler, snapshot, changed)
         reporter.build_finished(outcomes, time.time() - started)
@@ -153,6 +175,17 @@ class Project:
             raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
                               + (" ..." if len(failed) > 5 else ""))
         return outcomes
+
+    @staticmethod
+    def _executor(options: BuildOptions, cache: "ArtifactCache | None"):
+        from rlmake.executors.local import LocalExecutor
+
+        executor = LocalExecutor(options.jobs)
+        if cache is None:
+            return executor
+        from rlmake.executors.caching import CachingExecutor
+
+        return CachingExecutor(executor, cache, options.jobs)
 
     def _snapshot_changes(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions
                           ) -> tuple[Snapshot | None, set[str] | None]:
@@ -274,6 +307,13 @@ class Project:
             return "would remove"
         os.remove(os.path.join(self.directory, path))
         return "removed"
+
+
+def _cache_use(cache: "ArtifactCache | None") -> CacheUse | None:
+    if cache is None:
+        return None
+    stats = cache.stats
+    return CacheUse(stats.hits, stats.misses, stats.bytes_restored, stats.bytes_stored)
 
 
 @contextlib.contextmanager

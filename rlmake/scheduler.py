@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
@@ -24,6 +24,9 @@ from rlmake.model import Decision, Job, Outcome, Plan, Reason, ReasonKind, Statu
 from rlmake.reporters.base import Reporter
 from rlmake.staleness import decide
 from rlmake.state import JobRecord, RunRecord, StateDB
+
+if TYPE_CHECKING:
+    from rlmake.cache.artifacts import ArtifactCache
 
 _COMMIT_EVERY_SECONDS = 0.5
 _OUTPUT_TAIL_BYTES = 4000
@@ -62,7 +65,8 @@ class Scheduler:
                  reporter: Reporter, hasher: FileHasher, state: StateDB,
                  records: Mapping[str, JobRecord], execution: str, options: BuildOptions,
                  changed: set[str] | None = None,
-                 depfile_readers: dict[str, tuple[str, ...]] | None = None):
+                 depfile_readers: dict[str, tuple[str, ...]] | None = None,
+                 cache: "ArtifactCache | None" = None):
         """`changed`: when an up-to-date snapshot exists, the files that changed since;
         jobs that touch none of them, directly or through a dep, are known up to date."""
         self.plan = plan
@@ -75,6 +79,7 @@ class Scheduler:
         self.records = records
         self.execution = execution
         self.options = options
+        self.cache = cache
         self.outcomes: dict[str, Outcome] = {}
         self._digests: dict[str, str | None] = {}   # produced paths and phony names this build
         self._would_run: set[str] = set()
@@ -237,8 +242,9 @@ class Scheduler:
     def _start(self, job: Job, decision: Decision, dep_digests, progress: _Progress) -> None:
         dirs = {os.path.dirname(os.path.join(self.project_dir, path))
                 for path in (*job.outputs, *([job.depfile] if job.depfile else []))}
+        cacheable = self.cache is not None and not job.always and not self.options.force
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
-                    tuple(sorted(dirs)))
+                    tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs)
         progress.running[job.target] = _Running(job, decision, dep_digests,
                                                 self._stat_outputs(job))
         if job.pool:
@@ -259,7 +265,9 @@ class Scheduler:
         else:
             depfile_deps: dict[str, str | None] = {}
             error = self._missing_output(job)
-            if error is None and job.depfile:
+            if error is None and completion.restored_from is not None:
+                depfile_deps = dict(completion.depfile_deps or {})
+            elif error is None and job.depfile:
                 depfile_deps, error = self._read_depfile(job)
             if error is None:
                 self._succeed(running, completion, depfile_deps)
@@ -296,8 +304,11 @@ class Scheduler:
         job = running.job
         self.depfile_deps[job.target] = tuple(depfile_deps)
         writes = [(path, self._digest(path)) for path in job.outputs]
-        self._record(running, completion, Status.DONE, writes, depfile_deps)
-        self._report(running, completion, Status.DONE)
+        status = Status.RESTORED if completion.restored_from else Status.DONE
+        self._record(running, completion, status, writes, depfile_deps)
+        self._report(running, completion, status)
+        if status is Status.DONE and self.cache is not None and not job.always:
+            self.cache.store(running.decision.key, writes, completion.output, depfile_deps)
 
     def _fail(self, running: _Running, completion: Completion, error: str | None) -> None:
         self._remove_changed_outputs(running)
@@ -315,7 +326,8 @@ class Scheduler:
                 error: str | None = None) -> None:
         outcome = Outcome(running.job, status, running.decision, completion.exit_code,
                           completion.output.decode(errors="replace"), error,
-                          completion.failed_command, completion.started, completion.ended)
+                          completion.failed_command, completion.started, completion.ended,
+                          completion.restored_from)
         self.outcomes[running.job.target] = outcome
         self.reporter.job_finished(outcome)
 
@@ -331,8 +343,8 @@ class Scheduler:
                            completion.exit_code, inputs,
                            completion.output[-_OUTPUT_TAIL_BYTES:].decode(errors="replace"),
                            tuple(running.dep_digests) + tuple(depfile_deps.items()),
-                           tuple(writes))
-        self.state.record_run(record, successful=status is Status.DONE)
+                           tuple(writes), completion.restored_from)
+        self.state.record_run(record, successful=status in (Status.DONE, Status.RESTORED))
         if time.monotonic() - self._last_commit > _COMMIT_EVERY_SECONDS:
             self.state.commit()
             self._last_commit = time.monotonic()

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
 # that has shipped; append a new one.
@@ -84,8 +84,26 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (plan, hash_mode)
     );
     """,
+    # 3: the artifact cache: where a restored run came from, and each build's cache use.
+    """
+    ALTER TABLE runs ADD COLUMN cache_source TEXT;
+    ALTER TABLE executions ADD COLUMN restored INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN cache_misses INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN bytes_restored INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE executions ADD COLUMN bytes_stored INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """How one build used the artifact cache."""
+
+    restored: int = 0
+    misses: int = 0
+    bytes_restored: int = 0
+    bytes_stored: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,7 @@ class RunRecord:
     output_tail: str = ""
     reads: tuple[tuple[str, str | None], ...] = ()
     writes: tuple[tuple[str, str], ...] = ()
+    cache_source: str | None = None
 
 
 # --- reading the records back (why, log, clean) ---------------------------------------
@@ -156,17 +175,18 @@ class StoredRun:
     exit_code: int | None
     inputs: dict[str, Any]
     output_tail: str
+    cache_source: str | None = None
 
 
 _RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, runs.started, "
-                "runs.ended, exit_code, inputs, output_tail")
+                "runs.ended, exit_code, inputs, output_tail, cache_source")
 
 
 def _run(row) -> StoredRun:
     (run_id, execution, target, rule, key, status, reasons, started, ended, exit_code,
-     inputs, output_tail) = row
+     inputs, output_tail, cache_source) = row
     return StoredRun(run_id, execution, target, rule, key, status, json.loads(reasons), started,
-                     ended, exit_code, json.loads(inputs), output_tail)
+                     ended, exit_code, json.loads(inputs), output_tail, cache_source)
 
 
 def _execution(row) -> Execution:
@@ -205,7 +225,8 @@ class StateReader:
         row = self.conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM run_files JOIN runs ON runs.id = run_files.run "
             "WHERE run_files.path = ? AND run_files.digest = ? AND run_files.mode = 'w' "
-            "AND runs.status = 'done' ORDER BY runs.id DESC LIMIT 1", (path, digest)).fetchone()
+            "AND runs.status IN ('done', 'restored') ORDER BY runs.id DESC LIMIT 1",
+            (path, digest)).fetchone()
         return _run(row) if row else None
 
     def writes_of(self, run_id: int) -> dict[str, str]:
@@ -232,7 +253,7 @@ class StateReader:
         written: dict[str, set[str]] = {}
         for path, digest in self.conn.execute(
                 "SELECT path, digest FROM run_files JOIN runs ON runs.id = run_files.run "
-                "WHERE mode = 'w' AND runs.status = 'done'"):
+                "WHERE mode = 'w' AND runs.status IN ('done', 'restored')"):
             written.setdefault(path, set()).add(digest)
         return written
 
@@ -332,20 +353,32 @@ class StateDB(StateReader):
                     "VALUES (?, ?, ?, ?, 'succeeded')", (execution, started, started, json.dumps(argv)))
         self.commit()
 
-    def finish_execution(self, execution: str, ended: float, status: str,
-                         ran: int, cached: int, failed: int) -> None:
-        self._write("UPDATE executions SET ended = ?, status = ?, ran = ?, cached = ?, failed = ? "
-                    "WHERE id = ?", (ended, status, ran, cached, failed, execution))
+    def finish_execution(self, execution: str, ended: float, status: str, ran: int, cached: int,
+                         failed: int, cache: "CacheUse | None" = None) -> None:
+        cache = cache or CacheUse()
+        self._write("UPDATE executions SET ended = ?, status = ?, ran = ?, cached = ?, failed = ?, "
+                    "restored = ?, cache_misses = ?, bytes_restored = ?, bytes_stored = ? "
+                    "WHERE id = ?", (ended, status, ran, cached, failed, cache.restored,
+                                     cache.misses, cache.bytes_restored, cache.bytes_stored,
+                                     execution))
         self.commit()
+
+    def cache_totals(self) -> tuple[int, int, int, int, int]:
+        """(builds, restored, misses, bytes restored, bytes stored) over every recorded build."""
+        row = self.conn.execute("SELECT count(*), coalesce(sum(restored), 0), "
+                                "coalesce(sum(cache_misses), 0), coalesce(sum(bytes_restored), 0), "
+                                "coalesce(sum(bytes_stored), 0) FROM executions").fetchone()
+        return tuple(row)
 
     def record_run(self, run: RunRecord, successful: bool) -> int:
         """Store one run; a successful one becomes its job's record for staleness."""
         inputs = json.dumps(run.inputs, separators=(",", ":"))
         cursor = self._write(
             "INSERT INTO runs (execution, target, rule, key, status, reasons, started, ended, "
-            "exit_code, inputs, output_tail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "exit_code, inputs, output_tail, cache_source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run.execution, run.target, run.rule, run.key, run.status, run.reasons, run.started,
-             run.ended, run.exit_code, inputs, run.output_tail))
+             run.ended, run.exit_code, inputs, run.output_tail, run.cache_source))
         run_id = cursor.lastrowid
         self._clear_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",

@@ -19,6 +19,8 @@ class Task:
     cwd: str
     env: dict[str, str] | None = None       # added to the inherited environment
     make_dirs: tuple[str, ...] = ()         # directories to create first
+    cache_key: str | None = None            # look the job up in the artifact cache first
+    outputs: tuple[str, ...] = ()           # what a cache hit must restore
 
 
 @dataclass(frozen=True)
@@ -30,14 +32,17 @@ class Completion:
     ended: float
     failed_command: str | None = None
     error: str | None = None                # the executor could not run the task at all
+    restored_from: str | None = None        # a cache hit: the store's name; nothing ran
+    depfile_deps: dict[str, str | None] | None = None   # a cache hit's recorded depfile deps
 
 
 class Executor(Protocol):
     def start(self, task: Task) -> None:
         """Begin running `task`; never blocks for long."""
 
-    def wait(self) -> Completion:
-        """Block until one started task has finished and return how it ended."""
+    def wait(self, timeout: float | None = None) -> Completion | None:
+        """Block until one started task has finished and return how it ended
+        (None if `timeout` seconds passed first)."""
 
     def cancel(self) -> None:
         """Stop every running task (Ctrl-C); `wait` then returns their completions."""

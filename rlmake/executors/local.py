@@ -27,12 +27,8 @@ class LocalExecutor:
     def start(self, task: Task) -> None:
         self._pool.submit(self._run, task)
 
-    def wait(self) -> Completion:
-        while True:     # a timeout keeps the main thread responsive to Ctrl-C
-            try:
-                return self._finished.get(timeout=0.5)
-            except queue.Empty:
-                continue
+    def wait(self, timeout: float | None = None) -> Completion | None:
+        return wait_on(self._finished, timeout)
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -87,3 +83,15 @@ class LocalExecutor:
                 os.killpg(process.pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def wait_on(finished: queue.SimpleQueue, timeout: float | None) -> Completion | None:
+    """The next completion; short waits in a loop keep the main thread responsive to Ctrl-C."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+        try:
+            return finished.get(timeout=step)
+        except queue.Empty:
+            if deadline is not None and time.monotonic() >= deadline:
+                return None

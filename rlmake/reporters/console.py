@@ -17,7 +17,7 @@ from typing import TextIO
 from rlmake.model import Decision, Job, Outcome, ReasonKind, Status
 
 _TAIL_LINES = 20
-_COLUMNS = ("PENDING", "RUNNING", "FAILED", "CACHED", "DONE", "TOTAL")
+_COLUMNS = ("PENDING", "RUNNING", "FAILED", "CACHED", "RESTORED", "DONE", "TOTAL")
 
 
 class ConsoleReporter:
@@ -60,11 +60,14 @@ class ConsoleReporter:
             if self.verbose:
                 self._line(f"Cached {job.target}: cached result is up to date")
             return
-        if outcome.status is Status.DONE:
+        if outcome.status in (Status.DONE, Status.RESTORED):
+            label = job.label()
+            if outcome.cache_source:
+                label += f" (restored from {outcome.cache_source})"
             if not self.status_line:
-                self._line(f"[{self.finished}/{self.total}] {job.label()}")
+                self._line(f"[{self.finished}/{self.total}] {label}")
             else:
-                self._status(f"[{self.finished}/{self.total}] {job.label()}")
+                self._status(f"[{self.finished}/{self.total}] {label}")
             if outcome.output:
                 self._line(outcome.output.rstrip("\n"))
         elif outcome.status is Status.FAILED:
@@ -80,7 +83,7 @@ class ConsoleReporter:
             if not any(o.status is Status.WOULD_RUN for o in outcomes):
                 print("rlmake: nothing to do", file=self.err)
             return
-        worked = any(o.status in (Status.DONE, Status.FAILED, Status.SKIPPED)
+        worked = any(o.status in (Status.DONE, Status.RESTORED, Status.FAILED, Status.SKIPPED)
                      for o in outcomes if o.job.commands)
         if not worked:
             self._line("rlmake: nothing to do, everything is up to date")
@@ -136,6 +139,7 @@ def status_table(outcomes: list[Outcome]) -> str:
         if not outcome.job.commands:
             continue
         column = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAILED",
+                  Status.RESTORED: "RESTORED",
                   Status.SKIPPED: "PENDING", Status.WOULD_RUN: "PENDING"}[outcome.status]
         for row in (outcome.job.rule, "ALL"):
             counts.setdefault(row, Counter())[column] += 1
@@ -143,8 +147,8 @@ def status_table(outcomes: list[Outcome]) -> str:
     if "ALL" in counts:
         counts["ALL"] = counts.pop("ALL")       # last
     width = max(len("RULE"), *(len(rule) for rule in counts))
-    header = f"{'RULE':<{width}} " + " ".join(f"{c:>7}" for c in _COLUMNS)
-    rows = [f"{rule:<{width}} " + " ".join(f"{count[c]:>7}" for c in _COLUMNS)
+    header = f"{'RULE':<{width}} " + " ".join(f"{c:>8}" for c in _COLUMNS)
+    rows = [f"{rule:<{width}} " + " ".join(f"{count[c]:>8}" for c in _COLUMNS)
             for rule, count in counts.items()]
     stamp = time.strftime("%Y/%m/%d %H:%M:%S")
     return "\n".join([f"JOB STATUS {stamp}", header, *rows])

@@ -1,0 +1,251 @@
+"""The artifact cache: restore a job's outputs by its key instead of running it.
+
+An action record (JSON) says what a successful job wrote: each output's path,
+digest and mode, the files its depfile listed with their digests, and its
+captured output. Blobs are stored by digest. On a lookup, every part is
+checked before anything is moved into place: the record's form and key, its
+HMAC signature when a key is configured, the depfile deps' current digests,
+and each blob's digest. Anything that fails is refused with a warning and
+the job runs instead. Stores are tried in order (local first); a store that
+errs is reported once and left alone for the rest of the build.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rlmake.cache.base import Store, StoreError
+from rlmake.hashing import digest_file
+
+FORMAT = 1
+_UPLOAD_WORKERS = 4
+
+
+@dataclass(frozen=True)
+class Restored:
+    source: str                             # the store's name
+    output: bytes                           # the captured output, replayed
+    depfile_deps: dict[str, str | None]
+    bytes: int
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    refused: int = 0
+    bytes_restored: int = 0
+    bytes_stored: int = 0
+
+
+@dataclass
+class _StoreState:
+    store: Store
+    writable: bool
+    broken: bool = False
+
+
+@dataclass
+class ArtifactCache:
+    """Stores in lookup order; `signing_key` signs and checks action records (HMAC-SHA256)."""
+
+    stores: list[tuple[Store, bool]]        # (store, writable)
+    project_dir: str
+    warn: Callable[[str], None]
+    signing_key: bytes | None = None
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def __post_init__(self):
+        self._states = [_StoreState(store, writable) for store, writable in self.stores]
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+        self._uploads = ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS,
+                                           thread_name_prefix="rlmake-cache")
+        self._pending: list = []
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._states)
+
+    # --- lookups --------------------------------------------------------------------------
+
+    def restore(self, key: str, outputs: tuple[str, ...]) -> Restored | None:
+        """Put the outputs of the job with `key` in place from the first store that has a
+        verified entry; None (a miss) otherwise. Safe to call from several threads."""
+        for state in self._states:
+            if state.broken:
+                continue
+            found = self._restore_from(state, key, outputs)
+            if found is not None:
+                restored, record = found
+                with self._lock:
+                    self.stats.hits += 1
+                    self.stats.bytes_restored += restored.bytes
+                self._fill_earlier_stores(state, key, record)
+                return restored
+        with self._lock:
+            self.stats.misses += 1
+        return None
+
+    def _restore_from(self, state: _StoreState, key: str, outputs) -> tuple[Restored, dict] | None:
+        try:
+            data = state.store.get_action(key)
+            if data is None:
+                return None
+            record = self._verified_record(data, key, outputs, state.store.name)
+            if record is None or not self._depfile_deps_match(record):
+                return None
+            size = self._place_outputs(state.store, record)
+        except StoreError as error:
+            self._break(state, error)
+            return None
+        if size is None:
+            return None
+        return Restored(state.store.name, record.get("output", "").encode(),
+                        record.get("depfile_deps", {}), size), record
+
+    def _verified_record(self, data: bytes, key: str, outputs, store: str) -> dict | None:
+        try:
+            record = json.loads(data)
+            valid = (record.get("format") == FORMAT and record.get("key") == key
+                     and sorted(o["path"] for o in record["outputs"]) == sorted(outputs))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            valid = False
+        if not valid:
+            return self._refuse(f"the action record for {key[:8]} in {store} is malformed")
+        if self.signing_key is not None:
+            expected = _sign(self.signing_key, record)
+            if not hmac.compare_digest(str(record.get("signature", "")), expected):
+                return self._refuse(f"the action record for {key[:8]} in {store} has a wrong or "
+                                    "missing signature (check RLMAKE_CACHE_KEY)")
+        return record
+
+    def _depfile_deps_match(self, record: dict) -> bool:
+        """The files a depfile listed are inputs too: they must read the same here."""
+        for path, digest in record.get("depfile_deps", {}).items():
+            full = os.path.join(self.project_dir, path)
+            try:
+                now = digest_file(full)
+            except OSError:
+                now = None
+            if now != digest:
+                return False
+        return True
+
+    def _place_outputs(self, store: Store, record: dict) -> int | None:
+        """Fetch every blob beside its output, verify it, then rename all into place."""
+        staged: list[tuple[str, str]] = []
+        try:
+            for output in record["outputs"]:
+                final = os.path.join(self.project_dir, output["path"])
+                os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+                descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(final) or ".",
+                                                         prefix=".rlmake-restore-")
+                os.close(descriptor)
+                staged.append((temporary, final))
+                if not store.fetch_blob(output["digest"], temporary):
+                    return self._discard(staged, None)
+                if digest_file(temporary) != output["digest"]:
+                    return self._discard(staged, f"a blob for {output['path']} in {store.name} "
+                                                 "does not match its digest")
+                os.chmod(temporary, output.get("mode", 0o644) & 0o7777)
+            size = sum(os.path.getsize(temporary) for temporary, _ in staged)
+            for temporary, final in staged:
+                os.replace(temporary, final)
+            return size
+        except BaseException:
+            self._discard(staged, None)
+            raise
+
+    def _discard(self, staged, problem: str | None) -> None:
+        for temporary, _ in staged:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass
+        if problem:
+            self._refuse(problem)
+        return None
+
+    def _refuse(self, problem: str) -> None:
+        with self._lock:
+            self.stats.refused += 1
+        self.warn(f"cache entry refused, running the job instead: {problem}")
+        return None
+
+    def _fill_earlier_stores(self, hit: _StoreState, key: str, record: dict) -> None:
+        """A hit in a later store (remote) is copied into earlier writable ones (local)."""
+        for state in self._states:
+            if state is hit:
+                return
+            if state.writable and not state.broken:
+                self._pending.append(self._uploads.submit(self._store_into, state, key, record))
+
+    # --- storing --------------------------------------------------------------------------
+
+    def store(self, key: str, outputs: list[tuple[str, str]], output: bytes,
+              depfile_deps: dict[str, str | None]) -> None:
+        """Queue a successful job's outputs for every writable store (uploaded in the
+        background; `close` waits for them)."""
+        writable = [state for state in self._states if state.writable and not state.broken]
+        if not writable:
+            return
+        entries = []
+        for path, digest in outputs:
+            full = os.path.join(self.project_dir, path)
+            entries.append({"path": path, "digest": digest, "mode": os.stat(full).st_mode & 0o7777})
+        record = {"format": FORMAT, "key": key, "outputs": entries,
+                  "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
+                  "created": time.time()}
+        for state in writable:
+            self._pending.append(self._uploads.submit(self._store_into, state, key, record))
+
+    def _store_into(self, state: _StoreState, key: str, record: dict) -> None:
+        if state.broken:
+            return
+        record = dict(record)
+        record.setdefault("depfile_deps", {})
+        record.setdefault("output", "")
+        if self.signing_key is not None:
+            record["signature"] = _sign(self.signing_key, record)
+        try:
+            stored = 0
+            for output in record["outputs"]:        # blobs first: a record never dangles
+                if not state.store.has_blob(output["digest"]):
+                    full = os.path.join(self.project_dir, output["path"])
+                    state.store.put_blob(output["digest"], full)
+                    stored += os.path.getsize(full)
+            state.store.put_action(key, json.dumps(record, sort_keys=True).encode())
+        except (StoreError, OSError) as error:
+            self._break(state, error)
+            return
+        with self._lock:
+            self.stats.bytes_stored += stored
+
+    def _break(self, state: _StoreState, error: Exception) -> None:
+        """A store that errs is reported once and not used again in this build."""
+        state.broken = True
+        with self._lock:
+            first = state.store.name not in self._warned
+            self._warned.add(state.store.name)
+        if first:
+            self.warn(f"cache {state.store.name} is not usable, building without it: {error}")
+
+    def close(self) -> None:
+        """Wait for queued uploads."""
+        for future in self._pending:
+            future.result()
+        self._uploads.shutdown(wait=True)
+
+
+def _sign(key: bytes, record: dict) -> str:
+    unsigned = {name: value for name, value in record.items() if name != "signature"}
+    return hmac.new(key, json.dumps(unsigned, sort_keys=True).encode(), "sha256").hexdigest()

@@ -1,0 +1,30 @@
+"""The store protocol: where action records and output blobs live.
+
+A store only moves bytes; verifying them, signing records and deciding what
+to trust is artifacts.ArtifactCache's job, the same for every store.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """The store could not be reached or answered with an error."""
+
+
+class Store(Protocol):
+    name: str           # how messages and `why` name it: "local cache", "s3://bucket/prefix"
+
+    def get_action(self, key: str) -> bytes | None:
+        """The action record stored under a job key, or None."""
+
+    def put_action(self, key: str, data: bytes) -> None: ...
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def fetch_blob(self, digest: str, destination: str) -> bool:
+        """Write the blob to `destination` (a new file); False if the store lacks it."""
+
+    def put_blob(self, digest: str, source: str) -> None:
+        """Store the file at `source` under `digest` (the caller has hashed it)."""

@@ -1,0 +1,116 @@
+"""A store in a local directory: `.rlmake/cache` by default, or a shared volume.
+
+Layout: `ac/KEY[:2]/KEY` for action records, `cas/DIGEST[:2]/DIGEST` for blobs.
+Every write goes to a temporary file that is renamed into place, so readers
+never see half an entry. A hit touches the entry's mtime: `gc` removes the
+least recently used first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from rlmake.cache.base import StoreError
+
+
+class LocalStore:
+    def __init__(self, root: str, name: str | None = None):
+        self.root = root
+        self.name = name or root
+
+    def _path(self, kind: str, name: str) -> str:
+        return os.path.join(self.root, kind, name[:2], name)
+
+    def get_action(self, key: str) -> bytes | None:
+        path = self._path("ac", key)
+        try:
+            with open(path, "rb") as stream:
+                data = stream.read()
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            raise StoreError(f"cannot read {path}: {error.strerror}") from None
+        _touch(path)
+        return data
+
+    def put_action(self, key: str, data: bytes) -> None:
+        self._write(self._path("ac", key), lambda stream: stream.write(data))
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self._path("cas", digest))
+
+    def fetch_blob(self, digest: str, destination: str) -> bool:
+        path = self._path("cas", digest)
+        try:
+            shutil.copyfile(path, destination)
+        except FileNotFoundError:
+            return False
+        except OSError as error:
+            raise StoreError(f"cannot read {path}: {error.strerror}") from None
+        _touch(path)
+        return True
+
+    def put_blob(self, digest: str, source: str) -> None:
+        with open(source, "rb") as origin:
+            self._write(self._path("cas", digest), lambda stream: shutil.copyfileobj(origin, stream))
+
+    def _write(self, path: str, write) -> None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            try:
+                with os.fdopen(descriptor, "wb") as stream:
+                    write(stream)
+                os.replace(temporary, path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except OSError as error:
+            raise StoreError(f"cannot write {path}: {error.strerror}") from None
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    def entries(self) -> list[tuple[float, int, str]]:
+        """(last used, size, path) of every entry."""
+        found = []
+        for kind in ("ac", "cas"):
+            for directory, _, files in os.walk(os.path.join(self.root, kind)):
+                for name in files:
+                    if name.startswith(".tmp-"):
+                        continue
+                    path = os.path.join(directory, name)
+                    try:
+                        stat = os.stat(path)
+                    except OSError:
+                        continue
+                    found.append((stat.st_mtime, stat.st_size, path))
+        return found
+
+    def collect_garbage(self, max_bytes: int) -> tuple[int, int]:
+        """Remove least recently used entries until the store holds at most `max_bytes`.
+
+        Returns (entries removed, bytes freed). An action whose blob was removed
+        fails verification and counts as a miss, so removal order cannot corrupt."""
+        entries = sorted(self.entries())
+        total = sum(size for _, size, _ in entries)
+        removed = freed = 0
+        for _, size, path in entries:
+            if total <= max_bytes:
+                break
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            total -= size
+            freed += size
+            removed += 1
+        return removed, freed
+
+
+def _touch(path: str) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass

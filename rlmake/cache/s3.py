@@ -1,0 +1,84 @@
+"""A store in S3-compatible object storage: `s3://bucket/prefix`.
+
+boto3 is imported only here, and only when an s3 URL is used
+(`pip install rlmake[s3]`). `endpoint_url` points it at MinIO, Ceph or any
+other S3 service; credentials come from boto3's usual places.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from rlmake.cache.base import StoreError
+
+CONNECT_TIMEOUT_SECONDS = 3
+READ_TIMEOUT_SECONDS = 30
+
+
+class S3Store:
+    def __init__(self, url: str, endpoint_url: str | None = None):
+        try:
+            import boto3
+            import botocore.config
+            import botocore.exceptions
+        except ImportError:
+            raise StoreError("an s3:// cache needs boto3: pip install 'rlmake[s3]'") from None
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise StoreError(f"bad cache URL '{url}': expected s3://bucket/prefix")
+        self.name = url
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        config = botocore.config.Config(connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                        read_timeout=READ_TIMEOUT_SECONDS,
+                                        retries={"max_attempts": 2, "mode": "standard"})
+        self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
+                                                      config=config)
+        self._errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+        self._client_error = botocore.exceptions.ClientError
+
+    def _key(self, kind: str, name: str) -> str:
+        return "/".join(part for part in (self.prefix, kind, name) if part)
+
+    def _missing(self, error) -> bool:
+        return (isinstance(error, self._client_error)
+                and error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"))
+
+    def get_action(self, key: str) -> bytes | None:
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._key("ac", key))
+            return answer["Body"].read()
+        except self._errors as error:
+            if self._missing(error):
+                return None
+            raise StoreError(f"{self.name}: {error}") from None
+
+    def put_action(self, key: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key("ac", key), Body=data)
+        except self._errors as error:
+            raise StoreError(f"{self.name}: {error}") from None
+
+    def has_blob(self, digest: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._key("cas", digest))
+            return True
+        except self._errors as error:
+            if self._missing(error):
+                return False
+            raise StoreError(f"{self.name}: {error}") from None
+
+    def fetch_blob(self, digest: str, destination: str) -> bool:
+        try:
+            self._client.download_file(self.bucket, self._key("cas", digest), destination)
+            return True
+        except self._errors as error:
+            if self._missing(error):
+                return False
+            raise StoreError(f"{self.name}: {error}") from None
+
+    def put_blob(self, digest: str, source: str) -> None:
+        try:
+            self._client.upload_file(source, self.bucket, self._key("cas", digest))
+        except self._errors as error:
+            raise StoreError(f"{self.name}: {error}") from None
