@@ -100,13 +100,21 @@ def main(ctx, directory, file):
               help="Also store results in the shared cache (trusted CI only).")
 @click.option("--no-local-cache", is_flag=True, default=None,
               help="Do not use the project's own store in .rlmake/cache.")
+@click.option("--executor", "executor_kind", type=click.Choice(["local", "dask"]), default=None,
+              help="Where commands run: here (default) or on a Dask cluster.")
+@click.option("--scheduler", "dask_scheduler", default=None, metavar="ADDRESS",
+              help="The Dask scheduler, tcp://HOST:8786 (none: a LocalCluster for testing).")
+@click.option("--dask-files", "file_mode", type=click.Choice(["auto", "shared", "staged"]),
+              default=None, help="How files reach Dask workers: a shared filesystem, or "
+                                 "staged through the --cache store (auto: shared if visible).")
 @click.option("--report", "report_path", default=None, metavar="FILE",
               help="Write a JSON report of the build (every job, status, reason, duration).")
 @click.option("--junit", "junit_path", default=None, metavar="FILE",
               help="Write a JUnit XML file, one testcase per job, for CI test views.")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
-          cache_url, cache_write, no_local_cache, report_path, junit_path, arguments):
+          cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
+          report_path, junit_path, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars."""
@@ -124,8 +132,9 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     if report_path or junit_path:
         reporter = _with_report_files(reporter, report_path, junit_path)
     cache = project.cache_settings(cache_url, cache_write, False if no_local_cache else None)
+    executor = project.executor_settings(executor_kind, dask_scheduler, file_mode)
     project.build(targets, options, reporter, argv=["rlmake", *sys.argv[1:]],
-                  wait=not no_wait, hash_mode=hash_mode, cache=cache)
+                  wait=not no_wait, hash_mode=hash_mode, cache=cache, executor=executor)
 
 
 def _with_report_files(console, report_path: str | None, junit_path: str | None):

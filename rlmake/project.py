@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from rlmake import plancache
 from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, Interrupted, UsageError
+from rlmake.executors import ExecutorSettings, make_executor
 from rlmake.hashing import HASH_MODES, FileHasher, digest_file
 from rlmake.lock import ProjectLock
 from rlmake.model import Outcome, Plan, Rulesfile, Status
@@ -87,6 +88,14 @@ class Project:
     def config(self) -> Config:
         return load_config(self.directory)
 
+    def executor_settings(self, kind: str | None = None, scheduler: str | None = None,
+                          file_mode: str | None = None) -> ExecutorSettings:
+        """Flags, else rlmake.toml's [build] section, else run here."""
+        get = self.config.get
+        return ExecutorSettings(kind or get("build", "executor") or "local",
+                                scheduler or get("build", "scheduler"),
+                                file_mode or get("build", "file_mode") or "auto")
+
     def cache_settings(self, url: str | None = None, write: bool | None = None,
                        local: bool | None = None) -> "CacheSettings":
         from rlmake.cache.settings import CacheSettings
@@ -107,10 +116,12 @@ class Project:
     def build(self, targets: Iterable[str], options: BuildOptions, reporter: Reporter, *,
               argv: list[str] | None = None, wait: bool = True,
               hash_mode: str | None = None,
-              cache: "CacheSettings | None" = None) -> list[Outcome]:
+              cache: "CacheSettings | None" = None,
+              executor: ExecutorSettings | None = None) -> list[Outcome]:
         """Bring the targets up to date; raises BuildFailed if a command failed.
 
-        `cache`: which artifact stores to use (none when not given)."""
+        `cache`: which artifact stores to use (none when not given); `executor`: where
+        commands run (this machine when not given)."""
         plan = self.plan(targets)               # every Rulesfile error comes before any command
         mode = self.hash_mode(plan, hash_mode)
         if options.dry_run:
@@ -122,15 +133,16 @@ class Project:
         try:
             state = StateDB(self.state_dir)
             try:
-                return self._run(plan, options, reporter, mode, state, argv or [], cache)
+                return self._run(plan, options, reporter, mode, state, argv or [], cache,
+                                 executor or ExecutorSettings())
             finally:
                 state.close()
         finally:
             lock.release()
 
     def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
-             state: StateDB, argv: list[str], cache_settings: "CacheSettings | None"
-             ) -> list[Outcome]:
+             state: StateDB, argv: list[str], cache_settings: "CacheSettings | None",
+             executor_settings: ExecutorSettings) -> list[Outcome]:
         execution = secrets.token_hex(4)
         started = time.time()
         snapshot, changed = self._snapshot_changes(plan, state, mode, options)
@@ -147,7 +159,7 @@ class Project:
             records = state.job_records()
         cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
             if cache_settings else None
-        executor = self._executor(options, cache)
+        executor = self._executor(options, cache, cache_settings, executor_settings)
         scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state, records,
                               execution, options, changed,
                               snapshot.depfile_readers if snapshot else None, cache)
@@ -176,11 +188,11 @@ class Project:
                               + (" ..." if len(failed) > 5 else ""))
         return outcomes
 
-    @staticmethod
-    def _executor(options: BuildOptions, cache: "ArtifactCache | None"):
-        from rlmake.executors.local import LocalExecutor
-
-        executor = LocalExecutor(options.jobs)
+    def _executor(self, options: BuildOptions, cache: "ArtifactCache | None",
+                  cache_settings: "CacheSettings | None", settings: ExecutorSettings):
+        url = cache_settings.url if cache_settings else None
+        endpoint = cache_settings.endpoint_url if cache_settings else None
+        executor = make_executor(settings, self.directory, options.jobs, url, endpoint)
         if cache is None:
             return executor
         from rlmake.executors.caching import CachingExecutor

@@ -244,13 +244,30 @@ class Scheduler:
                 for path in (*job.outputs, *([job.depfile] if job.depfile else []))}
         cacheable = self.cache is not None and not job.always and not self.options.force
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
-                    tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs)
+                    tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
+                    self._file_inputs(job, dep_digests), job.depfile)
         progress.running[job.target] = _Running(job, decision, dep_digests,
                                                 self._stat_outputs(job))
         if job.pool:
             progress.pool_use[job.pool] = progress.pool_use.get(job.pool, 0) + 1
         self.reporter.job_started(job, decision)
         self.executor.start(task)
+
+    def _file_inputs(self, job: Job, dep_digests) -> tuple[tuple[str, str], ...]:
+        """The files the job reads with their digests: declared deps that are files, and
+        what its depfile listed last time."""
+        inputs = {dep: digest for dep, digest in dep_digests
+                  if digest is not None and not self._is_name(dep)}
+        for dep in self.depfile_deps.get(job.target, ()):
+            digest = self._digest(dep)
+            if digest is not None:
+                inputs[dep] = digest
+        return tuple(inputs.items())
+
+    def _is_name(self, path: str) -> bool:
+        """A phony or aggregate target: a name, not a file."""
+        owner = self.plan.producers.get(path)
+        return owner == path and not self.plan.job(owner).outputs
 
     def _finish(self, completion: Completion, progress: _Progress) -> None:
         running = progress.running.pop(completion.id)

@@ -21,6 +21,9 @@ class Task:
     make_dirs: tuple[str, ...] = ()         # directories to create first
     cache_key: str | None = None            # look the job up in the artifact cache first
     outputs: tuple[str, ...] = ()           # what a cache hit must restore
+    inputs: tuple[tuple[str, str], ...] = ()    # (path, digest) of the files it reads, for
+                                                # executors that stage files to other machines
+    depfile: str | None = None              # written by the command; staged back like outputs
 
 
 @dataclass(frozen=True)

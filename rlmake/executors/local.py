@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from rlmake.executors.base import Completion, Task
 
@@ -42,36 +43,14 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, task: Task) -> None:
-        started = time.time()
-        try:
-            completion = self._execute(task, started)
-        except Exception as error:      # noqa: BLE001 - the build must hear of any failure
-            completion = Completion(task.id, 127, b"", started, time.time(), error=str(error))
-        self._finished.put(completion)
+        self._finished.put(run_task(task, self._base_env, self._track, lambda: self._cancelled))
 
-    def _execute(self, task: Task, started: float) -> Completion:
-        for directory in task.make_dirs:
-            os.makedirs(directory, exist_ok=True)
-        env = {**self._base_env, **task.env} if task.env else self._base_env
-        output = bytearray()
-        for command in task.commands:
-            if self._cancelled:
-                return Completion(task.id, -signal.SIGTERM, bytes(output), started, time.time(),
-                                  command)
-            process = subprocess.Popen(["/bin/sh", "-c", command], cwd=task.cwd, env=env,
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-            with self._lock:
+    def _track(self, process: subprocess.Popen, running: bool) -> None:
+        with self._lock:
+            if running:
                 self._processes[process.pid] = process
-            try:
-                output += process.communicate()[0]
-            finally:
-                with self._lock:
-                    del self._processes[process.pid]
-            if process.returncode != 0:
-                return Completion(task.id, process.returncode, bytes(output), started,
-                                  time.time(), command)
-        return Completion(task.id, 0, bytes(output), started, time.time())
+            else:
+                del self._processes[process.pid]
 
     def _running_processes(self) -> list[subprocess.Popen]:
         with self._lock:
@@ -83,6 +62,42 @@ class LocalExecutor:
                 os.killpg(process.pid, signum)
             except ProcessLookupError:
                 pass
+
+
+def run_task(task: Task, base_env: dict[str, str] | None = None,
+             track: Callable[[subprocess.Popen, bool], None] | None = None,
+             cancelled: Callable[[], bool] = lambda: False) -> Completion:
+    """Run a task's commands in order with `/bin/sh -c`, stopping at the first failure.
+
+    A plain function, so that any executor can run it, here or on another machine.
+    `track(process, running)` hears of each child, so that it can be stopped."""
+    started = time.time()
+    try:
+        for directory in task.make_dirs:
+            os.makedirs(directory, exist_ok=True)
+        base = os.environ if base_env is None else base_env
+        env = {**base, **task.env} if task.env else base
+        output = bytearray()
+        for command in task.commands:
+            if cancelled():
+                return Completion(task.id, -signal.SIGTERM, bytes(output), started, time.time(),
+                                  command)
+            process = subprocess.Popen(["/bin/sh", "-c", command], cwd=task.cwd, env=env,
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            if track:
+                track(process, True)
+            try:
+                output += process.communicate()[0]
+            finally:
+                if track:
+                    track(process, False)
+            if process.returncode != 0:
+                return Completion(task.id, process.returncode, bytes(output), started,
+                                  time.time(), command)
+        return Completion(task.id, 0, bytes(output), started, time.time())
+    except Exception as error:      # noqa: BLE001 - the build must hear of any failure
+        return Completion(task.id, 127, b"", started, time.time(), error=str(error))
 
 
 def wait_on(finished: queue.SimpleQueue, timeout: float | None) -> Completion | None:

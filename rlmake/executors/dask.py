@@ -1,0 +1,225 @@
+"""Runs jobs on a Dask cluster (`rlmake build --executor dask --scheduler tcp://HOST:8786`).
+
+The scheduler stays in the client: staleness, caching and records happen
+there as for local jobs; only each job's commands travel. Files reach the
+workers one of two ways:
+
+- shared: the project path is the same on every worker (an HPC cluster's
+  shared filesystem); the commands run there in place;
+- staged: through the shared artifact store (`--cache`): the client uploads
+  the job's inputs by digest, a worker fetches them into a scratch directory,
+  runs the commands, uploads the outputs; the client restores them, verified.
+
+`auto` (the default) uses shared when a worker can see a file the client
+just wrote in the project, else staged when a shared store is configured,
+else stops with an error that says both. `distributed` is imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+
+from rlmake.errors import UsageError
+from rlmake.executors.base import Completion, Task
+from rlmake.executors.local import run_task, wait_on
+from rlmake.hashing import digest_file
+
+CONNECT_TIMEOUT = "5s"
+FILE_MODES = ("auto", "shared", "staged")
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How a worker opens the shared store (stores themselves do not travel)."""
+
+    url: str
+    endpoint_url: str | None = None
+
+    def open(self):
+        if self.url.startswith("s3://"):
+            from rlmake.cache.s3 import S3Store
+
+            return S3Store(self.url, self.endpoint_url)
+        from rlmake.cache.local import LocalStore
+
+        return LocalStore(self.url.removeprefix("file://"), self.url)
+
+
+class DaskExecutor:
+    def __init__(self, project_dir: str, scheduler: str | None, file_mode: str = "auto",
+                 store: StoreSpec | None = None, say=print):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise UsageError("--executor dask needs the distributed package: "
+                             "pip install 'rlmake[dask]'") from None
+        self.project_dir = project_dir
+        self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self._futures: dict[str, object] = {}
+        self._cluster = None
+        try:
+            if scheduler:
+                self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            else:
+                self._cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                             host="127.0.0.1", dashboard_address=None)
+                self.client = Client(self._cluster)
+        except (OSError, TimeoutError) as error:
+            raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
+        self.mode = self._choose_mode(file_mode, store)
+        self.store = store if self.mode == "staged" else None
+        self._client_store = self.store.open() if self.store else None
+        where = scheduler or "a local Dask cluster"
+        say(f"rlmake: running jobs on {where}, files {self._describe_mode()}")
+
+    def _describe_mode(self) -> str:
+        if self.mode == "shared":
+            return f"on a shared filesystem at {self.project_dir}"
+        return f"staged through {self.store.url}"
+
+    def _choose_mode(self, requested: str, store: StoreSpec | None) -> str:
+        if requested not in FILE_MODES:
+            raise UsageError(f"unknown file mode '{requested}': use one of {', '.join(FILE_MODES)}")
+        if requested in ("auto", "shared") and self._workers_share_the_project():
+            return "shared"
+        if requested == "shared":
+            raise UsageError(f"the Dask workers cannot see {self.project_dir}: "
+                             "no shared filesystem (use --dask-files staged with --cache)")
+        if store is None and requested == "staged":
+            raise UsageError("--dask-files staged needs a shared store to stage files through: "
+                             "pass --cache s3://bucket/prefix or --cache DIR (a directory "
+                             "every worker can reach)")
+        if store is None:
+            raise UsageError(f"the Dask workers cannot see {self.project_dir} and no shared "
+                             "cache is configured to stage files through: mount the project "
+                             "at the same path on every worker, or pass --cache s3://... or "
+                             "--cache DIR (a directory every worker can reach)")
+        return "staged"
+
+    def _workers_share_the_project(self) -> bool:
+        token = secrets.token_hex(8)
+        probe = os.path.join(self.project_dir, ".rlmake", f"dask-probe-{token}")
+        os.makedirs(os.path.dirname(probe), exist_ok=True)
+        with open(probe, "w") as stream:
+            stream.write(token)
+        try:
+            seen = self.client.run(_read_probe, probe)     # every worker answers
+            return bool(seen) and all(answer == token for answer in seen.values())
+        finally:
+            os.remove(probe)
+
+    # --- the executor protocol ----------------------------------------------------------
+
+    def start(self, task: Task) -> None:
+        if self.mode == "staged":
+            self._upload_inputs(task)
+            future = self.client.submit(_run_staged, task, self.store, pure=False,
+                                        key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
+        else:
+            future = self.client.submit(run_task, task, pure=False,
+                                        key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
+        self._futures[task.id] = future
+        future.add_done_callback(lambda done, task=task: self._collect(task, done))
+
+    def _upload_inputs(self, task: Task) -> None:
+        store = self._client_store
+        for path, digest in task.inputs:
+            if not store.has_blob(digest):
+                store.put_blob(digest, os.path.join(self.project_dir, path))
+
+    def _collect(self, task: Task, future) -> None:
+        started = time.time()
+        try:
+            result = future.result()
+        except BaseException as error:     # noqa: BLE001 - lost worker, lost scheduler, cancel
+            self._finished.put(Completion(task.id, 1, b"", started, time.time(),
+                                          error=f"the Dask cluster could not run it: "
+                                                f"{type(error).__name__}: {error}"))
+            return
+        if self.mode == "staged" and isinstance(result, tuple):
+            completion, written = result
+            problem = self._restore_outputs(written) if completion.exit_code == 0 else None
+            if problem:
+                completion = replace(completion, exit_code=1, error=problem)
+            self._finished.put(completion)
+            return
+        self._finished.put(result)
+
+    def _restore_outputs(self, written: dict[str, tuple[str, int]]) -> str | None:
+        """Bring a staged job's outputs into the project, each verified against its digest."""
+        for path, (digest, mode) in written.items():
+            final = os.path.join(self.project_dir, path)
+            os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(final) or ".",
+                                                     prefix=".rlmake-staged-")
+            os.close(descriptor)
+            try:
+                if not self._client_store.fetch_blob(digest, temporary) \
+                        or digest_file(temporary) != digest:
+                    return f"staged output {path} did not arrive intact"
+                os.chmod(temporary, mode)
+                os.replace(temporary, final)
+            finally:
+                if os.path.exists(temporary):
+                    os.unlink(temporary)
+        return None
+
+    def wait(self, timeout: float | None = None) -> Completion | None:
+        completion = wait_on(self._finished, timeout)
+        if completion is not None:
+            self._futures.pop(completion.id, None)
+        return completion
+
+    def cancel(self) -> None:
+        if self._futures:
+            self.client.cancel(list(self._futures.values()), force=True)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+# --- run on the workers -----------------------------------------------------------------
+
+def _read_probe(path: str) -> str | None:
+    try:
+        with open(path) as stream:
+            return stream.read()
+    except OSError:
+        return None
+
+
+def _run_staged(task: Task, spec: StoreSpec) -> tuple[Completion, dict[str, tuple[str, int]]]:
+    """Fetch the inputs into a scratch directory, run, upload what the job wrote."""
+    store = spec.open()
+    scratch = tempfile.mkdtemp(prefix="rlmake-job-")
+    try:
+        for path, digest in task.inputs:
+            if os.path.isabs(path):
+                continue                    # outside the project: the worker's own file
+            destination = os.path.join(scratch, path)
+            os.makedirs(os.path.dirname(destination) or scratch, exist_ok=True)
+            if not store.fetch_blob(digest, destination) or digest_file(destination) != digest:
+                return Completion(task.id, 1, b"", time.time(), time.time(),
+                                  error=f"input {path} could not be staged intact"), {}
+        local = replace(task, cwd=scratch, make_dirs=tuple(
+            os.path.join(scratch, os.path.relpath(d, task.cwd)) for d in task.make_dirs))
+        completion = run_task(local)
+        written: dict[str, tuple[str, int]] = {}
+        if completion.exit_code == 0:
+            for path in (*task.outputs, *([task.depfile] if task.depfile else [])):
+                full = os.path.join(scratch, path)
+                if os.path.exists(full):
+                    digest = digest_file(full)
+                    store.put_blob(digest, full)
+                    written[path] = (digest, os.stat(full).st_mode & 0o7777)
+        return completion, written
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
