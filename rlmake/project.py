@@ -145,18 +145,12 @@ class Project:
              executor_settings: ExecutorSettings) -> list[Outcome]:
         execution = secrets.token_hex(4)
         started = time.time()
-        snapshot, changed = self._snapshot_changes(plan, state, mode, options)
+        snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
         if snapshot is not None and not changed:
             state.record_noop(execution, started, argv)
             reporter.build_finished([], time.time() - started)
             return []
         state.start_execution(execution, started, argv)
-        if snapshot is not None:        # a few files changed: decide only what touches them
-            hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
-            records: Any = RecordsOnDemand(state)
-        else:
-            hasher = FileHasher(self.directory, state.stat_memo(), mode)
-            records = state.job_records()
         cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
             if cache_settings else None
         executor = self._executor(options, cache, cache_settings, executor_settings)
@@ -199,16 +193,17 @@ class Project:
 
         return CachingExecutor(executor, cache, options.jobs)
 
-    def _snapshot_changes(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions
-                          ) -> tuple[Snapshot | None, set[str] | None]:
-        """The plan's up-to-date snapshot and the files changed since, if one applies."""
-        if options.force or not plan.key:
-            return None, None
-        stored = state.uptodate(plan.key, mode)
+    def _what_to_decide(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions):
+        """(snapshot, changed files, hasher, records): with an up-to-date snapshot only the
+        jobs that touch a changed file are decided, so records and memo are read on demand;
+        without one, every job is, and they are read at once."""
+        stored = None if options.force or not plan.key else state.uptodate(plan.key, mode)
         snapshot = Snapshot.decode(*stored) if stored else None
         if snapshot is None:
-            return None, None
-        return snapshot, changed_files(snapshot, self.directory)
+            return (None, None, FileHasher(self.directory, state.stat_memo(), mode),
+                    state.job_records())
+        return (snapshot, changed_files(snapshot, self.directory),
+                FileHasher(self.directory, MemoOnDemand(state), mode), RecordsOnDemand(state))
 
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: Scheduler,
                        previous: Snapshot | None, changed: set[str] | None) -> None:
@@ -234,14 +229,18 @@ class Project:
                 mode: str) -> list[Outcome]:
         """What a build would do, decided without running anything or writing state."""
         with self.records() as state:
-            hasher = FileHasher(self.directory, state.stat_memo(), mode)
-            scheduler = Scheduler(plan, self.directory, None, reporter, hasher, state,
-                                  state.job_records(), "", options)
+            snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
+            if snapshot is not None and not changed:
+                return []                   # everything is up to date
+            scheduler = Scheduler(plan, self.directory, None, reporter, hasher, state, records,
+                                  "", options, changed,
+                                  snapshot.depfile_readers if snapshot else None)
             return scheduler.run()
 
     def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
                ) -> tuple[Plan, dict[str, Outcome]]:
-        """The plan for `targets` and, for each job, what the next build would do and why."""
+        """The plan for `targets` and what the next build would do with each job, and why
+        (a job missing from the answer is up to date)."""
         plan = self.plan(targets)
         outcomes = self._survey(plan, BuildOptions(dry_run=True), SilentReporter(),
                                 self.hash_mode(plan, hash_mode))
@@ -269,8 +268,8 @@ class Project:
         with self.records() as state:
             explainer = Explainer(plan, outcomes, state, self.directory, self.overrides)
             if not targets:
-                stale = [job.target for job in plan.jobs
-                         if outcomes[job.target].status is not Status.CACHED and job.commands]
+                stale = [target for target, outcome in outcomes.items()
+                         if outcome.status is not Status.CACHED and outcome.job.commands]
                 return [(explainer.next_build(target, depth=MAX_DEPTH), None) for target in stale]
             return [(explainer.next_build(target), explainer.last_build(target))
                     for target in plan.requested]
