@@ -239,8 +239,9 @@ def log(directory, file, list_files, as_json, limit, what):
             emit([history.execution_json(e) for e in executions],
                  history.executions_table(executions))
             return
-        is_file = what != "-" and (os.path.exists(os.path.join(project.directory, what))
-                                   or state.written_digests().get(what))
+        path = os.path.normpath(what)
+        is_file = what != "-" and (os.path.exists(os.path.join(project.directory, path))
+                                   or path in state.written_digests())
         if not is_file:
             matches = state.executions(1) if what == "-" else state.executions_starting(what)
             if len(matches) != 1:
@@ -252,7 +253,7 @@ def log(directory, file, list_files, as_json, limit, what):
             emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs]},
                  history.execution_detail(matches[0], runs))
             return
-    origin = project.provenance(what)
+    origin = project.provenance(path)
     emit(origin.to_json(), history.provenance_lines(origin))
 
 
@@ -266,7 +267,7 @@ def clean(directory, file, dry_run, arguments):
     targets, overrides = split_arguments(arguments)
     results = open_project(directory, file, overrides).clean(targets, dry_run)
     for path, action in results:
-        click.echo(f"{action}: {path}")
+        click.echo(f"{path}: {action}")
     if not results:
         click.echo("nothing to clean")
 

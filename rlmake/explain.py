@@ -62,6 +62,8 @@ class Explainer:
     # --- the next build -------------------------------------------------------------------
 
     def next_build(self, target: str, depth: int = 0) -> Cause:
+        if target not in self.plan.producers:
+            return Cause(target, "a source file: no rule makes it")
         job = self.plan.job(target)
         outcome = self.outcomes.get(target)
         if not job.commands:
@@ -74,7 +76,8 @@ class Explainer:
         cause = Cause(target, "will be rebuilt because " + self._phrases(reasons, upcoming=True),
                       reasons=[r.to_json() for r in reasons])
         last = self.records.last_run(target)
-        self._elaborate(cause, job, reasons, depth, old_vars=last.inputs.get("vars") if last else None)
+        self._elaborate(cause, job, reasons, depth, old_vars=last.inputs.get("vars") if last else None,
+                        labels=("last run", "now"))
         return cause
 
     def _aggregate(self, job: Job, depth: int) -> Cause:
@@ -96,27 +99,32 @@ class Explainer:
         return outcome is not None and outcome.status is Status.WOULD_RUN
 
     def _elaborate(self, cause: Cause, job: Job, reasons: list[Reason], depth: int,
-                   old_vars: dict[str, str] | None = None, execution: str | None = None) -> None:
+                   old_vars: dict[str, str] | None = None, run: StoredRun | None = None,
+                   labels: tuple[str, str] = ("before", "this run")) -> None:
         """Add the detail lines and the causes one level further down.
 
-        `old_vars`: the vars the job's last run read, when the change is still to come.
+        `old_vars`: the vars the job's last run read, when the change is still to come;
+        `run`: the past run being explained, whose causes must come before it.
         """
         for reason in reasons:
             if reason.kind is ReasonKind.COMMAND_CHANGED:
-                cause.details.extend(_diff(reason.old or [], reason.new or []))
+                cause.details.extend(_diff(reason.old or [], reason.new or [], labels))
                 if old_vars is not None:
                     cause.details.extend(self._changed_vars(old_vars, dict(job.vars)))
             elif reason.kind is ReasonKind.ENV_CHANGED:
-                cause.details.extend(_diff(_env_lines(reason.old), _env_lines(reason.new)))
+                cause.details.extend(_diff(_env_lines(reason.old), _env_lines(reason.new),
+                                           labels))
             if depth >= MAX_DEPTH:
                 continue
             owner = self.plan.producers.get(reason.path) if reason.path else None
             if reason.kind is ReasonKind.DEP_WILL_CHANGE and owner:
                 cause.causes.append(self.next_build(owner, depth + 1))
             elif reason.kind is ReasonKind.DEP_CHANGED and owner and reason.new:
-                run = self.records.writer_of(reason.path, reason.new)
-                if run is not None:
-                    cause.causes.append(self.past_run(run, depth + 1, execution))
+                writer = self.records.writer_of(reason.path, reason.new,
+                                                before=run.id if run else None)
+                if writer is not None:
+                    cause.causes.append(self.past_run(writer, depth + 1,
+                                                      run.execution if run else None))
 
     def _changed_vars(self, old: dict[str, str], new: dict[str, str]) -> list[str]:
         lines = []
@@ -165,9 +173,10 @@ class Explainer:
     def last_build(self, target: str) -> Cause:
         run = self.records.last_run(target)
         if run is None:
-            job = self.plan.job(target) if target in self.plan.producers else None
-            text = "has no command" if job is not None and not job.commands else "never ran"
-            return Cause(target, text)
+            if target not in self.plan.producers:
+                return Cause(target, "no recorded job wrote it")
+            job = self.plan.job(target)
+            return Cause(target, "has no command" if not job.commands else "no build has run it yet")
         return self.past_run(run, 0, None, first=True)
 
     def past_run(self, run: StoredRun, depth: int, parent_execution: str | None,
@@ -185,7 +194,7 @@ class Explainer:
         cause = Cause(run.target, sentence, reasons=run.reasons)
         job = self.plan.job(run.target) if run.target in self.plan.producers else None
         if job is not None:
-            self._elaborate(cause, job, reasons, depth, execution=run.execution)
+            self._elaborate(cause, job, reasons, depth, run=run)
         return cause
 
 
@@ -195,8 +204,8 @@ def _join(parts: list[str]) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def _diff(old: list[str], new: list[str]) -> list[str]:
-    return list(difflib.unified_diff(old, new, "last run", "now", lineterm="", n=1))
+def _diff(old: list[str], new: list[str], labels: tuple[str, str]) -> list[str]:
+    return list(difflib.unified_diff(old, new, *labels, lineterm="", n=1))
 
 
 def _env_lines(env: dict | None) -> list[str]:

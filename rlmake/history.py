@@ -26,14 +26,15 @@ def run_json(run: StoredRun) -> dict[str, Any]:
 
 
 def executions_table(executions: list[Execution]) -> list[str]:
-    header = f"{'EXEC':<8}  {'STARTED':<19}  {'TOOK':>8}  {'RAN':>5} {'CACHED':>6} {'FAILED':>6}  " \
-             f"{'STATUS':<11} COMMAND"
+    header = f"{'EXEC':<8}  {'STARTED':<19}  {'TOOK':>8}  {'RAN':>5} {'CACHED':>6} " \
+             f"{'RESTORED':>8} {'FAILED':>6}  {'STATUS':<11} COMMAND"
     lines = [header]
     for e in executions:
         took = _duration(e)
         lines.append(f"{e.id:<8}  {when(e.started):<19}  "
                      f"{(f'{took:.2f}s' if took is not None else '-'):>8}  "
-                     f"{e.ran:>5} {e.cached:>6} {e.failed:>6}  {e.status:<11} {shlex.join(e.argv)}")
+                     f"{e.ran:>5} {e.cached:>6} {e.restored:>8} {e.failed:>6}  {e.status:<11} "
+                     f"{shlex.join(e.argv)}")
     return lines
 
 
@@ -43,7 +44,7 @@ def execution_detail(execution: Execution, runs: list[StoredRun]) -> list[str]:
              f"  started {when(execution.started)}"
              + (f", took {took:.2f}s" if took is not None else "")
              + f", {execution.status}: {execution.ran} ran, {execution.cached} cached, "
-               f"{execution.failed} failed"]
+               f"{execution.restored} restored, {execution.failed} failed"]
     if not runs:
         lines.append("  no job ran")
         return lines
@@ -78,14 +79,16 @@ class Origin:
 
 
 def provenance(path: str, digest: str | None, records: StateReader) -> Origin:
-    """The tree of runs that produced `digest` at `path`, following each input's digest."""
-    return _origin(path, digest, records, depth=0, seen=set())
+    """The tree of runs that produced `digest` at `path`, following each input's digest
+    to the run that wrote it before the run that read it."""
+    return _origin(path, digest, records, depth=0, seen=set(), before=None)
 
 
-def _origin(path: str, digest: str | None, records: StateReader, depth: int, seen: set) -> Origin:
+def _origin(path: str, digest: str | None, records: StateReader, depth: int, seen: set,
+            before: int | None) -> Origin:
     if digest is None:
         return Origin(path, None, note="missing")
-    run = records.writer_of(path, digest)
+    run = records.writer_of(path, digest, before)
     if run is None:
         return Origin(path, digest, note="source" if depth else
                       "no recorded job wrote this content (a source, or edited by hand)")
@@ -97,9 +100,9 @@ def _origin(path: str, digest: str | None, records: StateReader, depth: int, see
         return origin
     seen.add((path, digest))
     for dep, dep_digest in run.inputs.get("deps", []):
-        origin.inputs.append(_origin(dep, dep_digest, records, depth + 1, seen))
+        origin.inputs.append(_origin(dep, dep_digest, records, depth + 1, seen, run.id))
     for dep, dep_digest in run.inputs.get("depfile_deps", {}).items():
-        child = _origin(dep, dep_digest, records, depth + 1, seen)
+        child = _origin(dep, dep_digest, records, depth + 1, seen, run.id)
         child.note = (child.note + " (from the depfile)").strip()
         origin.inputs.append(child)
     return origin

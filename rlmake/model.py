@@ -95,7 +95,7 @@ class Plan:
     sources: tuple[str, ...]        # deps no rule makes, in the order first needed
     pools: dict[str, int] = field(default_factory=dict)
     hash_setting: str | None = None     # the Rulesfile var `rlmake_hash`, if set
-    key: str = ""                       # names the stored plan (plancache.entry_name)
+    key: str = ""                       # digest of its content (plancache); "" when not stored
 
     def job(self, target: str) -> Job:
         return self._by_target[target]

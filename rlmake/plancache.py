@@ -13,14 +13,14 @@ from __future__ import annotations
 import marshal
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rlmake import __version__
-from rlmake.hashing import digest_file, digest_structure
+from rlmake.hashing import digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, Location, Plan
 from rlmake.paths import glob_files, probe
 
-FORMAT = 1
+FORMAT = 2
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rulesfile.py", "templates.py", "expand.py", "model.py", "paths.py",
                    "plancache.py")
@@ -42,25 +42,32 @@ def entry_name(rulesfile: str, targets: list[str], overrides: dict) -> str:
 
 
 def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
-    """The stored plan, if there is one and everything it was expanded from is unchanged."""
+    """The stored plan, if there is one and everything it was expanded from is unchanged.
+
+    Its `key` is the digest of its content, so that what is remembered about a plan
+    (its up-to-date snapshot) is forgotten when any of its commands, deps or outputs
+    changes."""
     try:
         with open(os.path.join(state_dir, "plans", name), "rb") as stream:
             stored = marshal.loads(stream.read())    # load(stream) reads piecewise: 10x slower
-        form, code, files, globs, probes, plan = stored
+        form, code, files, globs, probes, identity, plan = stored
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if form != FORMAT or code != _code_fingerprint():
         return None
     if not _unchanged(project_dir, files, globs, probes):
         return None
-    return _decode(plan)
+    return _decode(plan, identity)
 
 
-def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> None:
-    """Store atomically; a failure to store only costs speed next time."""
+def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
+    """Store atomically (a failure to store only costs speed next time); returns the plan
+    with its content key."""
     directory = os.path.join(state_dir, "plans")
-    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes,
-              _encode(plan))
+    encoded = _encode(plan)
+    identity = digest_bytes(marshal.dumps(encoded))
+    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes, identity,
+              encoded)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
         os.makedirs(directory, exist_ok=True)
@@ -72,6 +79,7 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> None:
             os.remove(temporary)
         except OSError:
             pass
+    return replace(plan, key=identity)
 
 
 def _unchanged(project_dir: str, files, globs, probes) -> bool:
@@ -104,9 +112,9 @@ def _encode(plan: Plan) -> tuple:
     return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting)
 
 
-def _decode(stored: tuple) -> Plan:
+def _decode(stored: tuple, identity: str) -> Plan:
     requested, jobs, producers, sources, pools, hash_setting = stored
-    return Plan(requested, _StoredJobs(jobs), producers, sources, pools, hash_setting)
+    return Plan(requested, _StoredJobs(jobs), producers, sources, pools, hash_setting, identity)
 
 
 class _StoredJobs(Sequence):

@@ -8,7 +8,6 @@ loads them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import secrets
 import signal
@@ -71,7 +70,7 @@ class Project:
         if self.use_plan_cache:
             stored = plancache.load(self.state_dir, name, self.directory)
             if stored is not None:
-                return dataclasses.replace(stored, key=name)
+                return stored
         expander = self.expander
         requested = expander.check_requested(targets) if targets else expander.default_targets()
         plan = expander.plan(requested)
@@ -80,8 +79,7 @@ class Project:
                 files=tuple((path, digest_file(path)) for path in self.rulesfile.files),
                 globs=tuple(expander.templates.globs_read.items()),
                 probes=tuple(expander.probes.items()))
-            plancache.save(self.state_dir, name, plan, inputs)
-            plan = dataclasses.replace(plan, key=name)
+            plan = plancache.save(self.state_dir, name, plan, inputs)
         return plan
 
     @cached_property
@@ -148,8 +146,9 @@ class Project:
         snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
         if snapshot is not None and not changed:
             state.record_noop(execution, started, argv)
-            reporter.build_finished([], time.time() - started)
-            return []
+            outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
+            reporter.build_finished(outcomes, time.time() - started)
+            return outcomes
         state.start_execution(execution, started, argv)
         cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
             if cache_settings else None
@@ -163,6 +162,7 @@ class Project:
                 outcomes = scheduler.run()
             status = "failed" if any(o.status is Status.FAILED for o in outcomes) else "succeeded"
         except KeyboardInterrupt:
+            reporter.build_finished(list(scheduler.outcomes.values()), time.time() - started)
             raise Interrupted("interrupted; unfinished jobs were not recorded") from None
         finally:
             executor.close()
@@ -285,7 +285,7 @@ class Project:
     def clean(self, targets: Iterable[str] = (), dry_run: bool = False) -> list[tuple[str, str]]:
         """Remove outputs that rlmake wrote and that still hold what it wrote.
 
-        Returns (path, what was done or why it was kept)."""
+        Returns (path, what was done or why it was kept) for each output still there."""
         targets = list(targets)
         with self.records() as state:
             written = state.written_digests()
@@ -298,26 +298,40 @@ class Project:
             lock.acquire(wait=True, on_wait=lambda message: None)
         try:
             hasher = FileHasher(self.directory, {}, "content")
-            return [(path, self._clean_one(path, written, hasher, dry_run))
-                    for path in dict.fromkeys(candidates) if path in written]
+            results = [(path, self._clean_one(path, written, hasher, dry_run))
+                       for path in dict.fromkeys(candidates) if path in written]
+            return [(path, action) for path, action in results if action is not None]
         finally:
             lock.release()
 
     def _clean_one(self, path: str, written: dict[str, set[str]], hasher: FileHasher,
-                   dry_run: bool) -> str:
+                   dry_run: bool) -> str | None:
+        """What became of one recorded output; None when it is already gone."""
         if os.path.isabs(path) or path.startswith(".."):
-            return "kept: outside the project"
+            return "kept (outside the project)"
         digest = hasher.digest(path)
         if digest is None:
-            return "already gone"
+            return None
         if self.expander.instance_for(path) is None:
-            return "kept: no rule makes it now"
+            return "kept (no rule makes it now)"
         if digest not in written[path]:
-            return "kept: changed since rlmake wrote it"
+            return "kept (changed since rlmake wrote it)"
         if dry_run:
             return "would remove"
         os.remove(os.path.join(self.directory, path))
         return "removed"
+
+
+def _all_up_to_date(plan: Plan, reporter: Reporter) -> list[Outcome]:
+    """A no-op build's outcomes, for reporters that list every job."""
+    reporter.build_started(sum(1 for job in plan.jobs if job.commands))
+    outcomes = []
+    for job in plan.jobs:
+        outcome = Outcome(job, Status.CACHED if job.commands else Status.DONE)
+        outcomes.append(outcome)
+        if job.commands:
+            reporter.job_finished(outcome)
+    return outcomes
 
 
 def _cache_use(cache: "ArtifactCache | None") -> CacheUse | None:

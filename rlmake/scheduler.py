@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
 
 _COMMIT_EVERY_SECONDS = 0.5
+# Reasons that say all there is to say: a job never built needs no other.
+_ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 _OUTPUT_TAIL_BYTES = 4000
 
 
@@ -212,11 +214,16 @@ class Scheduler:
                           last_run_failed=failed)
         will_change = [Reason(ReasonKind.DEP_WILL_CHANGE, dep) for dep in job.deps
                        if self.plan.producers.get(dep) in self._would_run]
+        if decision.stale and decision.reasons[0].kind in _ALONE:
+            return decision, dep_digests            # nothing else is worth saying
         if decision.stale or will_change:       # worth the full story: it is going to run
             decision = decide(job, key, dep_digests, record, self._digest,
                               forced=self.options.force, last_run_failed=failed,
                               all_reasons=True)
-            decision = Decision(key, (*will_change, *decision.reasons))
+            rebuilt = {reason.path for reason in will_change}
+            decision = Decision(key, (*will_change, *(
+                r for r in decision.reasons
+                if not (r.kind is ReasonKind.DEP_CHANGED and r.path in rebuilt))))
         return decision, dep_digests
 
     def _last_run_failed(self, target: str) -> bool:

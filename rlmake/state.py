@@ -159,6 +159,7 @@ class Execution:
     ran: int
     cached: int
     failed: int
+    restored: int = 0
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class StoredRun:
     cache_source: str | None = None
 
 
+_EXECUTION_COLUMNS = "id, started, ended, argv, status, ran, cached, failed, restored"
 _RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, runs.started, "
                 "runs.ended, exit_code, inputs, output_tail, cache_source")
 
@@ -200,14 +202,13 @@ class StateReader:
 
     def executions(self, limit: int = 20) -> list[Execution]:
         rows = self.conn.execute(
-            "SELECT id, started, ended, argv, status, ran, cached, failed FROM executions "
-            "ORDER BY started DESC LIMIT ?", (limit,))
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions ORDER BY started DESC LIMIT ?", (limit,))
         return [_execution(row) for row in rows]
 
     def executions_starting(self, prefix: str) -> list[Execution]:
         rows = self.conn.execute(
-            "SELECT id, started, ended, argv, status, ran, cached, failed FROM executions "
-            "WHERE substr(id, 1, ?) = ? ORDER BY started DESC", (len(prefix), prefix))
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE substr(id, 1, ?) = ? "
+            "ORDER BY started DESC", (len(prefix), prefix))
         return [_execution(row) for row in rows]
 
     def runs_of(self, execution: str) -> list[StoredRun]:
@@ -220,13 +221,14 @@ class StateReader:
                                 "ORDER BY runs.id DESC LIMIT 1", (target,)).fetchone()
         return _run(row) if row else None
 
-    def writer_of(self, path: str, digest: str) -> StoredRun | None:
-        """The latest successful run that wrote `digest` to `path`."""
+    def writer_of(self, path: str, digest: str, before: int | None = None) -> StoredRun | None:
+        """The latest successful run that wrote `digest` to `path` (before run `before`)."""
         row = self.conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM run_files JOIN runs ON runs.id = run_files.run "
             "WHERE run_files.path = ? AND run_files.digest = ? AND run_files.mode = 'w' "
-            "AND runs.status IN ('done', 'restored') ORDER BY runs.id DESC LIMIT 1",
-            (path, digest)).fetchone()
+            "AND runs.status IN ('done', 'restored') AND runs.id < ? "
+            "ORDER BY runs.id DESC LIMIT 1",
+            (path, digest, before if before is not None else 1 << 62)).fetchone()
         return _run(row) if row else None
 
     def writes_of(self, run_id: int) -> dict[str, str]:

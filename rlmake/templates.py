@@ -36,7 +36,7 @@ class Templates:
         self.project_dir = project_dir
         self.globs_read: dict[str, tuple[str, ...]] = {}
         self._env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                       keep_trailing_newline=False)
+                                       keep_trailing_newline=False, finalize=_yaml_scalar)
         self._env.filters["quote"] = lambda value: shlex.quote(str(value))
         self._env.filters["quote_all"] = _quote_all
         self._templates: dict[str, jinja2.Template] = {}
@@ -107,6 +107,13 @@ class Templates:
 
     def _with_globals(self, context: dict[str, Any]) -> dict[str, Any]:
         return {"glob": self.glob, **context}
+
+
+def _yaml_scalar(value: Any) -> Any:
+    """`{{ flag }}` of a YAML `true` prints `true` as it was written, not Python's `True`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def _text(item: Any) -> str:

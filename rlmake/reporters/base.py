@@ -8,6 +8,10 @@ from rlmake.model import Decision, Job, Outcome
 
 
 class Reporter(Protocol):
+    # True: a build that finds everything up to date at once still reports every job
+    # (as cached), which costs reading the plan's jobs; a plain no-op says one line.
+    wants_every_job: bool
+
     def build_started(self, total: int) -> None:
         """`total`: the jobs with commands that this build will consider."""
 
@@ -23,6 +27,8 @@ class Reporter(Protocol):
 
 class SilentReporter:
     """For surveys (`why`) and the Python API: hears every event, says nothing."""
+
+    wants_every_job = False
 
     def build_started(self, total: int) -> None:
         pass

@@ -32,6 +32,7 @@ class ConsoleReporter:
         self.status_line = interactive if status_line is None else status_line
         self.color = (interactive and "NO_COLOR" not in os.environ) if color is None else color
         self.table = table
+        self.wants_every_job = verbose      # -v says Cached for each job, even on a no-op
         self.total = 0
         self.finished = 0
         self._line_shown = False

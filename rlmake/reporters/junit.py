@@ -1,0 +1,105 @@
+"""The build as a JUnit XML test report, which CI systems (GitHub Actions test-report
+actions, GitLab `artifacts: reports: junit`, Jenkins) display natively.
+
+One <testsuite name="rlmake">; one <testcase classname=RULE name=TARGET time=SECONDS>
+per job with commands. A failed job carries <failure message="exit status N"> with
+the tail of its output; a skipped job (a job it needs failed) carries <skipped/>;
+a cached or restored job passes, with <system-out> saying so. Text that XML 1.0
+cannot hold (control characters, terminal colour codes) is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+
+from rlmake.model import Decision, Job, Outcome, Status
+from rlmake.reporters.reportfile import cache_source, output_tail, reported, write_atomically
+
+# ANSI escape sequences (colours, cursor moves), then what XML 1.0 forbids outright:
+# C0 controls but tab, newline, carriage return; surrogates; U+FFFE and U+FFFF.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` with everything XML 1.0 cannot carry removed."""
+    return _NOT_XML.sub("", _ANSI.sub("", text))
+
+
+class JUnitReport:
+    wants_every_job = True      # an up-to-date build still lists every job
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)       # as named where rlmake was started
+        self.started: float | None = None
+
+    def build_started(self, total: int) -> None:
+        self.started = time.time()
+
+    def job_started(self, job: Job, decision: Decision) -> None:
+        pass
+
+    def job_finished(self, outcome: Outcome) -> None:
+        pass
+
+    def warning(self, text: str) -> None:
+        pass
+
+    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+        started = self.started if self.started is not None else time.time() - elapsed
+        suite = junit_suite(outcomes, elapsed, started)
+        ET.indent(suite)
+        data = ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n"
+        write_atomically(self.path, data)
+
+
+def junit_suite(outcomes: list[Outcome], elapsed: float, started: float) -> ET.Element:
+    jobs = reported(outcomes)
+    failures = sum(1 for o in jobs if o.status is Status.FAILED)
+    skipped = sum(1 for o in jobs if o.status in (Status.SKIPPED, Status.WOULD_RUN))
+    suite = ET.Element("testsuite", {
+        "name": "rlmake",
+        "tests": str(len(jobs)),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(skipped),
+        "time": f"{elapsed:.3f}",
+        "timestamp": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+        "hostname": xml_text(socket.gethostname()),
+    })
+    for outcome in jobs:
+        suite.append(_testcase(outcome))
+    return suite
+
+
+def _testcase(outcome: Outcome) -> ET.Element:
+    job = outcome.job
+    case = ET.Element("testcase", {"classname": xml_text(job.rule), "name": xml_text(job.target),
+                                   "time": f"{outcome.duration:.3f}"})
+    status = outcome.status
+    if status is Status.FAILED:
+        message = outcome.error or (f"exit status {outcome.exit_code}"
+                                    if outcome.exit_code is not None else "failed")
+        failure = ET.SubElement(case, "failure", {"message": xml_text(message),
+                                                  "type": "error" if outcome.error else "exit"})
+        lines = [f"$ {outcome.failed_command}"] if outcome.failed_command else []
+        if outcome.output:
+            lines.append(output_tail(outcome).rstrip("\n"))
+        failure.text = xml_text("\n".join(lines))
+    elif status is Status.SKIPPED:
+        ET.SubElement(case, "skipped", {"message": "not run: a job it needs failed "
+                                                   "or the build stopped"})
+    elif status is Status.WOULD_RUN:
+        ET.SubElement(case, "skipped", {"message": "dry run (-n): would run"})
+    elif status is Status.CACHED:
+        ET.SubElement(case, "system-out").text = "cached"
+    elif status is not Status.DONE:                    # restored, and any status to come
+        source = cache_source(outcome)
+        said = status.value + (f" from {source}" if source else "")
+        ET.SubElement(case, "system-out").text = xml_text(said)
+    return case

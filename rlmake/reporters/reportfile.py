@@ -1,0 +1,66 @@
+"""What the report-file reporters (JSON, JUnit) share: job selection, output tails,
+and writing a file so that no reader ever sees half of it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from rlmake.errors import RlmakeError
+from rlmake.model import Outcome, Status
+
+OUTPUT_TAIL_CHARS = 4000
+
+
+def reported(outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes a report lists: jobs with commands (aggregates only gather deps)."""
+    return [outcome for outcome in outcomes if outcome.job.commands]
+
+
+def build_status(outcomes: list[Outcome]) -> str:
+    return "failed" if any(o.status is Status.FAILED for o in outcomes) else "succeeded"
+
+
+def output_tail(outcome: Outcome, limit: int = OUTPUT_TAIL_CHARS) -> str:
+    return outcome.output[-limit:]
+
+
+def cache_source(outcome: Outcome) -> str | None:
+    """Where a restored result came from; None until outcomes carry it."""
+    return getattr(outcome, "cache_source", None)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file beside it and os.replace.
+
+    A problem becomes an RlmakeError (exit status 2) that names the file."""
+    directory = os.path.dirname(path) or "."
+    temp = None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                    dir=directory)
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o666 & ~_UMASK)     # mkstemp makes 0600; give what open() would
+        os.replace(temp, path)
+        temp = None
+    except OSError as error:
+        raise RlmakeError(f"cannot write the report {path}: {error.strerror or error}") from None
+    finally:
+        if temp is not None:
+            try:
+                os.remove(temp)
+            except OSError:
+                pass
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()              # read once, at import, before any build starts threads
