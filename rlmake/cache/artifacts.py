@@ -70,6 +70,7 @@ class ArtifactCache:
         self._uploads = ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS,
                                            thread_name_prefix="rlmake-cache")
         self._pending: list = []
+        self._corrupt: set[str] = set()     # blobs found not to match their digest
 
     @property
     def enabled(self) -> bool:
@@ -154,6 +155,8 @@ class ArtifactCache:
                 if not store.fetch_blob(output["digest"], temporary):
                     return self._discard(staged, None)
                 if digest_file(temporary) != output["digest"]:
+                    with self._lock:
+                        self._corrupt.add(output["digest"])
                     return self._discard(staged, f"a blob for {output['path']} in {store.name} "
                                                  "does not match its digest")
                 os.chmod(temporary, output.get("mode", 0o644) & 0o7777)
@@ -219,12 +222,12 @@ class ArtifactCache:
         try:
             stored = 0
             for output in record["outputs"]:        # blobs first: a record never dangles
-                if not state.store.has_blob(output["digest"]):
+                if output["digest"] in self._corrupt or not state.store.has_blob(output["digest"]):
                     full = os.path.join(self.project_dir, output["path"])
                     state.store.put_blob(output["digest"], full)
                     stored += os.path.getsize(full)
             state.store.put_action(key, json.dumps(record, sort_keys=True).encode())
-        except (StoreError, OSError) as error:
+        except Exception as error:      # noqa: BLE001 - a store's failure must not fail the build
             self._break(state, error)
             return
         with self._lock:

@@ -19,6 +19,7 @@ class S3Store:
     def __init__(self, url: str, endpoint_url: str | None = None):
         try:
             import boto3
+            import boto3.exceptions
             import botocore.config
             import botocore.exceptions
         except ImportError:
@@ -34,7 +35,10 @@ class S3Store:
                                         retries={"max_attempts": 2, "mode": "standard"})
         self._client = boto3.session.Session().client("s3", endpoint_url=endpoint_url,
                                                       config=config)
-        self._errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+        # upload_file and download_file wrap errors in boto3's own (S3UploadFailedError,
+        # RetriesExceededError): every one of them is the store failing.
+        self._errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError,
+                        boto3.exceptions.Boto3Error)
         self._client_error = botocore.exceptions.ClientError
 
     def _key(self, kind: str, name: str) -> str:
