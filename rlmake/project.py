@@ -8,6 +8,7 @@ loads them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import signal
@@ -145,14 +146,16 @@ class Project:
         started = time.time()
         snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
         if snapshot is not None and not changed:
+            if snapshot.needs_refresh:
+                state.save_uptodate(plan.key, mode, snapshot.taken_ns, snapshot.encode())
             state.record_noop(execution, started, argv)
             outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
             reporter.build_finished(outcomes, time.time() - started)
             return outcomes
-        state.start_execution(execution, started, argv)
         cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
             if cache_settings else None
         executor = self._executor(options, cache, cache_settings, executor_settings)
+        state.start_execution(execution, started, argv)    # after anything that can refuse
         scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state, records,
                               execution, options, changed,
                               snapshot.depfile_readers if snapshot else None, cache)
@@ -202,8 +205,11 @@ class Project:
         if snapshot is None:
             return (None, None, FileHasher(self.directory, state.stat_memo(), mode),
                     state.job_records())
-        return (snapshot, changed_files(snapshot, self.directory),
-                FileHasher(self.directory, MemoOnDemand(state), mode), RecordsOnDemand(state))
+        changed, refreshed = changed_files(snapshot, self.directory)
+        if refreshed is not None:
+            snapshot = dataclasses.replace(refreshed, needs_refresh=True)
+        return (snapshot, changed, FileHasher(self.directory, MemoOnDemand(state), mode),
+                RecordsOnDemand(state))
 
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: Scheduler,
                        previous: Snapshot | None, changed: set[str] | None) -> None:

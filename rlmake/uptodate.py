@@ -1,35 +1,39 @@
 """Snapshots of plans found wholly up to date: the no-op fast path.
 
 When a build ends with every job of its plan verified up to date, rlmake
-stores the stat (device, inode, size, mtime) of every file the plan involves:
-its sources, its outputs and the files its depfiles listed. The next build
-stats those files; if none changed, nothing can be stale and the build is
-over without reading a record or computing a key. If some changed, only the
-jobs that touch them, and their dependents, need deciding ("dirty").
+stores the stat (device, inode, size, mtime) and digest of every file the
+plan involves: its sources, its outputs and the files its depfiles listed.
+The next build stats those files; if none changed, nothing can be stale and
+the build is over without reading a record or computing a key. If some
+changed, only the jobs that touch them, and their dependents, need deciding.
 
-Equal stat means equal content here exactly as it does for the digest memo
-(hashing.py): an entry is only captured for a file whose mtime is safely
-older than the moment it was hashed. Any recorded run voids every snapshot
-(state.py), so a snapshot never outlives a change of records.
+Equal stat means equal content exactly as it does for the digest memo
+(hashing.py), with the same guard: a file modified too close to the moment
+the snapshot was taken could change again within one timestamp tick, so such
+an entry is trusted only after its content is hashed again and matches; the
+snapshot is then refreshed, so this happens once. Any recorded run voids
+every snapshot (state.py), so a snapshot never outlives a change of records.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from rlmake.hashing import RACY_WINDOW_NS, StatMemo
+from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
 class Snapshot:
     taken_ns: int
-    files: tuple[tuple, ...]                        # (path, dev, ino, size, mtime_ns)
+    files: tuple[tuple, ...]                        # (path, dev, ino, size, mtime_ns, digest)
     depfile_readers: dict[str, tuple[str, ...]]      # depfile dep -> jobs whose depfile lists it
+    needs_refresh: bool = field(default=False, compare=False)
 
     def encode(self) -> bytes:
         return marshal.dumps((FORMAT, self.files, self.depfile_readers))
@@ -46,13 +50,16 @@ class Snapshot:
         return {entry[0]: entry for entry in self.files}
 
 
-def changed_files(snapshot: Snapshot, project_dir: str) -> set[str]:
-    """The snapshot's files whose stat differs now (or that are gone)."""
+def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], Snapshot | None]:
+    """The snapshot's files that differ now (or are gone), and, when some entries were
+    too fresh to trust by stat but proved unchanged, a refreshed snapshot to store."""
     changed = set()
+    racy_before = snapshot.taken_ns - RACY_WINDOW_NS
+    verified = False
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         stat = os.stat
-        for path, dev, ino, size, mtime_ns in snapshot.files:
+        for path, dev, ino, size, mtime_ns, digest in snapshot.files:
             try:
                 now = stat(path, dir_fd=directory)
             except OSError:
@@ -61,15 +68,28 @@ def changed_files(snapshot: Snapshot, project_dir: str) -> set[str]:
             if now.st_mtime_ns != mtime_ns or now.st_size != size or now.st_ino != ino \
                     or now.st_dev != dev:
                 changed.add(path)
+            elif mtime_ns >= racy_before:
+                verified = True
+                if _digest_at(directory, project_dir, path) != digest:
+                    changed.add(path)
     finally:
         os.close(directory)
-    return changed
+    if verified and not changed:
+        return changed, Snapshot(time.time_ns(), snapshot.files, snapshot.depfile_readers)
+    return changed, None
+
+
+def _digest_at(directory: int, project_dir: str, path: str) -> str | None:
+    try:
+        return digest_file(os.path.join(project_dir, path))
+    except OSError:
+        return None
 
 
 def capture(paths: Iterable[str], fresh: Mapping[str, StatMemo], memo_of,
             previous: dict[str, tuple] | None, changed: set[str],
             depfile_readers: dict[str, tuple[str, ...]], now_ns: int) -> Snapshot | None:
-    """A snapshot of `paths`, or None if any has no trustworthy stat.
+    """A snapshot of `paths`, or None if any has no known stat and digest.
 
     `fresh`: files hashed during this build; `previous`: the last snapshot's
     entries, good for files not changed since; `memo_of(path)`: the digest memo.
@@ -88,6 +108,6 @@ def capture(paths: Iterable[str], fresh: Mapping[str, StatMemo], memo_of,
 
 
 def _entry(path: str, memo: StatMemo | None) -> tuple | None:
-    if memo is None or memo.mtime_ns + RACY_WINDOW_NS >= memo.hashed_ns:
+    if memo is None:
         return None
-    return (path, memo.dev, memo.ino, memo.size, memo.mtime_ns)
+    return (path, memo.dev, memo.ino, memo.size, memo.mtime_ns, memo.digest)
