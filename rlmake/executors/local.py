@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Mapping
 
 from rlmake.executors.base import Completion, Task
 
@@ -64,6 +66,33 @@ class LocalExecutor:
                 pass
 
 
+# As GNU make does: a command with none of these characters, whose first word is not
+# a shell builtin or keyword, means the same exec'd directly as under /bin/sh -c,
+# and spares a shell per job.
+_SHELL_CHARACTERS = frozenset("#;\"'*?[]&|<>(){}$`\\~!^%\n=")
+_SHELL_WORDS = frozenset(
+    ". : [ [[ alias bg break case cd command continue declare do done echo elif else esac "
+    "eval exec exit export false fc fg fi for function getopts hash if in jobs kill let "
+    "local login logout printf pwd read readonly return select set shift source test then "
+    "time times trap true type typeset ulimit umask unalias unset until wait while { }".split())
+
+
+def argv_for(command: str, env: Mapping[str, str]) -> list[str]:
+    """How to run `command`: directly when no shell could make a difference, else sh -c."""
+    if _SHELL_CHARACTERS.isdisjoint(command):
+        words = command.split()
+        if words and words[0] not in _SHELL_WORDS:
+            program = _which(words[0], env.get("PATH", os.defpath))
+            if program is not None:
+                return [program, *words[1:]]
+    return ["/bin/sh", "-c", command]
+
+
+@functools.lru_cache(maxsize=1024)
+def _which(program: str, path: str) -> str | None:
+    return shutil.which(program, path=path)
+
+
 def run_task(task: Task, base_env: dict[str, str] | None = None,
              track: Callable[[subprocess.Popen, bool], None] | None = None,
              cancelled: Callable[[], bool] = lambda: False) -> Completion:
@@ -82,7 +111,7 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
             if cancelled():
                 return Completion(task.id, -signal.SIGTERM, bytes(output), started, time.time(),
                                   command)
-            process = subprocess.Popen(["/bin/sh", "-c", command], cwd=task.cwd, env=env,
+            process = subprocess.Popen(argv_for(command, env), cwd=task.cwd, env=env,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, start_new_session=True)
             if track:
