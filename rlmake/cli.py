@@ -8,20 +8,40 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 
 import click
 
 from rlmake import __version__
-from rlmake.errors import RlmakeError, UsageError
+from rlmake.errors import Interrupted, RlmakeError, UsageError
 
 
 class _Group(click.Group):
+    """Where errors and signals become exit statuses, for every command."""
+
     def invoke(self, ctx: click.Context):
+        previous = _sigterm_as_ctrl_c()
         try:
             return super().invoke(ctx)
         except RlmakeError as error:
             click.echo(f"rlmake: error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("rlmake: interrupted", err=True)
+            ctx.exit(Interrupted.exit_code)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_ctrl_c():
+    """SIGTERM stops rlmake the way Ctrl-C does: children stopped, nothing half recorded."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:              # not the main thread (a test runner): leave signals alone
+        return None
 
 
 def project_options(command=None, *, file_flag: str = "--file"):

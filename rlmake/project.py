@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import os
 import secrets
-import signal
 import time
 from collections import Counter
 from functools import cached_property
@@ -161,8 +160,7 @@ class Project:
                               snapshot.depfile_readers if snapshot else None, cache)
         status = "interrupted"
         try:
-            with _sigterm_as_interrupt():
-                outcomes = scheduler.run()
+            outcomes = scheduler.run()
             status = "failed" if any(o.status is Status.FAILED for o in outcomes) else "succeeded"
         except KeyboardInterrupt:
             reporter.build_finished(list(scheduler.outcomes.values()), time.time() - started)
@@ -345,19 +343,3 @@ def _cache_use(cache: "ArtifactCache | None") -> CacheUse | None:
         return None
     stats = cache.stats
     return CacheUse(stats.hits, stats.misses, stats.bytes_restored, stats.bytes_stored)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM stops a build the way Ctrl-C does: children stopped, nothing half recorded."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:              # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -120,7 +120,10 @@ class Scheduler:
                 if not progress.running:
                     break
                 completion = self.executor.wait()
-                self._finish(completion, progress)
+                running = self._free_slot(completion, progress)
+                if completion.exit_code == 0 and not completion.error:
+                    self._start_runnable(progress)  # the next job runs while we record this one
+                self._finish(running, completion, progress)
                 self._consider(self._released(progress), progress, chain, order)
         except KeyboardInterrupt:
             self._interrupt(progress)
@@ -276,11 +279,14 @@ class Scheduler:
         owner = self.plan.producers.get(path)
         return owner == path and not self.plan.job(owner).outputs
 
-    def _finish(self, completion: Completion, progress: _Progress) -> None:
+    def _free_slot(self, completion: Completion, progress: _Progress) -> _Running:
         running = progress.running.pop(completion.id)
+        if running.job.pool:
+            progress.pool_use[running.job.pool] -= 1
+        return running
+
+    def _finish(self, running: _Running, completion: Completion, progress: _Progress) -> None:
         job = running.job
-        if job.pool:
-            progress.pool_use[job.pool] -= 1
         self.hasher.forget(job.outputs)
         for path in job.outputs:
             self._digests.pop(path, None)

@@ -73,8 +73,9 @@ class ArtifactCache:
         self._corrupt: set[str] = set()     # blobs found not to match their digest
 
     @property
-    def enabled(self) -> bool:
-        return bool(self._states)
+    def has_remote(self) -> bool:
+        """Some store is not on this machine's disk: lookups are worth running in parallel."""
+        return any(not getattr(state.store, "is_local", False) for state in self._states)
 
     # --- lookups --------------------------------------------------------------------------
 
@@ -209,7 +210,10 @@ class ArtifactCache:
                   "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
                   "created": time.time()}
         for state in writable:
-            self._pending.append(self._uploads.submit(self._store_into, state, key, record))
+            if getattr(state.store, "is_local", False):
+                self._store_into(state, key, record)    # a copy on this disk: quicker than a thread
+            else:
+                self._pending.append(self._uploads.submit(self._store_into, state, key, record))
 
     def _store_into(self, state: _StoreState, key: str, record: dict) -> None:
         if state.broken:

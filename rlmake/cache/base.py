@@ -15,6 +15,7 @@ class StoreError(Exception):
 
 class Store(Protocol):
     name: str           # how messages and `why` name it: "local cache", "s3://bucket/prefix"
+    is_local: bool      # on this machine's disk: asked and written without threads
 
     def get_action(self, key: str) -> bytes | None:
         """The action record stored under a job key, or None."""

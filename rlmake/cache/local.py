@@ -16,6 +16,8 @@ from rlmake.cache.base import StoreError
 
 
 class LocalStore:
+    is_local = True
+
     def __init__(self, root: str, name: str | None = None):
         self.root = root
         self.name = name or root

@@ -16,6 +16,8 @@ READ_TIMEOUT_SECONDS = 30
 
 
 class S3Store:
+    is_local = False
+
     def __init__(self, url: str, endpoint_url: str | None = None):
         try:
             import boto3

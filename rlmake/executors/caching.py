@@ -1,13 +1,15 @@
 """An executor that asks the artifact cache first.
 
-Each task with a cache key is looked up on a worker thread (lookups against a
-remote store run in parallel); a hit restores the outputs and completes the
-task without running anything, a miss hands the task to the inner executor.
+Each task with a cache key is looked up before it runs: a hit restores the
+outputs and completes the task without running anything, a miss hands the
+task to the inner executor. A cache of local stores only is asked right away
+(a lookup is a failed open()); one with a remote store is asked on worker
+threads, so that lookups against the network run in parallel.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import signal
 import threading
 import time
@@ -15,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rlmake.cache.artifacts import ArtifactCache
 from rlmake.executors.base import Completion, Executor, Task
-from rlmake.executors.local import wait_on
+
+_POLL_SECONDS = 0.02       # how long a remote hit may wait to be noticed
 
 
 class CachingExecutor:
@@ -23,18 +26,21 @@ class CachingExecutor:
         self._inner = inner
         self._cache = cache
         self._lookups = ThreadPoolExecutor(max_workers=max(1, workers),
-                                           thread_name_prefix="rlmake-restore")
-        self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self._closed = threading.Event()
+                                           thread_name_prefix="rlmake-restore") \
+            if cache.has_remote else None
+        self._hits: collections.deque[Completion] = collections.deque()
+        self._pending = 0                   # lookups under way on worker threads
+        self._lock = threading.Lock()
         self._cancelled = False
-        self._forwarder = threading.Thread(target=self._forward, name="rlmake-forward",
-                                           daemon=True)
-        self._forwarder.start()
 
     def start(self, task: Task) -> None:
         if task.cache_key is None:
             self._inner.start(task)
+        elif self._lookups is None:
+            self._look_up(task)
         else:
+            with self._lock:
+                self._pending += 1
             self._lookups.submit(self._look_up, task)
 
     def _look_up(self, task: Task) -> None:
@@ -44,31 +50,42 @@ class CachingExecutor:
         except Exception as error:      # noqa: BLE001 - a cache problem must not fail the job
             self._cache.warn(f"cache lookup failed, running the job instead: {error}")
             restored = None
-        if restored is not None:
-            self._finished.put(Completion(task.id, 0, restored.output, started, time.time(),
-                                          restored_from=restored.source,
-                                          depfile_deps=restored.depfile_deps))
-        elif self._cancelled:
-            self._finished.put(Completion(task.id, -signal.SIGTERM, b"", started, time.time(),
-                                          error="interrupted"))
-        else:
-            self._inner.start(task)
-
-    def _forward(self) -> None:
-        while not self._closed.is_set():
-            completion = self._inner.wait(timeout=0.02)     # bounds how long close() waits
-            if completion is not None:
-                self._finished.put(completion)
+        with self._lock:
+            if self._lookups is not None:
+                self._pending -= 1
+            if restored is not None:
+                self._hits.append(Completion(task.id, 0, restored.output, started, time.time(),
+                                             restored_from=restored.source,
+                                             depfile_deps=restored.depfile_deps))
+                return
+            if self._cancelled:
+                self._hits.append(Completion(task.id, -signal.SIGTERM, b"", started, time.time(),
+                                             error="interrupted"))
+                return
+        self._inner.start(task)
 
     def wait(self, timeout: float | None = None) -> Completion | None:
-        return wait_on(self._finished, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if self._hits:
+                    return self._hits.popleft()
+                polling = self._pending > 0
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            step = min(_POLL_SECONDS, remaining) if polling and remaining is not None \
+                else (_POLL_SECONDS if polling else remaining)
+            completion = self._inner.wait(step)
+            if completion is not None:
+                return completion
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
 
     def cancel(self) -> None:
-        self._cancelled = True
+        with self._lock:
+            self._cancelled = True
         self._inner.cancel()
 
     def close(self) -> None:
-        self._lookups.shutdown(wait=True)
-        self._closed.set()
-        self._forwarder.join()
+        if self._lookups is not None:
+            self._lookups.shutdown(wait=True)
         self._inner.close()

@@ -1,69 +1,161 @@
-"""Runs each job's commands with `/bin/sh -c` on this machine, from a pool of threads."""
+"""Runs each job's commands on this machine: directly when simple, else with `/bin/sh -c`."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 import queue
+import selectors
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from rlmake.executors.base import Completion, Task
 
 _KILL_GRACE_SECONDS = 2.0
+_READ_SIZE = 65536
 
 
 class LocalExecutor:
+    """Runs tasks as child processes from one thread: the one that calls `wait`.
+
+    No worker threads: children are spawned, read (through a selector) and reaped
+    by the waiting thread, so nothing contends for the GIL between one job's end
+    and the next one's start. `start` may be called from any thread."""
+
     def __init__(self, workers: int):
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rlmake-job")
-        self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self._processes: dict[int, subprocess.Popen] = {}
+        self._base_env = dict(os.environ)
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+        self._queued: collections.deque[Task] = collections.deque()
+        self._finished: collections.deque[Completion] = collections.deque()
+        self._running: dict[int, _Child] = {}       # pipe fd -> child
         self._lock = threading.Lock()
         self._cancelled = False
-        self._base_env = dict(os.environ)
 
     def start(self, task: Task) -> None:
-        self._pool.submit(self._run, task)
+        with self._lock:
+            self._queued.append(task)
+        os.write(self._wake_write, b"x")
 
     def wait(self, timeout: float | None = None) -> Completion | None:
-        return wait_on(self._finished, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._spawn_queued()
+            if self._finished:
+                return self._finished.popleft()
+            # short selects keep the main thread responsive to Ctrl-C
+            step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            for key, _ in self._selector.select(step):
+                if key.data is None:
+                    _drain(self._wake_read)
+                else:
+                    self._read(key.fd, key.data)
+            if deadline is not None and time.monotonic() >= deadline and not self._finished:
+                return None
 
     def cancel(self) -> None:
         self._cancelled = True
+        with self._lock:
+            queued, self._queued = list(self._queued), collections.deque()
+        for task in queued:
+            self._finished.append(Completion(task.id, -signal.SIGTERM, b"", time.time(),
+                                             time.time(), error="interrupted"))
         self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + _KILL_GRACE_SECONDS
-        while time.monotonic() < deadline and self._running_processes():
+        while time.monotonic() < deadline and any(c.process.poll() is None
+                                                  for c in self._running.values()):
             time.sleep(0.05)
         self._signal_all(signal.SIGKILL)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
 
-    def _run(self, task: Task) -> None:
-        self._finished.put(run_task(task, self._base_env, self._track, lambda: self._cancelled))
+    # --- children -------------------------------------------------------------------------
 
-    def _track(self, process: subprocess.Popen, running: bool) -> None:
-        with self._lock:
-            if running:
-                self._processes[process.pid] = process
-            else:
-                del self._processes[process.pid]
+    def _spawn_queued(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queued:
+                    return
+                task = self._queued.popleft()
+            try:
+                for directory in task.make_dirs:
+                    os.makedirs(directory, exist_ok=True)
+                env = {**self._base_env, **task.env} if task.env else self._base_env
+                self._spawn(_Child(task, env, time.time()))
+            except Exception as error:      # noqa: BLE001 - the build must hear of any failure
+                self._finished.append(Completion(task.id, 127, b"", time.time(), time.time(),
+                                                 error=str(error)))
 
-    def _running_processes(self) -> list[subprocess.Popen]:
-        with self._lock:
-            return [p for p in self._processes.values() if p.poll() is None]
+    def _spawn(self, child: _Child) -> None:
+        command = child.task.commands[child.index]
+        read_end, write_end = os.pipe()
+        try:
+            child.process = subprocess.Popen(
+                argv_for(command, child.env), cwd=child.task.cwd, env=child.env,
+                stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
+                start_new_session=True)
+        finally:
+            os.close(write_end)
+        self._running[read_end] = child
+        self._selector.register(read_end, selectors.EVENT_READ, child)
+
+    def _read(self, fd: int, child: _Child) -> None:
+        data = os.read(fd, _READ_SIZE)
+        if data:
+            child.output += data
+            return
+        self._selector.unregister(fd)
+        os.close(fd)
+        del self._running[fd]
+        status = child.process.wait()
+        task = child.task
+        if status == 0 and child.index + 1 < len(task.commands) and not self._cancelled:
+            child.index += 1
+            self._spawn(child)
+            return
+        failed = task.commands[child.index] if status != 0 else None
+        if status == 0 and self._cancelled and child.index + 1 < len(task.commands):
+            status, failed = -signal.SIGTERM, task.commands[child.index + 1]
+        self._finished.append(Completion(task.id, status, bytes(child.output), child.started,
+                                         time.time(), failed))
 
     def _signal_all(self, signum: int) -> None:
-        for process in self._running_processes():
+        for child in list(self._running.values()):
             try:
-                os.killpg(process.pid, signum)
+                os.killpg(child.process.pid, signum)
             except ProcessLookupError:
                 pass
+
+
+@dataclass
+class _Child:
+    """One task's progress through its commands."""
+
+    task: Task
+    env: Mapping[str, str]
+    started: float
+    index: int = 0
+    output: bytearray = field(default_factory=bytearray)
+    process: subprocess.Popen | None = None
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 # As GNU make does: a command with none of these characters, whose first word is not
