@@ -21,6 +21,7 @@ class LocalStore:
     def __init__(self, root: str, name: str | None = None):
         self.root = root
         self.name = name or root
+        self._made_dirs: set[str] = set()
 
     def _path(self, kind: str, name: str) -> str:
         return os.path.join(self.root, kind, name[:2], name)
@@ -59,9 +60,12 @@ class LocalStore:
             self._write(self._path("cas", digest), lambda stream: shutil.copyfileobj(origin, stream))
 
     def _write(self, path: str, write) -> None:
+        directory = os.path.dirname(path)
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+            if directory not in self._made_dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._made_dirs.add(directory)
+            descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
             try:
                 with os.fdopen(descriptor, "wb") as stream:
                     write(stream)

@@ -39,6 +39,7 @@ class LocalExecutor:
         self._running: dict[int, _Child] = {}       # pipe fd -> child
         self._lock = threading.Lock()
         self._cancelled = False
+        self._made_dirs: set[str] = set()
 
     def start(self, task: Task) -> None:
         with self._lock:
@@ -90,7 +91,9 @@ class LocalExecutor:
                 task = self._queued.popleft()
             try:
                 for directory in task.make_dirs:
-                    os.makedirs(directory, exist_ok=True)
+                    if directory not in self._made_dirs:    # a mkdir per job adds up
+                        os.makedirs(directory, exist_ok=True)
+                        self._made_dirs.add(directory)
                 env = {**self._base_env, **task.env} if task.env else self._base_env
                 self._spawn(_Child(task, env, time.time()))
             except Exception as error:      # noqa: BLE001 - the build must hear of any failure
