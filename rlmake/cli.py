@@ -142,7 +142,7 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     import sys
 
     from rlmake.reporters.console import ConsoleReporter
-    from rlmake.scheduler import BuildOptions
+    from rlmake.model import BuildOptions
 
     targets, overrides = split_arguments(arguments)
     project = open_project(directory, file, overrides)

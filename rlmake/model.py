@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -107,6 +108,16 @@ class Plan:
             cached = {job.target: job for job in self.jobs}
             object.__setattr__(self, "_jobs_by_target", cached)
         return cached
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to run a build: the command line's -j, -k, -B and -n."""
+
+    jobs: int = os.cpu_count() or 1
+    keep_going: bool = False
+    force: bool = False
+    dry_run: bool = False
 
 
 class ReasonKind(Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob as globbing
 import os
 import stat
 
@@ -28,6 +27,8 @@ def probe(path: str, dir_fd: int | None = None) -> str:
 
 def glob_files(project_dir: str, pattern: str) -> tuple[str, ...]:
     """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
-    found = globbing.glob(pattern, root_dir=project_dir, recursive=True)
+    import glob
+
+    found = glob.glob(pattern, root_dir=project_dir, recursive=True)
     return tuple(sorted(os.path.normpath(path) for path in found
                         if os.path.isfile(os.path.join(project_dir, path))))

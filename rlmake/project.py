@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import secrets
 import time
 from collections import Counter
 from functools import cached_property
@@ -22,16 +21,16 @@ from rlmake.errors import BuildFailed, Interrupted, UsageError
 from rlmake.executors import ExecutorSettings, make_executor
 from rlmake.hashing import HASH_MODES, FileHasher, digest_file
 from rlmake.lock import ProjectLock
-from rlmake.model import Outcome, Plan, Rulesfile, Status
+from rlmake.model import BuildOptions, Outcome, Plan, Rulesfile, Status
 from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
 from rlmake.locate import find_rulesfile
-from rlmake.scheduler import BuildOptions, Scheduler
 from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
 from rlmake.uptodate import Snapshot, capture, changed_files
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
+    from rlmake.scheduler import Scheduler
     from rlmake.cache.settings import CacheSettings
     from rlmake.expand import Expander
     from rlmake.explain import Cause
@@ -141,7 +140,7 @@ class Project:
     def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
              state: StateDB, argv: list[str], cache_settings: "CacheSettings | None",
              executor_settings: ExecutorSettings) -> list[Outcome]:
-        execution = secrets.token_hex(4)
+        execution = os.urandom(4).hex()
         started = time.time()
         snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
         if snapshot is not None and not changed:
@@ -151,6 +150,8 @@ class Project:
             outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
             reporter.build_finished(outcomes, time.time() - started)
             return outcomes
+        from rlmake.scheduler import Scheduler
+
         cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
             if cache_settings else None
         executor = self._executor(options, cache, cache_settings, executor_settings)
@@ -209,7 +210,7 @@ class Project:
         return (snapshot, changed, FileHasher(self.directory, MemoOnDemand(state), mode),
                 RecordsOnDemand(state))
 
-    def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: Scheduler,
+    def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: "Scheduler",
                        previous: Snapshot | None, changed: set[str] | None) -> None:
         """Every job is up to date now: remember the stat of every file the plan touches."""
         if not plan.key or any(job.always for job in plan.jobs):
@@ -236,6 +237,8 @@ class Project:
             snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
             if snapshot is not None and not changed:
                 return []                   # everything is up to date
+            from rlmake.scheduler import Scheduler
+
             scheduler = Scheduler(plan, self.directory, None, reporter, hasher, state, records,
                                   "", options, changed,
                                   snapshot.depfile_readers if snapshot else None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
@@ -20,7 +19,7 @@ from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
 from rlmake.graph import critical_path_lengths, dep_jobs
 from rlmake.hashing import FileHasher, combined_digest, job_key
-from rlmake.model import Decision, Job, Outcome, Plan, Reason, ReasonKind, Status
+from rlmake.model import BuildOptions, Decision, Job, Outcome, Plan, Reason, ReasonKind, Status
 from rlmake.reporters.base import Reporter
 from rlmake.staleness import decide
 from rlmake.state import JobRecord, RunRecord, StateDB
@@ -33,13 +32,6 @@ _COMMIT_EVERY_SECONDS = 0.5
 _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 _OUTPUT_TAIL_BYTES = 4000
 
-
-@dataclass(frozen=True)
-class BuildOptions:
-    jobs: int = os.cpu_count() or 1
-    keep_going: bool = False
-    force: bool = False
-    dry_run: bool = False
 
 
 @dataclass
@@ -191,7 +183,7 @@ class Scheduler:
         job = self.plan.job(owner) if owner == path else None
         if job is not None and not job.outputs:
             if job.always and job.commands:
-                digest = secrets.token_hex(16)
+                digest = os.urandom(16).hex()
             else:
                 digest = combined_digest("phony", [self._digest(dep) for dep in job.deps])
         else:

@@ -28,7 +28,7 @@ from rlmake.reporters import reportfile
 from rlmake.reporters.fanout import FanOut
 from rlmake.reporters.json_report import JsonReport, build_report
 from rlmake.reporters.junit import JUnitReport, junit_suite, xml_text
-from rlmake.scheduler import BuildOptions
+from rlmake.model import BuildOptions
 
 # Two independent jobs, one that needs `a.txt`, and an aggregate that gathers them.
 RULES = """

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from rlmake.cache.artifacts import ArtifactCache
+from typing import TYPE_CHECKING
+
 from rlmake.cache.base import StoreError
 from rlmake.config import Config
 from rlmake.errors import UsageError
+
+if TYPE_CHECKING:
+    from rlmake.cache.artifacts import ArtifactCache
 
 LOCAL_STORE = "local cache"
 
@@ -40,8 +44,9 @@ class CacheSettings:
             local=next(v for v in (local, config.get("cache", "local"), True) if v is not None),
             signing_key=key.encode() if key else None)
 
-    def open(self, state_dir: str, project_dir: str, warn) -> ArtifactCache | None:
+    def open(self, state_dir: str, project_dir: str, warn) -> "ArtifactCache | None":
         """The cache for one build; None when no store is enabled."""
+        from rlmake.cache.artifacts import ArtifactCache
         from rlmake.cache.local import LocalStore
 
         stores = []
