@@ -39,17 +39,20 @@ def to_networkx(plan: Plan) -> "networkx.DiGraph":
     return graph
 
 
-def critical_path_lengths(plan: Plan) -> dict[str, int]:
-    """For each job, the number of jobs on the longest chain from it to a requested target.
+def critical_path_lengths(plan: Plan, jobs=None) -> dict[str, int]:
+    """For each job (of `jobs`, a part of the plan in dependency order; default all), the
+    number of jobs on the longest chain from it to a requested target.
 
     The scheduler starts ready jobs with the longest chain ahead of them first.
     """
-    dependents: dict[str, list[str]] = {job.target: [] for job in plan.jobs}
-    for job in plan.jobs:
+    jobs = plan.jobs if jobs is None else jobs
+    dependents: dict[str, list[str]] = {job.target: [] for job in jobs}
+    for job in jobs:
         for owner in dep_jobs(plan, job.target):
-            dependents[owner].append(job.target)
+            if owner in dependents:
+                dependents[owner].append(job.target)
     lengths: dict[str, int] = {}
-    for job in reversed(plan.jobs):         # plan.jobs is in dependency order
+    for job in reversed(jobs):
         lengths[job.target] = 1 + max((lengths[d] for d in dependents[job.target]), default=0)
     return lengths
 

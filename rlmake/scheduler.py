@@ -83,28 +83,36 @@ class Scheduler:
 
     def _clean_jobs(self, changed: set[str], depfile_readers) -> set[str]:
         touched = {target for path in changed for target in depfile_readers.get(path, ())}
-        producers = self.plan.producers
+        stale_paths = set(changed)          # changed files, and everything dirty jobs make
         dirty: set[str] = set()
         for job in self.plan.jobs:                  # dependencies first
-            if job.always or job.target in touched \
-                    or any(path in changed for path in job.outputs) \
-                    or any(dep in changed or producers.get(dep) in dirty for dep in job.deps):
+            if job.always or job.target in touched or not stale_paths.isdisjoint(job.deps) \
+                    or not stale_paths.isdisjoint(job.outputs):
                 dirty.add(job.target)
+                stale_paths.add(job.target)
+                stale_paths.update(job.outputs)
         return {job.target for job in self.plan.jobs if job.target not in dirty}
 
     # --- the main loop ------------------------------------------------------------------
 
     def run(self) -> list[Outcome]:
         plan = self.plan
-        chain = critical_path_lengths(plan)
-        order = {job.target: index for index, job in enumerate(plan.jobs)}
-        progress = _Progress({j.target: 0 for j in plan.jobs}, {j.target: [] for j in plan.jobs})
-        for job in plan.jobs:
-            for owner in dep_jobs(plan, job.target):
-                progress.waiting_on[job.target] += 1
-                progress.dependents[owner].append(job.target)
         self.reporter.build_started(sum(1 for job in plan.jobs if job.commands))
-        ready = [job.target for job in plan.jobs if progress.waiting_on[job.target] == 0]
+        work = [job for job in plan.jobs if job.target not in self.clean] if self.clean \
+            else plan.jobs
+        for job in plan.jobs if self.clean else ():
+            if job.target in self.clean:    # known up to date: settled before anything starts
+                self._settle(job, Status.CACHED if job.commands else Status.DONE, None,
+                             report=self.reporter.wants_every_job)
+        chain = critical_path_lengths(plan, work)
+        order = {job.target: index for index, job in enumerate(work)}
+        progress = _Progress({j.target: 0 for j in work}, {j.target: [] for j in work})
+        for job in work:
+            for owner in dep_jobs(plan, job.target):
+                if owner in progress.dependents:
+                    progress.waiting_on[job.target] += 1
+                    progress.dependents[owner].append(job.target)
+        ready = [job.target for job in work if progress.waiting_on[job.target] == 0]
         try:
             self._consider(ready, progress, chain, order)
             while progress.running or progress.runnable:
@@ -130,10 +138,6 @@ class Scheduler:
             for target in pending:
                 job = self.plan.job(target)
                 if progress.stopping:
-                    continue
-                if target in self.clean:
-                    self._settle(job, Status.CACHED if job.commands else Status.DONE, None)
-                    progress.settled.append(target)
                     continue
                 decision, dep_digests = self._decide(job)
                 if decision is None:
@@ -192,6 +196,8 @@ class Scheduler:
         return digest
 
     def _decide(self, job: Job) -> tuple[Decision | None, list]:
+        if not job.commands:
+            return Decision(""), []     # an aggregate runs nothing: there is nothing to decide
         dep_digests = [(dep, self._digest(dep)) for dep in job.deps]
         missing = [dep for dep, digest in dep_digests
                    if digest is None and dep not in self.plan.producers]
@@ -199,8 +205,6 @@ class Scheduler:
             self._fail_early(job, f"dep '{missing[0]}' does not exist")
             return None, dep_digests
         key = job_key(job.target, job.commands, job.env, job.outputs, dep_digests)
-        if not job.commands:
-            return Decision(key), dep_digests
         record = self.records.get(job.target)
         if record is not None:
             self.depfile_deps[job.target] = tuple(record.depfile_deps)
@@ -232,11 +236,12 @@ class Scheduler:
         else:
             self._settle(job, Status.CACHED if job.commands else Status.DONE, decision)
 
-    def _settle(self, job: Job, status: Status, decision: Decision | None) -> None:
+    def _settle(self, job: Job, status: Status, decision: Decision | None,
+                report: bool = True) -> None:
         now = time.time()
         outcome = Outcome(job, status, decision, started=now, ended=now)
         self.outcomes[job.target] = outcome
-        if job.commands:
+        if job.commands and report:
             self.reporter.job_finished(outcome)
 
     # --- running ----------------------------------------------------------------------

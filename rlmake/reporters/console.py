@@ -133,26 +133,35 @@ def _verbose_line(job: Job, decision: Decision) -> str:
     return f"Miss   {job.target}: cached result is no longer valid ({reason})"
 
 
-def status_table(outcomes: list[Outcome]) -> str:
-    """The JOB STATUS table: a row per rule and an ALL row."""
-    counts: dict[str, Counter] = {}
-    for outcome in outcomes:
-        if not outcome.job.commands:
-            continue
-        column = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAILED",
-                  Status.RESTORED: "RESTORED",
-                  Status.SKIPPED: "PENDING", Status.WOULD_RUN: "PENDING"}[outcome.status]
-        for row in (outcome.job.rule, "ALL"):
-            counts.setdefault(row, Counter())[column] += 1
-            counts[row]["TOTAL"] += 1
-    if "ALL" in counts:
-        counts["ALL"] = counts.pop("ALL")       # last
-    width = max(len("RULE"), *(len(rule) for rule in counts))
+_COLUMN_OF = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAILED",
+              Status.RESTORED: "RESTORED", Status.SKIPPED: "PENDING", Status.WOULD_RUN: "PENDING"}
+
+
+def status_table(outcomes: list[Outcome], max_rules: int = 15) -> str:
+    """The JOB STATUS table: a row per rule in plan order (rules that did work or failed
+    first to be shown, at most `max_rules`; the rest folded into one row) and an ALL row."""
+    pairs = Counter((o.job.rule, _COLUMN_OF[o.status]) for o in outcomes if o.job.commands)
+    rules = list(dict.fromkeys(rule for rule, _ in pairs))
+    busy = {rule for rule, column in pairs if column != "CACHED"}
+    chosen = [rule for rule in rules if rule in busy][:max_rules]
+    chosen += [rule for rule in rules if rule not in busy][:max_rules - len(chosen)]
+    shown = set(chosen)
+    rows = {rule: Counter({c: pairs[(rule, c)] for c in _COLUMNS if (rule, c) in pairs})
+            for rule in rules if rule in shown}
+    everything = Counter()
+    for (_, column), number in pairs.items():
+        everything[column] += number
+    if len(rules) > len(shown):
+        rows[f"({len(rules) - len(shown)} more rules)"] = everything - sum(rows.values(), Counter())
+    rows["ALL"] = everything
+    for count in rows.values():
+        count["TOTAL"] = sum(count[c] for c in _COLUMNS if c != "TOTAL")
+    width = max(len("RULE"), *(len(rule) for rule in rows))
     header = f"{'RULE':<{width}} " + " ".join(f"{c:>8}" for c in _COLUMNS)
-    rows = [f"{rule:<{width}} " + " ".join(f"{count[c]:>8}" for c in _COLUMNS)
-            for rule, count in counts.items()]
+    lines = [f"{rule:<{width}} " + " ".join(f"{count[c]:>8}" for c in _COLUMNS)
+             for rule, count in rows.items()]
     stamp = time.strftime("%Y/%m/%d %H:%M:%S")
-    return "\n".join([f"JOB STATUS {stamp}", header, *rows])
+    return "\n".join([f"JOB STATUS {stamp}", header, *lines])
 
 
 def _terminal_width() -> int:
