@@ -80,6 +80,7 @@ class Scheduler:
         self._last_commit = time.monotonic()
         self.clean = set() if changed is None else self._clean_jobs(changed, depfile_readers or {})
         self.depfile_deps: dict[str, tuple[str, ...]] = {}   # job -> what its depfile listed
+        self._failed_last: set[str] | None = None
 
     def _clean_jobs(self, changed: set[str], depfile_readers) -> set[str]:
         touched = {target for path in changed for target in depfile_readers.get(path, ())}
@@ -226,8 +227,9 @@ class Scheduler:
         return decision, dep_digests
 
     def _last_run_failed(self, target: str) -> bool:
-        last = self.state.last_run(target)
-        return last is not None and last.status == Status.FAILED.value
+        if self._failed_last is None:               # one query, for jobs never built
+            self._failed_last = self.state.failed_last()
+        return target in self._failed_last
 
     def _settle_without_running(self, job: Job, decision: Decision) -> None:
         if decision.stale:                           # only in a dry run

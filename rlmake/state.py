@@ -221,6 +221,13 @@ class StateReader:
                                 "ORDER BY runs.id DESC LIMIT 1", (target,)).fetchone()
         return _run(row) if row else None
 
+    def failed_last(self) -> set[str]:
+        """The targets whose most recent run failed."""
+        rows = self.conn.execute(
+            "SELECT target FROM runs WHERE id IN (SELECT max(id) FROM runs GROUP BY target) "
+            "AND status = 'failed'")
+        return {target for (target,) in rows}
+
     def writer_of(self, path: str, digest: str, before: int | None = None) -> StoredRun | None:
         """The latest successful run that wrote `digest` to `path` (before run `before`)."""
         row = self.conn.execute(
