@@ -101,6 +101,11 @@ class Plan:
     def job(self, target: str) -> Job:
         return self._by_target[target]
 
+    def count_with_commands(self) -> int:
+        """How many jobs run commands (a stored plan counts without decoding its jobs)."""
+        counted = getattr(self.jobs, "count_with_commands", None)
+        return counted() if counted else sum(1 for job in self.jobs if job.commands)
+
     @property
     def _by_target(self) -> dict[str, Job]:
         cached = self.__dict__.get("_jobs_by_target")

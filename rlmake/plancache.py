@@ -137,6 +137,9 @@ class _StoredJobs(Sequence):
             self._jobs = tuple(jobs)
         return self._jobs
 
+    def count_with_commands(self) -> int:
+        return sum(1 for encoded in self._encoded if encoded[6])   # field 6: commands
+
     def __getitem__(self, index):
         return self._decoded()[index]
 

@@ -146,7 +146,7 @@ class Project:
         if snapshot is not None and not changed:
             if snapshot.needs_refresh:
                 state.save_uptodate(plan.key, mode, snapshot.taken_ns, snapshot.encode())
-            state.record_noop(execution, started, argv)
+            state.record_noop(execution, started, argv, plan.count_with_commands())
             outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
             reporter.build_finished(outcomes, time.time() - started)
             return outcomes

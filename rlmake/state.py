@@ -356,10 +356,11 @@ class StateDB(StateReader):
                     (execution, started, json.dumps(argv)))
         self.commit()
 
-    def record_noop(self, execution: str, started: float, argv: list[str]) -> None:
+    def record_noop(self, execution: str, started: float, argv: list[str], cached: int) -> None:
         """A build that found everything up to date, in one short transaction."""
-        self._write("INSERT INTO executions (id, started, ended, argv, status) "
-                    "VALUES (?, ?, ?, ?, 'succeeded')", (execution, started, started, json.dumps(argv)))
+        self._write("INSERT INTO executions (id, started, ended, argv, status, cached) "
+                    "VALUES (?, ?, ?, ?, 'succeeded', ?)",
+                    (execution, started, started, json.dumps(argv), cached))
         self.commit()
 
     def finish_execution(self, execution: str, ended: float, status: str, ran: int, cached: int,
