@@ -17,41 +17,20 @@ written). Lists the jobs with commands, in plan order:
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
 from rlmake import __version__
-from rlmake.model import Decision, Job, Outcome, Status
-from rlmake.reporters.reportfile import (build_status, cache_source, output_tail, reported,
-                                         write_atomically)
+from rlmake.model import Outcome, Status
+from rlmake.reporters.reportfile import (ReportFile, build_status, cache_source, output_tail,
+                                         reported)
 
 
-class JsonReport:
-    wants_every_job = True      # an up-to-date build still lists every job
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)       # as named where rlmake was started
-        self.started: float | None = None
-
-    def build_started(self, total: int) -> None:
-        self.started = time.time()
-
-    def job_started(self, job: Job, decision: Decision) -> None:
-        pass
-
-    def job_finished(self, outcome: Outcome) -> None:
-        pass
-
-    def warning(self, text: str) -> None:
-        pass
-
-    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
-        report = build_report(outcomes, elapsed, self.started)
-        text = json.dumps(report, indent=2) + "\n"
-        write_atomically(self.path, text.encode("utf-8"))
+class JsonReport(ReportFile):
+    def render(self, outcomes: list[Outcome], elapsed: float, started: float) -> bytes:
+        return (json.dumps(build_report(outcomes, elapsed, started), indent=2) + "\n").encode()
 
 
 def build_report(outcomes: list[Outcome], elapsed: float,

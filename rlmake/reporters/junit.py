@@ -10,15 +10,13 @@ cannot hold (control characters, terminal colour codes) is removed.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import time
 import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 
-from rlmake.model import Decision, Job, Outcome, Status
-from rlmake.reporters.reportfile import cache_source, output_tail, reported, write_atomically
+from rlmake.model import Outcome, Status
+from rlmake.reporters.reportfile import ReportFile, cache_source, output_tail, reported
 
 # ANSI escape sequences (colours, cursor moves), then what XML 1.0 forbids outright:
 # C0 controls but tab, newline, carriage return; surrogates; U+FFFE and U+FFFF.
@@ -31,31 +29,11 @@ def xml_text(text: str) -> str:
     return _NOT_XML.sub("", _ANSI.sub("", text))
 
 
-class JUnitReport:
-    wants_every_job = True      # an up-to-date build still lists every job
-
-    def __init__(self, path: str):
-        self.path = os.path.abspath(path)       # as named where rlmake was started
-        self.started: float | None = None
-
-    def build_started(self, total: int) -> None:
-        self.started = time.time()
-
-    def job_started(self, job: Job, decision: Decision) -> None:
-        pass
-
-    def job_finished(self, outcome: Outcome) -> None:
-        pass
-
-    def warning(self, text: str) -> None:
-        pass
-
-    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
-        started = self.started if self.started is not None else time.time() - elapsed
+class JUnitReport(ReportFile):
+    def render(self, outcomes: list[Outcome], elapsed: float, started: float) -> bytes:
         suite = junit_suite(outcomes, elapsed, started)
         ET.indent(suite)
-        data = ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n"
-        write_atomically(self.path, data)
+        return ET.tostring(suite, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
 def junit_suite(outcomes: list[Outcome], elapsed: float, started: float) -> ET.Element:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 from rlmake.errors import RlmakeError
 from rlmake.model import Outcome, Status
+from rlmake.reporters.base import SilentReporter
 
 OUTPUT_TAIL_CHARS = 4000
 
@@ -64,3 +66,23 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()              # read once, at import, before any build starts threads
+
+
+class ReportFile(SilentReporter):
+    """A file written once, when the build finishes; subclasses say what goes in it."""
+
+    wants_every_job = True      # an up-to-date build still lists every job
+
+    def __init__(self, path: str):
+        self.path = os.path.abspath(path)       # as named where rlmake was started
+        self.started: float | None = None
+
+    def build_started(self, total: int) -> None:
+        self.started = time.time()
+
+    def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
+        started = self.started if self.started is not None else time.time() - elapsed
+        write_atomically(self.path, self.render(outcomes, elapsed, started))
+
+    def render(self, outcomes: list[Outcome], elapsed: float, started: float) -> bytes:
+        raise NotImplementedError
