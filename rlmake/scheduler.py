@@ -33,7 +33,6 @@ _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 _OUTPUT_TAIL_BYTES = 4000
 
 
-
 @dataclass
 class _Running:
     job: Job
@@ -99,20 +98,10 @@ class Scheduler:
     def run(self) -> list[Outcome]:
         plan = self.plan
         self.reporter.build_started(sum(1 for job in plan.jobs if job.commands))
-        work = [job for job in plan.jobs if job.target not in self.clean] if self.clean \
-            else plan.jobs
-        for job in plan.jobs if self.clean else ():
-            if job.target in self.clean:    # known up to date: settled before anything starts
-                self._settle(job, Status.CACHED if job.commands else Status.DONE, None,
-                             report=self.reporter.wants_every_job)
+        work = self._settle_clean_jobs()
         chain = critical_path_lengths(plan, work)
         order = {job.target: index for index, job in enumerate(work)}
-        progress = _Progress({j.target: 0 for j in work}, {j.target: [] for j in work})
-        for job in work:
-            for owner in dep_jobs(plan, job.target):
-                if owner in progress.dependents:
-                    progress.waiting_on[job.target] += 1
-                    progress.dependents[owner].append(job.target)
+        progress = self._progress(work)
         ready = [job.target for job in work if progress.waiting_on[job.target] == 0]
         try:
             self._consider(ready, progress, chain, order)
@@ -132,6 +121,29 @@ class Scheduler:
         self._skip_unreached()
         return [self.outcomes[job.target] for job in plan.jobs if job.target in self.outcomes]
 
+    def _settle_clean_jobs(self):
+        """Settle the jobs known up to date; the rest, in dependency order, are the work."""
+        if not self.clean:
+            return self.plan.jobs
+        work = []
+        for job in self.plan.jobs:
+            if job.target in self.clean:
+                self._settle(job, Status.CACHED if job.commands else Status.DONE, None,
+                             report=self.reporter.wants_every_job)
+            else:
+                work.append(job)
+        return work
+
+    def _progress(self, work) -> _Progress:
+        """Who waits on whom, among the jobs to decide (settled deps do not hold anyone)."""
+        progress = _Progress({job.target: 0 for job in work}, {job.target: [] for job in work})
+        for job in work:
+            for owner in dep_jobs(self.plan, job.target):
+                if owner in progress.dependents:
+                    progress.waiting_on[job.target] += 1
+                    progress.dependents[owner].append(job.target)
+        return progress
+
     def _consider(self, targets, progress: _Progress, chain, order) -> None:
         """Decide each newly ready job; settle the up-to-date ones at once, queue the rest."""
         pending = list(targets)
@@ -141,8 +153,9 @@ class Scheduler:
                 if progress.stopping:
                     continue
                 decision, dep_digests = self._decide(job)
-                if decision is None:
-                    continue                        # failed before running: a dep vanished
+                if decision is None:                # failed before running: a dep vanished
+                    progress.stopping = progress.stopping or not self.options.keep_going
+                    continue
                 if decision.stale and job.commands and not self.options.dry_run:
                     heapq.heappush(progress.runnable, (-chain[target], order[target], target))
                     progress.decided[target] = (decision, dep_digests)
