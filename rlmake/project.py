@@ -192,8 +192,9 @@ class Project:
         if cache is None:
             return executor
         from rlmake.executors.caching import CachingExecutor
+        from rlmake.scheduler import lookup_slots
 
-        return CachingExecutor(executor, cache, options.jobs)
+        return CachingExecutor(executor, cache, lookup_slots(options, cache), options.jobs)
 
     def _what_to_decide(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions):
         """(snapshot, changed files, hasher, records): with an up-to-date snapshot only the

@@ -31,6 +31,13 @@ _COMMIT_EVERY_SECONDS = 0.5
 # Reasons that say all there is to say: a job never built needs no other.
 _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 _OUTPUT_TAIL_BYTES = 4000
+_REMOTE_LOOKAHEAD = 8
+
+
+def lookup_slots(options: BuildOptions, cache: "ArtifactCache | None") -> int:
+    """How many tasks may be in flight: -j, or more when a remote cache answers most."""
+    remote = cache is not None and cache.has_remote
+    return options.jobs * (_REMOTE_LOOKAHEAD if remote else 1)
 
 
 @dataclass
@@ -80,6 +87,9 @@ class Scheduler:
         self.clean = set() if changed is None else self._clean_jobs(changed, depfile_readers or {})
         self.depfile_deps: dict[str, tuple[str, ...]] = {}   # job -> what its depfile listed
         self._failed_last: set[str] | None = None
+        # With a remote cache most tasks in flight wait on the network, not a CPU: let more
+        # start; the executor still runs at most `jobs` commands at once.
+        self._slots = lookup_slots(options, cache)
 
     def _clean_jobs(self, changed: set[str], depfile_readers) -> set[str]:
         touched = {target for path in changed for target in depfile_readers.get(path, ())}
@@ -176,7 +186,7 @@ class Scheduler:
 
     def _start_runnable(self, progress: _Progress) -> None:
         blocked = []
-        while progress.runnable and len(progress.running) < self.options.jobs \
+        while progress.runnable and len(progress.running) < self._slots \
                 and not progress.stopping:
             item = heapq.heappop(progress.runnable)
             job = self.plan.job(item[2])

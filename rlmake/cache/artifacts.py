@@ -26,7 +26,7 @@ from rlmake.cache.base import Store, StoreError
 from rlmake.hashing import digest_file
 
 FORMAT = 1
-_UPLOAD_WORKERS = 4
+_UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,11 @@ class S3Store:
             raise StoreError(f"{self.name}: {error}") from None
 
     def fetch_blob(self, digest: str, destination: str) -> bool:
-        try:
-            self._client.download_file(self.bucket, self._key("cas", digest), destination)
+        try:        # one GET (download_file would ask for the size first)
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._key("cas", digest))
+            with open(destination, "wb") as stream:
+                for chunk in answer["Body"].iter_chunks(1 << 20):
+                    stream.write(chunk)
             return True
         except self._errors as error:
             if self._missing(error):

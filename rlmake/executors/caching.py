@@ -4,7 +4,9 @@ Each task with a cache key is looked up before it runs: a hit restores the
 outputs and completes the task without running anything, a miss hands the
 task to the inner executor. A cache of local stores only is asked right away
 (a lookup is a failed open()); one with a remote store is asked on worker
-threads, so that lookups against the network run in parallel.
+threads, so that lookups against the network run in parallel, and the
+scheduler may then start more tasks than -j: this executor still lets at most
+`runs` of them reach the inner executor at once.
 """
 
 from __future__ import annotations
@@ -22,20 +24,23 @@ _POLL_SECONDS = 0.02       # how long a remote hit may wait to be noticed
 
 
 class CachingExecutor:
-    def __init__(self, inner: Executor, cache: ArtifactCache, workers: int):
+    def __init__(self, inner: Executor, cache: ArtifactCache, lookups: int, runs: int):
         self._inner = inner
         self._cache = cache
-        self._lookups = ThreadPoolExecutor(max_workers=max(1, workers),
+        self._lookups = ThreadPoolExecutor(max_workers=max(1, lookups),
                                            thread_name_prefix="rlmake-restore") \
             if cache.has_remote else None
         self._hits: collections.deque[Completion] = collections.deque()
         self._pending = 0                   # lookups under way on worker threads
+        self._runs = max(1, runs)
+        self._running = 0                   # tasks handed to the inner executor
+        self._waiting: collections.deque[Task] = collections.deque()   # misses beyond `runs`
         self._lock = threading.Lock()
         self._cancelled = False
 
     def start(self, task: Task) -> None:
         if task.cache_key is None:
-            self._inner.start(task)
+            self._run(task)
         elif self._lookups is None:
             self._look_up(task)
         else:
@@ -62,7 +67,24 @@ class CachingExecutor:
                 self._hits.append(Completion(task.id, -signal.SIGTERM, b"", started, time.time(),
                                              error="interrupted"))
                 return
+        self._run(task)
+
+    def _run(self, task: Task) -> None:
+        with self._lock:
+            if self._running >= self._runs:
+                self._waiting.append(task)
+                return
+            self._running += 1
         self._inner.start(task)
+
+    def _inner_finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            task = self._waiting.popleft() if self._waiting else None
+            if task is not None:
+                self._running += 1
+        if task is not None:
+            self._inner.start(task)
 
     def wait(self, timeout: float | None = None) -> Completion | None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -76,6 +98,7 @@ class CachingExecutor:
                 else (_POLL_SECONDS if polling else remaining)
             completion = self._inner.wait(step)
             if completion is not None:
+                self._inner_finished()
                 return completion
             if deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -83,6 +106,10 @@ class CachingExecutor:
     def cancel(self) -> None:
         with self._lock:
             self._cancelled = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            for task in waiting:
+                self._hits.append(Completion(task.id, -signal.SIGTERM, b"", time.time(),
+                                             time.time(), error="interrupted"))
         self._inner.cancel()
 
     def close(self) -> None:
