@@ -69,6 +69,9 @@ class ArtifactCache:
         self._warned: set[str] = set()
         self._uploads = ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS,
                                            thread_name_prefix="rlmake-cache")
+        # Local copies are syscalls that release the GIL: one thread overlaps them with
+        # the build without the contention of many.
+        self._local_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlmake-store")
         self._pending: list = []
         self._corrupt: set[str] = set()     # blobs found not to match their digest
 
@@ -210,10 +213,8 @@ class ArtifactCache:
                   "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
                   "created": time.time()}
         for state in writable:
-            if getattr(state.store, "is_local", False):
-                self._store_into(state, key, record)    # a copy on this disk: quicker than a thread
-            else:
-                self._pending.append(self._uploads.submit(self._store_into, state, key, record))
+            pool = self._local_writes if getattr(state.store, "is_local", False) else self._uploads
+            self._pending.append(pool.submit(self._store_into, state, key, record))
 
     def _store_into(self, state: _StoreState, key: str, record: dict) -> None:
         if state.broken:
@@ -251,6 +252,7 @@ class ArtifactCache:
         for future in self._pending:
             future.result()
         self._uploads.shutdown(wait=True)
+        self._local_writes.shutdown(wait=True)
 
 
 def _sign(key: bytes, record: dict) -> str:
