@@ -27,6 +27,23 @@ def dep_jobs(plan: Plan, target: str) -> list[str]:
     return list(seen)
 
 
+def dirty_jobs(plan: Plan, changed: set[str], touched: set[str]) -> list[int]:
+    """The jobs (indices, in dependency order) that a change to the files `changed` can
+    make stale, with the jobs in `touched` (their depfiles listed a changed file) and every
+    `always` job: those, and everything downstream of them. Proportional to the answer."""
+    index = plan.index
+    seeds = {reader for path in changed for reader in index.readers.get(path, ())}
+    seeds.update(plan.index_of(target) for target in touched)
+    seeds.update(index.always)
+    dirty, frontier = set(seeds), list(seeds)
+    while frontier:
+        for dependent in index.dependents[frontier.pop()]:
+            if dependent not in dirty:
+                dirty.add(dependent)
+                frontier.append(dependent)
+    return sorted(dirty)
+
+
 def to_networkx(plan: Plan) -> "networkx.DiGraph":
     """Jobs as nodes (with their Job as `job`), an edge from each dep's job to its dependent."""
     import networkx

@@ -99,7 +99,16 @@ class Plan:
     key: str = ""                       # digest of its content (plancache); "" when not stored
 
     def job(self, target: str) -> Job:
-        return self._by_target[target]
+        return self.jobs[self.index_of(target)]
+
+    def index_of(self, target: str) -> int:
+        """A job's place in `jobs` (a stored plan answers without decoding its jobs)."""
+        positions = self.__dict__.get("_positions")
+        if positions is None:
+            known = getattr(self.jobs, "positions", None)
+            positions = known() if known else {job.target: i for i, job in enumerate(self.jobs)}
+            object.__setattr__(self, "_positions", positions)
+        return positions[target]
 
     def count_with_commands(self) -> int:
         """How many jobs run commands (a stored plan counts without decoding its jobs)."""
@@ -107,12 +116,36 @@ class Plan:
         return counted() if counted else sum(1 for job in self.jobs if job.commands)
 
     @property
-    def _by_target(self) -> dict[str, Job]:
-        cached = self.__dict__.get("_jobs_by_target")
-        if cached is None:
-            cached = {job.target: job for job in self.jobs}
-            object.__setattr__(self, "_jobs_by_target", cached)
-        return cached
+    def index(self) -> "PlanIndex":
+        """Who reads what, for finding the jobs a changed file makes stale."""
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = PlanIndex.of(self)
+            object.__setattr__(self, "_index", index)
+        return index
+
+
+class PlanIndex(NamedTuple):
+    readers: dict[str, tuple[int, ...]]     # path or phony name -> jobs that read or write it
+    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes
+    always: tuple[int, ...]                 # jobs with always: true
+    outputs: tuple[str, ...]                # every file the plan writes
+
+    @classmethod
+    def of(cls, plan: "Plan") -> "PlanIndex":
+        readers: dict[str, list[int]] = {}
+        for i, job in enumerate(plan.jobs):
+            for path in (*job.deps, *job.outputs):
+                readers.setdefault(path, []).append(i)
+        dependents = []
+        for job in plan.jobs:
+            made = (job.target, *job.outputs)
+            dependents.append(tuple(sorted({reader for path in made
+                                            for reader in readers.get(path, ())
+                                            if plan.jobs[reader].target != job.target})))
+        return cls({path: tuple(jobs) for path, jobs in readers.items()}, tuple(dependents),
+                   tuple(i for i, job in enumerate(plan.jobs) if job.always),
+                   tuple(path for job in plan.jobs for path in job.outputs))
 
 
 @dataclass(frozen=True)

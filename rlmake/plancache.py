@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
-from rlmake.model import Job, Location, Plan
+from rlmake.model import Job, Location, Plan, PlanIndex
 from rlmake.paths import glob_files, probe
 
-FORMAT = 2
+FORMAT = 3
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rulesfile.py", "templates.py", "expand.py", "model.py", "paths.py",
                    "plancache.py")
@@ -109,45 +109,49 @@ def _encode(plan: Plan) -> tuple:
     jobs = tuple((job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
                   job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
                   job.always, job.vars) for job in plan.jobs)
-    return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting)
+    return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting,
+            tuple(plan.index))
 
 
 def _decode(stored: tuple, identity: str) -> Plan:
-    requested, jobs, producers, sources, pools, hash_setting = stored
-    return Plan(requested, _StoredJobs(jobs), producers, sources, pools, hash_setting, identity)
+    requested, jobs, producers, sources, pools, hash_setting, index = stored
+    plan = Plan(requested, _StoredJobs(jobs), producers, sources, pools, hash_setting, identity)
+    object.__setattr__(plan, "_index", PlanIndex(*index))
+    return plan
 
 
 class _StoredJobs(Sequence):
-    """A stored plan's jobs, decoded the first time anything reads them: a no-op build
-    decides from its up-to-date snapshot and never does."""
+    """A stored plan's jobs, each decoded the first time something reads it: a no-op
+    build never does, and an edit decodes only the jobs it touches."""
 
     def __init__(self, encoded: tuple):
         self._encoded = encoded
-        self._jobs: tuple[Job, ...] | None = None
-
-    def _decoded(self) -> tuple[Job, ...]:
-        if self._jobs is None:
-            locations: dict[tuple, Location] = {}
-            jobs = []
-            for (target, rule, path, line, *rest) in self._encoded:
-                where = locations.get((path, line))
-                if where is None:
-                    where = locations[(path, line)] = Location(path, line)
-                jobs.append(Job(target, rule, where, *rest))
-            self._jobs = tuple(jobs)
-        return self._jobs
-
-    def count_with_commands(self) -> int:
-        return sum(1 for encoded in self._encoded if encoded[6])   # field 6: commands
+        self._jobs: list[Job | None] = [None] * len(encoded)
+        self._locations: dict[tuple, Location] = {}
 
     def __getitem__(self, index):
-        return self._decoded()[index]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        job = self._jobs[index]
+        if job is None:
+            target, rule, path, line, *rest = self._encoded[index]
+            where = self._locations.get((path, line))
+            if where is None:
+                where = self._locations[(path, line)] = Location(path, line)
+            job = self._jobs[index] = Job(target, rule, where, *rest)
+        return job
 
     def __len__(self) -> int:
         return len(self._encoded)
 
     def __iter__(self):
-        return iter(self._decoded())
+        return (self[i] for i in range(len(self._encoded)))
 
     def __reversed__(self):
-        return reversed(self._decoded())
+        return (self[i] for i in range(len(self._encoded) - 1, -1, -1))
+
+    def positions(self) -> dict[str, int]:
+        return {encoded[0]: i for i, encoded in enumerate(self._encoded)}   # field 0: target
+
+    def count_with_commands(self) -> int:
+        return sum(1 for encoded in self._encoded if encoded[6])   # field 6: commands

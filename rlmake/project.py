@@ -173,8 +173,8 @@ class Project:
             state.save_stat_memo(hasher.updated)
             counts = Counter(o.status for o in scheduler.outcomes.values() if o.job.commands)
             state.finish_execution(execution, time.time(), status, counts[Status.DONE],
-                                   counts[Status.CACHED], counts[Status.FAILED],
-                                   _cache_use(cache))
+                                   counts[Status.CACHED] + scheduler.unreported,
+                                   counts[Status.FAILED], _cache_use(cache))
         if status == "succeeded":
             self._save_snapshot(plan, state, mode, scheduler, snapshot, changed)
         reporter.build_finished(outcomes, time.time() - started)
@@ -214,7 +214,7 @@ class Project:
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: "Scheduler",
                        previous: Snapshot | None, changed: set[str] | None) -> None:
         """Every job is up to date now: remember the stat of every file the plan touches."""
-        if not plan.key or any(job.always for job in plan.jobs):
+        if not plan.key or plan.index.always:
             return
         readers = dict(previous.depfile_readers) if previous else {}
         for target, deps in scheduler.depfile_deps.items():
@@ -222,8 +222,7 @@ class Project:
                 if target not in readers.get(dep, ()):
                     readers[dep] = (*readers.get(dep, ()), target)
         paths = dict.fromkeys(plan.sources)
-        for job in plan.jobs:
-            paths.update(dict.fromkeys(job.outputs))
+        paths.update(dict.fromkeys(plan.index.outputs))
         paths.update(dict.fromkeys(readers))
         snapshot = capture(paths, scheduler.hasher.updated, scheduler.hasher.memo.get,
                            previous.stats() if previous else None, changed or set(), readers,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
-from rlmake.graph import critical_path_lengths, dep_jobs
+from rlmake.graph import critical_path_lengths, dep_jobs, dirty_jobs
 from rlmake.hashing import FileHasher, combined_digest, job_key
 from rlmake.model import BuildOptions, Decision, Job, Outcome, Plan, Reason, ReasonKind, Status
 from rlmake.reporters.base import Reporter
@@ -84,30 +84,24 @@ class Scheduler:
         self._digests: dict[str, str | None] = {}   # produced paths and phony names this build
         self._would_run: set[str] = set()
         self._last_commit = time.monotonic()
-        self.clean = set() if changed is None else self._clean_jobs(changed, depfile_readers or {})
+        self.dirty = None if changed is None else self._dirty(changed, depfile_readers or {})
+        self.unreported = 0             # jobs known up to date that no reporter wanted to hear of
         self.depfile_deps: dict[str, tuple[str, ...]] = {}   # job -> what its depfile listed
         self._failed_last: set[str] | None = None
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
         # start; the executor still runs at most `jobs` commands at once.
         self._slots = lookup_slots(options, cache)
 
-    def _clean_jobs(self, changed: set[str], depfile_readers) -> set[str]:
-        touched = {target for path in changed for target in depfile_readers.get(path, ())}
-        stale_paths = set(changed)          # changed files, and everything dirty jobs make
-        dirty: set[str] = set()
-        for job in self.plan.jobs:                  # dependencies first
-            if job.always or job.target in touched or not stale_paths.isdisjoint(job.deps) \
-                    or not stale_paths.isdisjoint(job.outputs):
-                dirty.add(job.target)
-                stale_paths.add(job.target)
-                stale_paths.update(job.outputs)
-        return {job.target for job in self.plan.jobs if job.target not in dirty}
+    def _dirty(self, changed: set[str], depfile_readers) -> list[int]:
+        touched = {target for path in changed for target in depfile_readers.get(path, ())
+                   if target in self.plan.producers}
+        return dirty_jobs(self.plan, changed, touched)
 
     # --- the main loop ------------------------------------------------------------------
 
     def run(self) -> list[Outcome]:
         plan = self.plan
-        self.reporter.build_started(sum(1 for job in plan.jobs if job.commands))
+        self.reporter.build_started(plan.count_with_commands())
         work = self._settle_clean_jobs()
         chain = critical_path_lengths(plan, work)
         order = {job.target: index for index, job in enumerate(work)}
@@ -128,20 +122,25 @@ class Scheduler:
         except KeyboardInterrupt:
             self._interrupt(progress)
             raise
-        self._skip_unreached()
-        return [self.outcomes[job.target] for job in plan.jobs if job.target in self.outcomes]
+        self._skip_unreached(work)
+        return sorted(self.outcomes.values(), key=lambda outcome: plan.index_of(outcome.job.target))
 
-    def _settle_clean_jobs(self):
-        """Settle the jobs known up to date; the rest, in dependency order, are the work."""
-        if not self.clean:
-            return self.plan.jobs
-        work = []
-        for job in self.plan.jobs:
-            if job.target in self.clean:
-                self._settle(job, Status.CACHED if job.commands else Status.DONE, None,
-                             report=self.reporter.wants_every_job)
-            else:
-                work.append(job)
+    def _settle_clean_jobs(self) -> list[Job]:
+        """Settle the jobs known up to date; the rest, in dependency order, are the work.
+
+        Without a reporter that lists every job, the clean ones are only counted: an
+        edit in a 10,000-job project then touches just the jobs it makes stale."""
+        if self.dirty is None:
+            return list(self.plan.jobs)
+        jobs = self.plan.jobs
+        work = [jobs[i] for i in self.dirty]
+        if not self.reporter.wants_every_job:
+            self.unreported = self.plan.count_with_commands() - sum(1 for j in work if j.commands)
+            return work
+        dirty = set(self.dirty)
+        for i, job in enumerate(jobs):
+            if i not in dirty:
+                self._settle(job, Status.CACHED if job.commands else Status.DONE, None)
         return work
 
     def _progress(self, work) -> _Progress:
@@ -425,8 +424,8 @@ class Scheduler:
             self._remove_changed_outputs(running)
         progress.running.clear()
 
-    def _skip_unreached(self) -> None:
-        for job in self.plan.jobs:
+    def _skip_unreached(self, work) -> None:
+        for job in work:
             if job.target not in self.outcomes and job.commands:
                 self.outcomes[job.target] = Outcome(job, Status.SKIPPED)
                 self.reporter.job_finished(self.outcomes[job.target])

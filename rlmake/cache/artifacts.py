@@ -12,17 +12,15 @@ errs is reported once and left alone for the rest of the build.
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
-import tempfile
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from rlmake.cache.base import Store, StoreError
+from rlmake.cache.base import Store, StoreError, new_temporary
 from rlmake.hashing import digest_file
 
 FORMAT = 1
@@ -67,11 +65,10 @@ class ArtifactCache:
         self._states = [_StoreState(store, writable) for store, writable in self.stores]
         self._lock = threading.Lock()
         self._warned: set[str] = set()
-        self._uploads = ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS,
-                                           thread_name_prefix="rlmake-cache")
+        self._uploads = None                # a pool, made for the first remote upload
         # Local copies are syscalls that release the GIL: one thread overlaps them with
         # the build without the contention of many.
-        self._local_writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlmake-store")
+        self._local_writes = _Writer()
         self._pending: list = []
         self._corrupt: set[str] = set()     # blobs found not to match their digest
 
@@ -128,7 +125,7 @@ class ArtifactCache:
             return self._refuse(f"the action record for {key[:8]} in {store} is malformed")
         if self.signing_key is not None:
             expected = _sign(self.signing_key, record)
-            if not hmac.compare_digest(str(record.get("signature", "")), expected):
+            if not _same(str(record.get("signature", "")), expected):
                 return self._refuse(f"the action record for {key[:8]} in {store} has a wrong or "
                                     "missing signature (check RLMAKE_CACHE_KEY)")
         return record
@@ -152,9 +149,7 @@ class ArtifactCache:
             for output in record["outputs"]:
                 final = os.path.join(self.project_dir, output["path"])
                 os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-                descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(final) or ".",
-                                                         prefix=".rlmake-restore-")
-                os.close(descriptor)
+                temporary = new_temporary(os.path.dirname(final) or ".", ".rlmake-restore-")
                 staged.append((temporary, final))
                 if not store.fetch_blob(output["digest"], temporary):
                     return self._discard(staged, None)
@@ -194,7 +189,7 @@ class ArtifactCache:
             if state is hit:
                 return
             if state.writable and not state.broken:
-                self._pending.append(self._uploads.submit(self._store_into, state, key, record))
+                self._upload(self._store_into, state, key, record)
 
     # --- storing --------------------------------------------------------------------------
 
@@ -213,8 +208,10 @@ class ArtifactCache:
                   "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
                   "created": time.time()}
         for state in writable:
-            pool = self._local_writes if getattr(state.store, "is_local", False) else self._uploads
-            self._pending.append(pool.submit(self._store_into, state, key, record))
+            if getattr(state.store, "is_local", False):
+                self._local_writes.submit(self._store_into, state, key, record)
+            else:
+                self._upload(self._store_into, state, key, record)
 
     def _store_into(self, state: _StoreState, key: str, record: dict) -> None:
         if state.broken:
@@ -247,14 +244,55 @@ class ArtifactCache:
         if first:
             self.warn(f"cache {state.store.name} is not usable, building without it: {error}")
 
+    def _upload(self, *call) -> None:
+        if self._uploads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._uploads = ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS,
+                                               thread_name_prefix="rlmake-cache")
+        self._pending.append(self._uploads.submit(*call))
+
     def close(self) -> None:
-        """Wait for queued uploads."""
+        """Wait for queued writes and uploads."""
+        self._local_writes.close()
         for future in self._pending:
             future.result()
-        self._uploads.shutdown(wait=True)
-        self._local_writes.shutdown(wait=True)
+        if self._uploads is not None:
+            self._uploads.shutdown(wait=True)
+
+
+class _Writer:
+    """One background thread running calls in the order given (started on first use)."""
+
+    def __init__(self):
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, function, *args) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rlmake-store", daemon=True)
+            self._thread.start()
+        self._calls.put((function, args))
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            function, args = call
+            function(*args)         # _store_into reports its own errors
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()
 
 
 def _sign(key: bytes, record: dict) -> str:
+    import hmac
+
     unsigned = {name: value for name, value in record.items() if name != "signature"}
     return hmac.new(key, json.dumps(unsigned, sort_keys=True).encode(), "sha256").hexdigest()
+
+
+def _same(signature: str, expected: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(signature, expected)

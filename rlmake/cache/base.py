@@ -6,6 +6,7 @@ to trust is artifacts.ArtifactCache's job, the same for every store.
 
 from __future__ import annotations
 
+import os
 from typing import Protocol
 
 
@@ -29,3 +30,15 @@ class Store(Protocol):
 
     def put_blob(self, digest: str, source: str) -> None:
         """Store the file at `source` under `digest` (the caller has hashed it)."""
+
+
+def new_temporary(directory: str, prefix: str) -> str:
+    """Create an empty file with a fresh name in `directory` (tempfile would import
+    `random`, which costs every build that stores anything)."""
+    while True:
+        path = os.path.join(directory, prefix + os.urandom(8).hex())
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            return path
+        except FileExistsError:
+            continue

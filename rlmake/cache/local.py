@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
-from rlmake.cache.base import StoreError
+from rlmake.cache.base import StoreError, new_temporary
 
 
 class LocalStore:
@@ -65,9 +64,9 @@ class LocalStore:
             if directory not in self._made_dirs:
                 os.makedirs(directory, exist_ok=True)
                 self._made_dirs.add(directory)
-            descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+            temporary = new_temporary(directory, ".tmp-")
             try:
-                with os.fdopen(descriptor, "wb") as stream:
+                with open(temporary, "wb") as stream:
                     write(stream)
                 os.replace(temporary, path)
             except BaseException:

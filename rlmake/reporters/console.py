@@ -89,7 +89,8 @@ class ConsoleReporter:
         if not worked:
             self._line("rlmake: nothing to do, everything is up to date")
         elif self.table:
-            self._line(status_table(outcomes))
+            reported = sum(1 for outcome in outcomes if outcome.job.commands)
+            self._line(status_table(outcomes, up_to_date=max(0, self.total - reported)))
 
     # --- printing ---------------------------------------------------------------------
 
@@ -137,9 +138,12 @@ _COLUMN_OF = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAIL
               Status.RESTORED: "RESTORED", Status.SKIPPED: "PENDING", Status.WOULD_RUN: "PENDING"}
 
 
-def status_table(outcomes: list[Outcome], max_rules: int = 15) -> str:
+def status_table(outcomes: list[Outcome], max_rules: int = 15, up_to_date: int = 0) -> str:
     """The JOB STATUS table: a row per rule in plan order (rules that did work or failed
-    first to be shown, at most `max_rules`; the rest folded into one row) and an ALL row."""
+    first to be shown, at most `max_rules`; the rest folded into one row) and an ALL row.
+
+    `up_to_date`: jobs known up to date without an outcome of their own (a build that
+    decided only what an edit touched); they count as cached in a row of their own."""
     pairs = Counter((o.job.rule, _COLUMN_OF[o.status]) for o in outcomes if o.job.commands)
     rules = list(dict.fromkeys(rule for rule, _ in pairs))
     busy = {rule for rule, column in pairs if column != "CACHED"}
@@ -153,6 +157,9 @@ def status_table(outcomes: list[Outcome], max_rules: int = 15) -> str:
         everything[column] += number
     if len(rules) > len(shown):
         rows[f"({len(rules) - len(shown)} more rules)"] = everything - sum(rows.values(), Counter())
+    if up_to_date:
+        rows[f"({up_to_date} more jobs, up to date)"] = Counter({"CACHED": up_to_date})
+        everything["CACHED"] += up_to_date
     rows["ALL"] = everything
     for count in rows.values():
         count["TOTAL"] = sum(count[c] for c in _COLUMNS if c != "TOTAL")
