@@ -56,22 +56,19 @@ def to_networkx(plan: Plan) -> "networkx.DiGraph":
     return graph
 
 
-def critical_path_lengths(plan: Plan, jobs=None) -> dict[str, int]:
-    """For each job (of `jobs`, a part of the plan in dependency order; default all), the
-    number of jobs on the longest chain from it to a requested target.
+def critical_path_lengths(plan: Plan, work: list[int] | None = None) -> dict[str, int]:
+    """For each job (of `work`, indices in dependency order; default all), the number of
+    jobs on the longest chain from it to a requested target, counting only `work`.
 
     The scheduler starts ready jobs with the longest chain ahead of them first.
     """
-    jobs = plan.jobs if jobs is None else jobs
-    dependents: dict[str, list[str]] = {job.target: [] for job in jobs}
-    for job in jobs:
-        for owner in dep_jobs(plan, job.target):
-            if owner in dependents:
-                dependents[owner].append(job.target)
-    lengths: dict[str, int] = {}
-    for job in reversed(jobs):
-        lengths[job.target] = 1 + max((lengths[d] for d in dependents[job.target]), default=0)
-    return lengths
+    work = range(len(plan.jobs)) if work is None else work
+    chosen = set(work)
+    dependents = plan.index.dependents
+    lengths: dict[int, int] = {}
+    for i in reversed(work):
+        lengths[i] = 1 + max((lengths[d] for d in dependents[i] if d in chosen), default=0)
+    return {plan.jobs[i].target: length for i, length in lengths.items()}
 
 
 def to_dot(plan: Plan) -> str:

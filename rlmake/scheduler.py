@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
-from rlmake.graph import critical_path_lengths, dep_jobs, dirty_jobs
+from rlmake.graph import critical_path_lengths, dirty_jobs
 from rlmake.hashing import FileHasher, combined_digest, job_key
 from rlmake.model import BuildOptions, Decision, Job, Outcome, Plan, Reason, ReasonKind, Status
 from rlmake.reporters.base import Reporter
@@ -102,10 +102,11 @@ class Scheduler:
     def run(self) -> list[Outcome]:
         plan = self.plan
         self.reporter.build_started(plan.count_with_commands())
-        work = self._settle_clean_jobs()
-        chain = critical_path_lengths(plan, work)
+        work_indices = self._settle_clean_jobs()
+        work = [plan.jobs[i] for i in work_indices]
+        chain = critical_path_lengths(plan, work_indices)
         order = {job.target: index for index, job in enumerate(work)}
-        progress = self._progress(work)
+        progress = self._progress(work_indices)
         ready = [job.target for job in work if progress.waiting_on[job.target] == 0]
         try:
             self._consider(ready, progress, chain, order)
@@ -125,32 +126,36 @@ class Scheduler:
         self._skip_unreached(work)
         return sorted(self.outcomes.values(), key=lambda outcome: plan.index_of(outcome.job.target))
 
-    def _settle_clean_jobs(self) -> list[Job]:
-        """Settle the jobs known up to date; the rest, in dependency order, are the work.
+    def _settle_clean_jobs(self) -> list[int]:
+        """Settle the jobs known up to date; the rest (indices, in dependency order) are
+        the work.
 
         Without a reporter that lists every job, the clean ones are only counted: an
         edit in a 10,000-job project then touches just the jobs it makes stale."""
-        if self.dirty is None:
-            return list(self.plan.jobs)
         jobs = self.plan.jobs
-        work = [jobs[i] for i in self.dirty]
+        if self.dirty is None:
+            return list(range(len(jobs)))
         if not self.reporter.wants_every_job:
-            self.unreported = self.plan.count_with_commands() - sum(1 for j in work if j.commands)
-            return work
+            self.unreported = self.plan.count_with_commands() - sum(
+                1 for i in self.dirty if jobs[i].commands)
+            return self.dirty
         dirty = set(self.dirty)
         for i, job in enumerate(jobs):
             if i not in dirty:
                 self._settle(job, Status.CACHED if job.commands else Status.DONE, None)
-        return work
+        return self.dirty
 
-    def _progress(self, work) -> _Progress:
+    def _progress(self, work: list[int]) -> _Progress:
         """Who waits on whom, among the jobs to decide (settled deps do not hold anyone)."""
-        progress = _Progress({job.target: 0 for job in work}, {job.target: [] for job in work})
-        for job in work:
-            for owner in dep_jobs(self.plan, job.target):
-                if owner in progress.dependents:
-                    progress.waiting_on[job.target] += 1
-                    progress.dependents[owner].append(job.target)
+        jobs, dependents = self.plan.jobs, self.plan.index.dependents
+        targets = {i: jobs[i].target for i in work}
+        progress = _Progress(dict.fromkeys(targets.values(), 0),
+                             {target: [] for target in targets.values()})
+        for i, target in targets.items():
+            for d in dependents[i]:
+                if d in targets:
+                    progress.waiting_on[targets[d]] += 1
+                    progress.dependents[target].append(targets[d])
         return progress
 
     def _consider(self, targets, progress: _Progress, chain, order) -> None:
