@@ -221,12 +221,12 @@ class Project:
             for dep in deps:
                 if target not in readers.get(dep, ()):
                     readers[dep] = (*readers.get(dep, ()), target)
-        paths = dict.fromkeys(plan.sources)
-        paths.update(dict.fromkeys(plan.index.outputs))
-        paths.update(dict.fromkeys(readers))
+        if previous is not None and readers.keys() <= previous.depfile_readers.keys():
+            paths = [entry[0] for entry in previous.files]      # the same plan, the same files
+        else:
+            paths = list(dict.fromkeys((*plan.sources, *plan.index.outputs, *readers)))
         snapshot = capture(paths, scheduler.hasher.updated, scheduler.hasher.memo.get,
-                           previous.stats() if previous else None, changed or set(), readers,
-                           time.time_ns())
+                           previous, changed or set(), readers, time.time_ns())
         if snapshot is not None:
             state.save_uptodate(plan.key, mode, snapshot.taken_ns, snapshot.encode())
 

@@ -21,7 +21,7 @@ import marshal
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 
@@ -86,22 +86,23 @@ def _digest_at(directory: int, project_dir: str, path: str) -> str | None:
         return None
 
 
-def capture(paths: Iterable[str], fresh: Mapping[str, StatMemo], memo_of,
-            previous: dict[str, tuple] | None, changed: set[str],
+def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
+            previous: Snapshot | None, changed: set[str],
             depfile_readers: dict[str, tuple[str, ...]], now_ns: int) -> Snapshot | None:
     """A snapshot of `paths`, or None if any has no known stat and digest.
 
-    `fresh`: files hashed during this build; `previous`: the last snapshot's
-    entries, good for files not changed since; `memo_of(path)`: the digest memo.
+    `fresh`: files hashed during this build; `previous`: the last snapshot, whose
+    entries are good for files not changed since; `memo_of(path)`: the digest memo.
     """
-    paths = list(paths)
-    if previous is not None and len(previous) == len(paths) and all(p in previous for p in paths):
-        return _update(paths, fresh, memo_of, previous, changed, depfile_readers, now_ns)
+    if previous is not None and len(paths) == len(previous.files) \
+            and all(entry[0] == path for entry, path in zip(previous.files, paths)):
+        return _update(previous, fresh, memo_of, changed, depfile_readers, now_ns)
+    known = previous.stats() if previous is not None else {}
     entries = []
     for path in paths:
         entry = _entry(path, fresh.get(path))
-        if entry is None and previous is not None and path not in changed:
-            entry = previous.get(path)
+        if entry is None and path not in changed:
+            entry = known.get(path)
         if entry is None:
             entry = _entry(path, memo_of(path))
         if entry is None:
@@ -110,17 +111,18 @@ def capture(paths: Iterable[str], fresh: Mapping[str, StatMemo], memo_of,
     return Snapshot(now_ns, tuple(entries), depfile_readers)
 
 
-def _update(paths, fresh, memo_of, previous, changed, depfile_readers, now_ns):
+def _update(previous: Snapshot, fresh, memo_of, changed, depfile_readers, now_ns):
     """The same files as last time: keep every entry but those this build hashed or saw
     change (an edit in a 10,000-file plan rewrites a handful)."""
     renewed = {}
     for path in changed.union(fresh):
-        if path in previous:
-            entry = _entry(path, fresh.get(path)) or _entry(path, memo_of(path))
-            if entry is None:
-                return None
-            renewed[path] = entry
-    entries = tuple(renewed.get(path) or previous[path] for path in paths)
+        entry = _entry(path, fresh.get(path)) or _entry(path, memo_of(path))
+        if entry is None:
+            return None
+        renewed[path] = entry
+    if not renewed:
+        return Snapshot(now_ns, previous.files, depfile_readers)
+    entries = tuple(renewed.get(entry[0], entry) for entry in previous.files)
     return Snapshot(now_ns, entries, depfile_readers)
 
 
