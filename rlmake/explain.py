@@ -114,6 +114,8 @@ class Explainer:
             elif reason.kind is ReasonKind.ENV_CHANGED:
                 cause.details.extend(_diff(_env_lines(reason.old), _env_lines(reason.new),
                                            labels))
+                if old_vars is not None:
+                    cause.details.extend(self._changed_vars(old_vars, dict(job.vars)))
             if depth >= MAX_DEPTH:
                 continue
             owner = self.plan.producers.get(reason.path) if reason.path else None

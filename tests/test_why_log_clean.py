@@ -345,7 +345,9 @@ def test_why_always_failed_env_and_never_built(tmp_path):
                       "    +++ now",
                       "    @@ -1 +1 @@",
                       "    -GREETING=hello",
-                      "    +GREETING=bye"], why.describe()
+                      "    +GREETING=bye",
+                      "    var 'greeting' changed: 'hello' -> 'bye' (set on the command line)"
+                      ], why.describe()
     assert answers_for(why.lines, "extra.txt") == [
         ["extra.txt: will be rebuilt because it was never built"], ["extra.txt: no build has run it yet"]]
     assert answers_for(why.lines, "copy.txt")[0] == ["copy.txt: up to date"]

@@ -36,8 +36,11 @@ class CacheSettings:
                 local: bool | None = None) -> "CacheSettings":
         env = os.environ
         key = env.get("RLMAKE_CACHE_KEY")
+        typed = url or env.get("RLMAKE_CACHE")         # a path here means what the shell means
+        if typed and "://" not in typed:
+            typed = os.path.abspath(typed)
         return cls(
-            url=url or env.get("RLMAKE_CACHE") or config.get("cache", "url"),
+            url=typed or config.get("cache", "url"),      # rlmake.toml: relative to the project
             write=next(v for v in (write, _flag(env.get("RLMAKE_CACHE_WRITE")),
                                    config.get("cache", "write"), False) if v is not None),
             endpoint_url=env.get("RLMAKE_CACHE_ENDPOINT") or config.get("cache", "endpoint_url"),
