@@ -81,8 +81,7 @@ class Explainer:
         return cause
 
     def _aggregate(self, job: Job, depth: int) -> Cause:
-        stale = [owner for owner in dict.fromkeys(self.plan.producers.get(d) for d in job.deps)
-                 if owner and self._will_run(owner)]
+        stale = self._stale_deps(job)
         if not stale:
             return Cause(job.target, "up to date")
         cause = Cause(job.target, "will be brought up to date because "
@@ -91,10 +90,15 @@ class Explainer:
             cause.causes = [self.next_build(owner, depth + 1) for owner in stale]
         return cause
 
+    def _stale_deps(self, job: Job) -> list[str]:
+        """The jobs among `job`'s deps that the next build will run (or bring up to date)."""
+        return [owner for owner in dict.fromkeys(self.plan.producers.get(d) for d in job.deps)
+                if owner and self._will_run(owner)]
+
     def _will_run(self, target: str) -> bool:
         job = self.plan.job(target)
         if not job.commands:
-            return self._aggregate(job, MAX_DEPTH).sentence != "up to date"
+            return bool(self._stale_deps(job))
         outcome = self.outcomes.get(target)
         return outcome is not None and outcome.status is Status.WOULD_RUN
 

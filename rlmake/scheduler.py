@@ -211,9 +211,8 @@ class Scheduler:
         `always` phony one changes on every build."""
         if path in self._digests:
             return self._digests[path]
-        owner = self.plan.producers.get(path)
-        job = self.plan.job(owner) if owner == path else None
-        if job is not None and not job.outputs:
+        if self._is_name(path):
+            job = self.plan.job(path)
             if job.always and job.commands:
                 digest = os.urandom(16).hex()
             else:

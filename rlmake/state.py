@@ -238,11 +238,6 @@ class StateReader:
             (path, digest, before if before is not None else 1 << 62)).fetchone()
         return _run(row) if row else None
 
-    def writes_of(self, run_id: int) -> dict[str, str]:
-        rows = self.conn.execute("SELECT path, digest FROM run_files WHERE run = ? AND mode = 'w'",
-                                 (run_id,))
-        return dict(rows.fetchall())
-
     def file_summary(self) -> list[tuple[str, str, str | None, float]]:
         """Every file the records read or wrote: (path, 'r'|'w'|'rw', latest digest, when)."""
         rows = self.conn.execute(
