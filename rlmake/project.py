@@ -8,7 +8,6 @@ loads them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 from collections import Counter
@@ -26,7 +25,7 @@ from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
 from rlmake.locate import find_rulesfile
 from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
-from rlmake.uptodate import Snapshot, capture, changed_files
+from rlmake.uptodate import Snapshot, capture, changed_files, renew
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
@@ -142,10 +141,11 @@ class Project:
              executor_settings: ExecutorSettings) -> list[Outcome]:
         execution = os.urandom(4).hex()
         started = time.time()
-        snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
+        snapshot, changed, verified, hasher, records = self._what_to_decide(plan, state, mode,
+                                                                             options)
         if snapshot is not None and not changed:
-            if snapshot.needs_refresh:
-                state.save_uptodate(plan.key, mode, snapshot.taken_ns, snapshot.encode())
+            if verified:
+                state.retime_uptodate(plan.key, mode, verified)
             state.record_noop(execution, started, argv, plan.count_with_commands())
             outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
             reporter.build_finished(outcomes, time.time() - started)
@@ -197,18 +197,18 @@ class Project:
         return CachingExecutor(executor, cache, lookup_slots(options, cache), options.jobs)
 
     def _what_to_decide(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions):
-        """(snapshot, changed files, hasher, records): with an up-to-date snapshot only the
-        jobs that touch a changed file are decided, so records and memo are read on demand;
-        without one, every job is, and they are read at once."""
+        """(snapshot, changed files, verified pieces, hasher, records): with an up-to-date
+        snapshot only the jobs that touch a changed file are decided, so records and memo
+        are read on demand; without one, every job is, and they are read at once.
+        Verified pieces: when nothing changed, those whose fresh entries proved unchanged
+        by content, with their new time (uptodate.changed_files)."""
         stored = None if options.force or not plan.key else state.uptodate(plan.key, mode)
         snapshot = Snapshot.decode(*stored) if stored else None
         if snapshot is None:
-            return (None, None, FileHasher(self.directory, state.stat_memo(), mode),
+            return (None, None, {}, FileHasher(self.directory, state.stat_memo(), mode),
                     state.job_records())
-        changed, refreshed = changed_files(snapshot, self.directory)
-        if refreshed is not None:
-            snapshot = dataclasses.replace(refreshed, needs_refresh=True)
-        return (snapshot, changed, FileHasher(self.directory, MemoOnDemand(state), mode),
+        changed, verified = changed_files(snapshot, self.directory)
+        return (snapshot, changed, verified, FileHasher(self.directory, MemoOnDemand(state), mode),
                 RecordsOnDemand(state))
 
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: "Scheduler",
@@ -221,20 +221,25 @@ class Project:
             for dep in deps:
                 if target not in readers.get(dep, ()):
                     readers[dep] = (*readers.get(dep, ()), target)
+        hasher = scheduler.hasher
         if previous is not None and readers.keys() <= previous.depfile_readers.keys():
-            paths = [entry[0] for entry in previous.files]      # the same plan, the same files
+            renewed = renew(previous, hasher.updated, hasher.memo.get, changed or set(), readers)
+            snapshot, pieces = renewed if renewed else (None, ())     # the same plan, files
         else:
             paths = list(dict.fromkeys((*plan.sources, *plan.index.outputs, *readers)))
-        snapshot = capture(paths, scheduler.hasher.updated, scheduler.hasher.memo.get,
-                           previous, changed or set(), readers, time.time_ns())
+            snapshot = capture(paths, hasher.updated, hasher.memo.get, previous, changed or set(),
+                               readers, time.time_ns())
+            pieces = range(len(snapshot.pieces)) if snapshot else ()
         if snapshot is not None:
-            state.save_uptodate(plan.key, mode, snapshot.taken_ns, snapshot.encode())
+            state.save_uptodate(plan.key, mode, snapshot.encode_readers(),
+                                snapshot.encode_pieces(pieces), len(snapshot.pieces))
 
     def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter,
                 mode: str) -> list[Outcome]:
         """What a build would do, decided without running anything or writing state."""
         with self.records() as state:
-            snapshot, changed, hasher, records = self._what_to_decide(plan, state, mode, options)
+            snapshot, changed, _, hasher, records = self._what_to_decide(plan, state, mode,
+                                                                         options)
             if snapshot is not None and not changed:
                 return []                   # everything is up to date
             from rlmake.scheduler import Scheduler

@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
 # that has shipped; append a new one.
@@ -91,6 +91,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE executions ADD COLUMN cache_misses INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE executions ADD COLUMN bytes_restored INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE executions ADD COLUMN bytes_stored INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 4: snapshots in pieces, so that an edit rewrites only the pieces it touched; a
+    # snapshot is void once the records have changed since (records_version).
+    """
+    DROP TABLE uptodate;
+    CREATE TABLE records_version (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        version INTEGER NOT NULL
+    );
+    INSERT INTO records_version (id, version) VALUES (0, 0);
+    CREATE TABLE uptodate (
+        plan TEXT NOT NULL,
+        hash_mode TEXT NOT NULL,
+        records_version INTEGER NOT NULL,
+        depfile_readers BLOB NOT NULL,
+        PRIMARY KEY (plan, hash_mode)
+    );
+    CREATE TABLE uptodate_pieces (
+        plan TEXT NOT NULL,
+        hash_mode TEXT NOT NULL,
+        piece INTEGER NOT NULL,
+        taken_ns INTEGER NOT NULL,
+        entries BLOB NOT NULL,
+        PRIMARY KEY (plan, hash_mode, piece)
+    );
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -267,7 +292,7 @@ class StateDB(StateReader):
 
     def __init__(self, state_dir: str, readonly: bool = False):
         self.path = os.path.join(state_dir, "state.db")
-        self._uptodate_cleared = False
+        self._uptodate_voided = False
         if readonly and not os.path.exists(self.path):
             self.conn = sqlite3.connect(":memory:", isolation_level=None)
             self._migrate(0)
@@ -286,7 +311,7 @@ class StateDB(StateReader):
                              f"knows only up to {SCHEMA_VERSION}: upgrade rlmake")
         self._migrate(version)
         self._in_transaction = False
-        self._uptodate_cleared = False
+        self._uptodate_voided = False
 
     def _migrate(self, version: int) -> None:
         for number in range(version, SCHEMA_VERSION):
@@ -385,7 +410,7 @@ class StateDB(StateReader):
             (run.execution, run.target, run.rule, run.key, run.status, run.reasons, run.started,
              run.ended, run.exit_code, inputs, run.output_tail, run.cache_source))
         run_id = cursor.lastrowid
-        self._clear_uptodate()
+        self._void_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
                          [(run_id, path, digest, "r") for path, digest in run.reads]
                          + [(run_id, path, digest, "w") for path, digest in run.writes])
@@ -400,24 +425,52 @@ class StateDB(StateReader):
     def forget_job(self, target: str) -> None:
         """The job's outputs are gone or untrusted: its next build must run it."""
         self._write("DELETE FROM jobs WHERE target = ?", (target,))
-        self._clear_uptodate()
+        self._void_uptodate()
 
     # --- up-to-date snapshots -------------------------------------------------------------
 
-    def _clear_uptodate(self) -> None:
-        """A recorded run changes what is up to date: every snapshot is void."""
-        if not self._uptodate_cleared:
-            self._write("DELETE FROM uptodate")
-            self._uptodate_cleared = True
+    def _void_uptodate(self) -> None:
+        """A recorded run changes what is up to date: every snapshot taken before is void."""
+        if not self._uptodate_voided:
+            self._write("UPDATE records_version SET version = version + 1")
+            self._uptodate_voided = True
 
-    def uptodate(self, plan: str, hash_mode: str) -> tuple[int, bytes] | None:
-        row = self.conn.execute("SELECT taken_ns, snapshot FROM uptodate WHERE plan = ? AND "
-                                "hash_mode = ?", (plan, hash_mode)).fetchone()
-        return (row[0], row[1]) if row else None
+    def uptodate(self, plan: str, hash_mode: str) -> tuple[bytes, list[tuple[int, bytes]]] | None:
+        """(depfile readers, [(taken_ns, entries)] in order) of a snapshot still valid."""
+        head = self.conn.execute(
+            "SELECT depfile_readers FROM uptodate WHERE plan = ? AND hash_mode = ? AND "
+            "records_version = (SELECT version FROM records_version)", (plan, hash_mode)).fetchone()
+        if head is None:
+            return None
+        pieces = self.conn.execute(
+            "SELECT taken_ns, entries FROM uptodate_pieces WHERE plan = ? AND hash_mode = ? "
+            "ORDER BY piece", (plan, hash_mode)).fetchall()
+        return head[0], pieces
 
-    def save_uptodate(self, plan: str, hash_mode: str, taken_ns: int, snapshot: bytes) -> None:
-        self._write("INSERT OR REPLACE INTO uptodate (plan, hash_mode, taken_ns, snapshot) "
-                    "VALUES (?, ?, ?, ?)", (plan, hash_mode, taken_ns, snapshot))
+    def save_uptodate(self, plan: str, hash_mode: str, depfile_readers: bytes,
+                      pieces: dict[int, tuple[int, bytes]], count: int) -> None:
+        """Make the snapshot current: its head, the `pieces` given (number -> taken_ns,
+        entries) and no piece numbered `count` or above. Void snapshots are removed."""
+        self._write("INSERT OR REPLACE INTO uptodate (plan, hash_mode, records_version, "
+                    "depfile_readers) VALUES (?, ?, (SELECT version FROM records_version), ?)",
+                    (plan, hash_mode, depfile_readers))
+        self._write("DELETE FROM uptodate_pieces WHERE (plan, hash_mode) IN (SELECT plan, "
+                    "hash_mode FROM uptodate WHERE records_version != (SELECT version FROM "
+                    "records_version))")
+        self._write("DELETE FROM uptodate WHERE records_version != (SELECT version FROM "
+                    "records_version)")
+        self._write("DELETE FROM uptodate_pieces WHERE plan = ? AND hash_mode = ? AND piece >= ?",
+                    (plan, hash_mode, count))
+        self._write_many("INSERT OR REPLACE INTO uptodate_pieces (plan, hash_mode, piece, "
+                         "taken_ns, entries) VALUES (?, ?, ?, ?, ?)",
+                         [(plan, hash_mode, number, taken, entries)
+                          for number, (taken, entries) in pieces.items()])
+
+    def retime_uptodate(self, plan: str, hash_mode: str, times: dict[int, int]) -> None:
+        """Pieces whose too-fresh entries were verified by content: trust them by stat now."""
+        self._write_many("UPDATE uptodate_pieces SET taken_ns = ? WHERE plan = ? AND "
+                         "hash_mode = ? AND piece = ?",
+                         [(taken, plan, hash_mode, number) for number, taken in times.items()])
 
     # --- reading a few records instead of all -----------------------------------------
 

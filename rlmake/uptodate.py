@@ -9,10 +9,14 @@ changed, only the jobs that touch them, and their dependents, need deciding.
 
 Equal stat means equal content exactly as it does for the digest memo
 (hashing.py), with the same guard: a file modified too close to the moment
-the snapshot was taken could change again within one timestamp tick, so such
-an entry is trusted only after its content is hashed again and matches; the
-snapshot is then refreshed, so this happens once. Any recorded run voids
+its entry was taken could change again within one timestamp tick, so such an
+entry is trusted only after its content is hashed again and matches; the
+entry's time is then moved on, so this happens once. Any recorded run voids
 every snapshot (state.py), so a snapshot never outlives a change of records.
+
+A snapshot is stored in pieces of PIECE_SIZE entries, each with the time its
+entries were taken: after an edit, only the pieces holding the files that
+changed are rewritten, not the whole snapshot of a 10,000-job plan.
 """
 
 from __future__ import annotations
@@ -20,66 +24,94 @@ from __future__ import annotations
 import marshal
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Mapping
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 
-FORMAT = 2
+FORMAT = 3
+PIECE_SIZE = 512
+_path_of = itemgetter(0)
+
+
+@dataclass(frozen=True)
+class Piece:
+    taken_ns: int               # no later than the moment its entries' digests were read
+    entries: tuple[tuple, ...]  # (path, dev, ino, size, mtime_ns, digest)
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    taken_ns: int
-    files: tuple[tuple, ...]                        # (path, dev, ino, size, mtime_ns, digest)
+    pieces: tuple[Piece, ...]
     depfile_readers: dict[str, tuple[str, ...]]      # depfile dep -> jobs whose depfile lists it
-    needs_refresh: bool = field(default=False, compare=False)
 
-    def encode(self) -> bytes:
-        return marshal.dumps((FORMAT, self.files, self.depfile_readers))
+    def encode_readers(self) -> bytes:
+        return marshal.dumps((FORMAT, self.depfile_readers))
+
+    def encode_pieces(self, numbers) -> dict[int, tuple[int, bytes]]:
+        return {n: (self.pieces[n].taken_ns, marshal.dumps(self.pieces[n].entries))
+                for n in numbers}
 
     @classmethod
-    def decode(cls, taken_ns: int, blob: bytes) -> "Snapshot | None":
+    def decode(cls, readers: bytes, pieces: list[tuple[int, bytes]]) -> "Snapshot | None":
         try:
-            form, files, readers = marshal.loads(blob)
+            form, depfile_readers = marshal.loads(readers)
+            if form != FORMAT:
+                return None
+            return cls(tuple(Piece(taken, marshal.loads(blob)) for taken, blob in pieces),
+                       depfile_readers)
         except (EOFError, ValueError, TypeError):
             return None
-        return cls(taken_ns, files, readers) if form == FORMAT else None
 
-    def stats(self) -> dict[str, tuple]:
-        return {entry[0]: entry for entry in self.files}
+    def paths(self) -> list[str]:
+        return [entry[0] for piece in self.pieces for entry in piece.entries]
+
+    def entries(self) -> dict[str, tuple]:
+        return {entry[0]: entry for piece in self.pieces for entry in piece.entries}
 
 
-def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], Snapshot | None]:
-    """The snapshot's files that differ now (or are gone), and, when some entries were
-    too fresh to trust by stat but proved unchanged, a refreshed snapshot to store."""
-    changed = set()
-    racy_before = snapshot.taken_ns - RACY_WINDOW_NS
-    verified = False
+def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], dict[int, int]]:
+    """The snapshot's files that differ now (or are gone), and the pieces whose too-fresh
+    entries all proved unchanged by content, with the time to store for them."""
+    changed: set[str] = set()
+    verified: dict[int, int] = {}
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        stat = os.stat
-        for path, dev, ino, size, mtime_ns, digest in snapshot.files:
-            try:
-                now = stat(path, dir_fd=directory)
-            except OSError:
-                changed.add(path)
-                continue
-            if now.st_mtime_ns != mtime_ns or now.st_size != size or now.st_ino != ino \
-                    or now.st_dev != dev:
-                changed.add(path)
-            elif mtime_ns >= racy_before:
-                verified = True
-                if _digest_at(directory, project_dir, path) != digest:
-                    changed.add(path)
+        for number, piece in enumerate(snapshot.pieces):
+            checked_ns = time.time_ns()
+            if _changed_in(piece, directory, project_dir, changed):
+                verified[number] = checked_ns
     finally:
         os.close(directory)
-    if verified and not changed:
-        return changed, Snapshot(time.time_ns(), snapshot.files, snapshot.depfile_readers)
-    return changed, None
+    if changed:
+        return changed, {}
+    return changed, verified
 
 
-def _digest_at(directory: int, project_dir: str, path: str) -> str | None:
+def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str]) -> bool:
+    """Add the piece's changed files to `changed`; True if some entry needed its content
+    read to be trusted."""
+    racy_before = piece.taken_ns - RACY_WINDOW_NS
+    stat = os.stat
+    verified = False
+    for path, dev, ino, size, mtime_ns, digest in piece.entries:
+        try:
+            now = stat(path, dir_fd=directory)
+        except OSError:
+            changed.add(path)
+            continue
+        if now.st_mtime_ns != mtime_ns or now.st_size != size or now.st_ino != ino \
+                or now.st_dev != dev:
+            changed.add(path)
+        elif mtime_ns >= racy_before:
+            verified = True
+            if _digest_at(project_dir, path) != digest:
+                changed.add(path)
+    return verified
+
+
+def _digest_at(project_dir: str, path: str) -> str | None:
     try:
         return digest_file(os.path.join(project_dir, path))
     except OSError:
@@ -93,11 +125,8 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
 
     `fresh`: files hashed during this build; `previous`: the last snapshot, whose
     entries are good for files not changed since; `memo_of(path)`: the digest memo.
-    """
-    if previous is not None and len(paths) == len(previous.files) \
-            and all(entry[0] == path for entry, path in zip(previous.files, paths)):
-        return _update(previous, fresh, memo_of, changed, depfile_readers, now_ns)
-    known = previous.stats() if previous is not None else {}
+    Every piece is new: store them all."""
+    known = previous.entries() if previous is not None else {}
     entries = []
     for path in paths:
         entry = _entry(path, fresh.get(path))
@@ -108,22 +137,32 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
         if entry is None:
             return None
         entries.append(entry)
-    return Snapshot(now_ns, tuple(entries), depfile_readers)
+    pieces = tuple(Piece(now_ns, tuple(entries[start:start + PIECE_SIZE]))
+                   for start in range(0, len(entries), PIECE_SIZE))
+    return Snapshot(pieces, depfile_readers)
 
 
-def _update(previous: Snapshot, fresh, memo_of, changed, depfile_readers, now_ns):
-    """The same files as last time: keep every entry but those this build hashed or saw
-    change (an edit in a 10,000-file plan rewrites a handful)."""
+def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of, changed: set[str],
+          depfile_readers: dict[str, tuple[str, ...]]) -> tuple[Snapshot, set[int]] | None:
+    """The same files as `previous`, with new entries for those this build hashed or saw
+    change; also the numbers of the pieces that hold them, the only ones to store.
+
+    A rewritten piece keeps its old time: its new entries are then checked by content
+    once more on the next build, which is what their fresh mtimes would ask anyway."""
     renewed = {}
     for path in changed.union(fresh):
         entry = _entry(path, fresh.get(path)) or _entry(path, memo_of(path))
         if entry is None:
             return None
         renewed[path] = entry
-    if not renewed:
-        return Snapshot(now_ns, previous.files, depfile_readers)
-    entries = tuple(renewed.get(entry[0], entry) for entry in previous.files)
-    return Snapshot(now_ns, entries, depfile_readers)
+    pieces = list(previous.pieces)
+    touched = set()
+    for number, piece in enumerate(pieces):
+        if not renewed.keys().isdisjoint(map(_path_of, piece.entries)):
+            entries = tuple(renewed.get(entry[0], entry) for entry in piece.entries)
+            pieces[number] = Piece(piece.taken_ns, entries)
+            touched.add(number)
+    return Snapshot(tuple(pieces), depfile_readers), touched
 
 
 def _entry(path: str, memo: StatMemo | None) -> tuple | None:

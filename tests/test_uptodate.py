@@ -4,6 +4,7 @@ decision would: these are the ways it could be fooled, each checked against a re
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 
 from conftest import run_subprocess, write_project
@@ -84,3 +85,53 @@ def test_touching_every_file_rebuilds_nothing(tmp_path):
         os.utime(tmp_path / name)
     assert "nothing to do" in build(tmp_path).stdout
     assert runs(tmp_path) == 1
+
+
+MANY = """
+    default: all
+    rules:
+      all:
+        deps: ["{{ glob('src/*.txt') | map('replace', 'src/', 'out/', 1) | list }}"]
+      "out/%.txt": {deps: ["src/%.txt"], command: "cp {{ dep }} {{ target }}"}
+    """
+
+
+def snapshot_pieces(project) -> dict[int, int]:
+    """Piece number -> its row id, which a rewrite (INSERT OR REPLACE) changes."""
+    with sqlite3.connect(project / ".rlmake" / "state.db") as db:
+        return dict(db.execute("SELECT piece, rowid FROM uptodate_pieces"))
+
+
+def test_an_edit_rewrites_only_the_pieces_that_hold_what_changed(tmp_path):
+    sources = {f"src/f{n:03}.txt": f"source {n}\n" for n in range(600)}
+    write_project(tmp_path, MANY, {**sources, "out/.keep": ""})
+    build(tmp_path)
+    build(tmp_path)                                 # snapshot: 1,200 files, 3 pieces
+    before = snapshot_pieces(tmp_path)
+    assert len(before) == 3
+    (tmp_path / "src/f001.txt").write_text("edited\n")
+    build(tmp_path)
+    after = snapshot_pieces(tmp_path)
+    assert (tmp_path / "out/f001.txt").read_text() == "edited\n"
+    assert after.keys() == before.keys()
+    # src/f001 sits in piece 0 and out/f001 in piece 1; piece 2 was not touched
+    assert after[0] != before[0] and after[1] != before[1] and after[2] == before[2]
+    # the stored pieces still make one whole snapshot: a change in any of them is seen
+    (tmp_path / "out/f599.txt").write_text("damaged")
+    (tmp_path / "src/f001.txt").write_text("edited again\n")
+    build(tmp_path)
+    assert (tmp_path / "out/f599.txt").read_text() == "source 599\n"
+    assert (tmp_path / "out/f001.txt").read_text() == "edited again\n"
+    assert "nothing to do" in build(tmp_path).stdout
+
+
+def test_a_new_plan_leaves_no_void_snapshot_behind(tmp_path):
+    write_project(tmp_path, COPY, {"in.txt": "aaaa"})
+    build(tmp_path)
+    build(tmp_path)
+    write_project(tmp_path, COPY.replace("cp in.txt out.txt", "cat in.txt > out.txt"))
+    build(tmp_path)                                 # a new plan; its run voids the old snapshot
+    build(tmp_path)
+    with sqlite3.connect(tmp_path / ".rlmake" / "state.db") as db:
+        assert db.execute("SELECT count(*) FROM uptodate").fetchone()[0] == 1
+        assert db.execute("SELECT count(DISTINCT plan) FROM uptodate_pieces").fetchone()[0] == 1
