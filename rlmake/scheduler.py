@@ -12,8 +12,7 @@ import heapq
 import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
@@ -40,24 +39,24 @@ def lookup_slots(options: BuildOptions, cache: "ArtifactCache | None") -> int:
     return options.jobs * (_REMOTE_LOOKAHEAD if remote else 1)
 
 
-@dataclass
-class _Running:
+class _Running(NamedTuple):
     job: Job
     decision: Decision
     dep_digests: list
     before: dict                      # output path -> stat signature before the job started
 
 
-@dataclass
 class _Progress:
-    waiting_on: dict[str, int]        # job -> dep jobs not yet settled
-    dependents: dict[str, list[str]]
-    runnable: list = field(default_factory=list)     # heap of (-chain, order, target)
-    decided: dict = field(default_factory=dict)      # runnable target -> (decision, dep digests)
-    settled: list = field(default_factory=list)      # targets whose dependents may be released
-    running: dict[str, _Running] = field(default_factory=dict)
-    pool_use: dict[str, int] = field(default_factory=dict)
-    stopping: bool = False
+    # A plain class: dataclasses cost every rebuild their code generation at import.
+    def __init__(self, waiting_on: dict[str, int], dependents: dict[str, list[str]]):
+        self.waiting_on = waiting_on        # job -> dep jobs not yet settled
+        self.dependents = dependents
+        self.runnable: list = []            # heap of (-chain, order, target)
+        self.decided: dict = {}             # runnable target -> (decision, dep digests)
+        self.settled: list = []             # targets whose dependents may be released
+        self.running: dict[str, _Running] = {}
+        self.pool_use: dict[str, int] = {}
+        self.stopping = False
 
 
 class Scheduler:

@@ -17,8 +17,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from rlmake.cache.base import Store, StoreError, new_temporary
 from rlmake.hashing import digest_file
@@ -27,42 +26,38 @@ FORMAT = 1
 _UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
 
 
-@dataclass(frozen=True)
-class Restored:
+class Restored(NamedTuple):
     source: str                             # the store's name
     output: bytes                           # the captured output, replayed
     depfile_deps: dict[str, str | None]
     bytes: int
 
 
-@dataclass
+# Plain classes, not dataclasses: their code generation would cost every rebuild at import.
 class CacheStats:
-    hits: int = 0
-    misses: int = 0
-    refused: int = 0
-    bytes_restored: int = 0
-    bytes_stored: int = 0
+    def __init__(self):
+        self.hits = self.misses = self.refused = 0
+        self.bytes_restored = self.bytes_stored = 0
 
 
-@dataclass
 class _StoreState:
-    store: Store
-    writable: bool
-    broken: bool = False
+    def __init__(self, store: Store, writable: bool):
+        self.store = store
+        self.writable = writable
+        self.broken = False
 
 
-@dataclass
 class ArtifactCache:
     """Stores in lookup order; `signing_key` signs and checks action records (HMAC-SHA256)."""
 
-    stores: list[tuple[Store, bool]]        # (store, writable)
-    project_dir: str
-    warn: Callable[[str], None]
-    signing_key: bytes | None = None
-    stats: CacheStats = field(default_factory=CacheStats)
-
-    def __post_init__(self):
-        self._states = [_StoreState(store, writable) for store, writable in self.stores]
+    def __init__(self, stores: list[tuple[Store, bool]], project_dir: str,
+                 warn: Callable[[str], None], signing_key: bytes | None = None):
+        self.stores = stores                # (store, writable)
+        self.project_dir = project_dir
+        self.warn = warn
+        self.signing_key = signing_key
+        self.stats = CacheStats()
+        self._states = [_StoreState(store, writable) for store, writable in stores]
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._uploads = None                # a pool, made for the first remote upload

@@ -9,7 +9,6 @@ least recently used first.
 from __future__ import annotations
 
 import os
-import shutil
 
 from rlmake.cache.base import StoreError, new_temporary
 
@@ -46,7 +45,7 @@ class LocalStore:
     def fetch_blob(self, digest: str, destination: str) -> bool:
         path = self._path("cas", digest)
         try:
-            shutil.copyfile(path, destination)
+            _copy(path, destination)
         except FileNotFoundError:
             return False
         except OSError as error:
@@ -56,7 +55,7 @@ class LocalStore:
 
     def put_blob(self, digest: str, source: str) -> None:
         with open(source, "rb") as origin:
-            self._write(self._path("cas", digest), lambda stream: shutil.copyfileobj(origin, stream))
+            self._write(self._path("cas", digest), lambda stream: _copy_stream(origin, stream))
 
     def _write(self, path: str, write) -> None:
         directory = os.path.dirname(path)
@@ -112,6 +111,18 @@ class LocalStore:
             freed += size
             removed += 1
         return removed, freed
+
+
+def _copy(source: str, destination: str) -> None:
+    with open(source, "rb") as origin, open(destination, "wb") as stream:
+        _copy_stream(origin, stream)
+
+
+def _copy_stream(origin, stream) -> None:
+    # Not shutil: importing it (and the compression modules it pulls in) costs every
+    # rebuild 2 ms, more than copying a typical output.
+    while block := origin.read(1 << 20):
+        stream.write(block)
 
 
 def _touch(path: str) -> None:

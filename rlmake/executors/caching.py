@@ -15,7 +15,6 @@ import collections
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from rlmake.cache.artifacts import ArtifactCache
 from rlmake.executors.base import Completion, Executor, Task
@@ -23,13 +22,17 @@ from rlmake.executors.base import Completion, Executor, Task
 _POLL_SECONDS = 0.02       # how long a remote hit may wait to be noticed
 
 
+def _lookup_pool(lookups: int):
+    from concurrent.futures import ThreadPoolExecutor   # 5 ms of imports a local cache never needs
+
+    return ThreadPoolExecutor(max_workers=max(1, lookups), thread_name_prefix="rlmake-restore")
+
+
 class CachingExecutor:
     def __init__(self, inner: Executor, cache: ArtifactCache, lookups: int, runs: int):
         self._inner = inner
         self._cache = cache
-        self._lookups = ThreadPoolExecutor(max_workers=max(1, lookups),
-                                           thread_name_prefix="rlmake-restore") \
-            if cache.has_remote else None
+        self._lookups = _lookup_pool(lookups) if cache.has_remote else None
         self._hits: collections.deque[Completion] = collections.deque()
         self._pending = 0                   # lookups under way on worker threads
         self._runs = max(1, runs)

@@ -23,7 +23,7 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from rlmake.errors import UsageError
 from rlmake.executors.base import Completion, Task
@@ -146,7 +146,7 @@ class DaskExecutor:
             completion, written = result
             problem = self._restore_outputs(written) if completion.exit_code == 0 else None
             if problem:
-                completion = replace(completion, exit_code=1, error=problem)
+                completion = completion._replace(exit_code=1, error=problem)
             self._finished.put(completion)
             return
         self._finished.put(result)
@@ -209,7 +209,7 @@ def _run_staged(task: Task, spec: StoreSpec) -> tuple[Completion, dict[str, tupl
             if not store.fetch_blob(digest, destination) or digest_file(destination) != digest:
                 return Completion(task.id, 1, b"", time.time(), time.time(),
                                   error=f"input {path} could not be staged intact"), {}
-        local = replace(task, cwd=scratch, make_dirs=tuple(
+        local = task._replace(cwd=scratch, make_dirs=tuple(
             os.path.join(scratch, os.path.relpath(d, task.cwd)) for d in task.make_dirs))
         completion = run_task(local)
         written: dict[str, tuple[str, int]] = {}

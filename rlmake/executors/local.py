@@ -5,17 +5,17 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import queue
 import selectors
-import shutil
 import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from rlmake.executors.base import Completion, Task
+
+if TYPE_CHECKING:
+    import queue
 
 _KILL_GRACE_SECONDS = 2.0
 _READ_SIZE = 65536
@@ -141,16 +141,16 @@ class LocalExecutor:
                 pass
 
 
-@dataclass
 class _Child:
     """One task's progress through its commands."""
 
-    task: Task
-    env: Mapping[str, str]
-    started: float
-    index: int = 0
-    output: bytearray = field(default_factory=bytearray)
-    process: subprocess.Popen | None = None
+    def __init__(self, task: Task, env: Mapping[str, str], started: float):
+        self.task = task
+        self.env = env
+        self.started = started
+        self.index = 0
+        self.output = bytearray()
+        self.process: subprocess.Popen | None = None
 
 
 def _drain(fd: int) -> None:
@@ -185,6 +185,8 @@ def argv_for(command: str, env: Mapping[str, str]) -> list[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _which(program: str, path: str) -> str | None:
+    import shutil       # only here: shutil drags in compression modules a build never needs
+
     return shutil.which(program, path=path)
 
 
@@ -226,6 +228,8 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
 
 def wait_on(finished: queue.SimpleQueue, timeout: float | None) -> Completion | None:
     """The next completion; short waits in a loop keep the main thread responsive to Ctrl-C."""
+    import queue
+
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         step = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
