@@ -20,7 +20,7 @@ from rlmake.hashing import digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, Location, Plan, PlanIndex
 from rlmake.paths import glob_files, probe
 
-FORMAT = 3
+FORMAT = 4
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rulesfile.py", "templates.py", "expand.py", "model.py", "paths.py",
                    "plancache.py")
@@ -110,12 +110,13 @@ def _encode(plan: Plan) -> tuple:
                   job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
                   job.always, job.vars) for job in plan.jobs)
     return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting,
-            tuple(plan.index))
+            tuple(plan.index), plan.count_with_commands())
 
 
 def _decode(stored: tuple, identity: str) -> Plan:
-    requested, jobs, producers, sources, pools, hash_setting, index = stored
-    plan = Plan(requested, _StoredJobs(jobs), producers, sources, pools, hash_setting, identity)
+    requested, jobs, producers, sources, pools, hash_setting, index, with_commands = stored
+    plan = Plan(requested, _StoredJobs(jobs, with_commands), producers, sources, pools,
+                hash_setting, identity)
     object.__setattr__(plan, "_index", PlanIndex(*index))
     return plan
 
@@ -124,8 +125,9 @@ class _StoredJobs(Sequence):
     """A stored plan's jobs, each decoded the first time something reads it: a no-op
     build never does, and an edit decodes only the jobs it touches."""
 
-    def __init__(self, encoded: tuple):
+    def __init__(self, encoded: tuple, with_commands: int):
         self._encoded = encoded
+        self._with_commands = with_commands
         self._jobs: list[Job | None] = [None] * len(encoded)
         self._locations: dict[tuple, Location] = {}
 
@@ -154,4 +156,4 @@ class _StoredJobs(Sequence):
         return {encoded[0]: i for i, encoded in enumerate(self._encoded)}   # field 0: target
 
     def count_with_commands(self) -> int:
-        return sum(1 for encoded in self._encoded if encoded[6])   # field 6: commands
+        return self._with_commands

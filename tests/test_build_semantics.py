@@ -22,11 +22,12 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 
 import pytest
 
-from buildkit import (HOLD, Project, build_env, finish, kill_group, pid_alive,
+from buildkit import (HOLD, Project, build_env, finish, kill_group, pid_alive, rlmake_exe,
                       wait_until_dead)
 from buildkit import cached_proj, fresh_proj, proj  # noqa: F401  (fixtures)
 from rlmake.state import SCHEMA_VERSION
@@ -1073,3 +1074,28 @@ def test_state_db_is_plain_sqlite(fresh_proj):
         conn.close()
     # and a build after someone read the database is still a no-op
     assert fresh_proj.build().ran == set()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc")
+def test_commands_get_default_sigpipe_and_none_of_rlmakes_descriptors(fresh_proj):
+    # Python ignores SIGPIPE and may hold inheritable descriptors (here: a pipe its own
+    # caller passed down); a command must see neither, whether exec'd or run by sh.
+    fresh_proj.rules("""
+        rules:
+          all: {deps: [ignored.txt, fds.txt]}
+          ignored.txt: {command: "grep SigIgn /proc/self/status > ignored.txt"}
+          fds.txt: {command: "ls /proc/self/fd > fds.txt"}
+        """)
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        done = subprocess.run([rlmake_exe(), "build"], cwd=fresh_proj.root, env=build_env(),
+                              capture_output=True, text=True, timeout=60, pass_fds=(write_end,))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    ignored = int(fresh_proj.read("ignored.txt").split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    descriptors = {int(name) for name in fresh_proj.read("fds.txt").split()}
+    assert write_end not in descriptors and descriptors <= {0, 1, 2, 3}  # 3: ls's own listing

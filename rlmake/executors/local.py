@@ -1,13 +1,20 @@
-"""Runs each job's commands on this machine: directly when simple, else with `/bin/sh -c`."""
+"""Runs each job's commands on this machine: directly when simple, else with `/bin/sh -c`.
+
+Children are started with posix_spawn (vfork and exec, nothing else in
+Python between them) when they run in rlmake's own directory, which posix_spawn
+cannot change in Python 3.11; elsewhere with subprocess. Either way each gets
+stdin from /dev/null, stdout and stderr into one pipe, a session of its own
+(so that a cancel reaches the commands it starts), and SIGPIPE and SIGXFSZ
+back at their defaults, which Python ignores.
+"""
 
 from __future__ import annotations
 
 import collections
 import functools
 import os
-import selectors
+import select
 import signal
-import subprocess
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -16,6 +23,7 @@ from rlmake.executors.base import Completion, Task
 
 if TYPE_CHECKING:
     import queue
+    import subprocess
 
 _KILL_GRACE_SECONDS = 2.0
 _READ_SIZE = 65536
@@ -24,16 +32,17 @@ _READ_SIZE = 65536
 class LocalExecutor:
     """Runs tasks as child processes from one thread: the one that calls `wait`.
 
-    No worker threads: children are spawned, read (through a selector) and reaped
-    by the waiting thread, so nothing contends for the GIL between one job's end
-    and the next one's start. `start` may be called from any thread."""
+    No worker threads: children are spawned, read (through poll) and reaped by the
+    waiting thread, so nothing contends for the GIL between one job's end and the
+    next one's start. `start` may be called from any thread."""
 
     def __init__(self, workers: int):
         self._base_env = dict(os.environ)
-        self._selector = selectors.DefaultSelector()
+        self._spawn_here = os.getcwd() if _no_inherited_descriptors() else None
+        self._poll = select.poll()
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
-        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+        self._poll.register(self._wake_read, select.POLLIN)
         self._queued: collections.deque[Task] = collections.deque()
         self._finished: collections.deque[Completion] = collections.deque()
         self._running: dict[int, _Child] = {}       # pipe fd -> child
@@ -52,13 +61,13 @@ class LocalExecutor:
             self._spawn_queued()
             if self._finished:
                 return self._finished.popleft()
-            # short selects keep the main thread responsive to Ctrl-C
+            # short polls keep the main thread responsive to Ctrl-C
             step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-            for key, _ in self._selector.select(step):
-                if key.data is None:
+            for fd, _ in self._poll.poll(step * 1000):
+                if fd == self._wake_read:
                     _drain(self._wake_read)
                 else:
-                    self._read(key.fd, key.data)
+                    self._read(fd, self._running[fd])
             if deadline is not None and time.monotonic() >= deadline and not self._finished:
                 return None
 
@@ -77,7 +86,6 @@ class LocalExecutor:
         self._signal_all(signal.SIGKILL)
 
     def close(self) -> None:
-        self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
@@ -101,24 +109,27 @@ class LocalExecutor:
                                                  error=str(error)))
 
     def _spawn(self, child: _Child) -> None:
-        command = child.task.commands[child.index]
+        argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
         try:
-            child.process = subprocess.Popen(
-                argv_for(command, child.env), cwd=child.task.cwd, env=child.env,
-                stdin=subprocess.DEVNULL, stdout=write_end, stderr=write_end,
-                start_new_session=True)
+            if child.task.cwd == self._spawn_here:
+                child.process = _Spawned(argv, child.env, write_end)
+            else:
+                child.process = _popen(argv, child.task.cwd, child.env, write_end)
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
         self._running[read_end] = child
-        self._selector.register(read_end, selectors.EVENT_READ, child)
+        self._poll.register(read_end, select.POLLIN)
 
     def _read(self, fd: int, child: _Child) -> None:
         data = os.read(fd, _READ_SIZE)
         if data:
             child.output += data
             return
-        self._selector.unregister(fd)
+        self._poll.unregister(fd)
         os.close(fd)
         del self._running[fd]
         status = child.process.wait()
@@ -141,6 +152,59 @@ class LocalExecutor:
                 pass
 
 
+_RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+class _Spawned:
+    """A child started by posix_spawn, with the part of Popen's interface used here."""
+
+    def __init__(self, argv: list[str], env: Mapping[str, str], output: int):
+        self.pid = os.posix_spawn(argv[0], argv, env, setsid=True, setsigdef=_RESET_SIGNALS,
+                                  file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull,
+                                                 os.O_RDONLY, 0),
+                                                (os.POSIX_SPAWN_DUP2, output, 1),
+                                                (os.POSIX_SPAWN_DUP2, output, 2)])
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+def _popen(argv: list[str], cwd: str, env: Mapping[str, str], output: int) -> "subprocess.Popen":
+    import subprocess
+
+    return subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                            stderr=output, start_new_session=True)
+
+
+def _no_inherited_descriptors() -> bool:
+    """Make every descriptor rlmake inherited close on exec, as Popen's close_fds would in
+    each child (a job must not hold, say, a CI runner's pipe open). False if they cannot
+    be listed: then every child is started through Popen."""
+    try:
+        names = os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd")
+    except OSError:
+        return False
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass                    # the listing's own descriptor, closed by now
+    return True
+
+
 class _Child:
     """One task's progress through its commands."""
 
@@ -150,7 +214,7 @@ class _Child:
         self.started = started
         self.index = 0
         self.output = bytearray()
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen | _Spawned | None = None
 
 
 def _drain(fd: int) -> None:
@@ -185,9 +249,18 @@ def argv_for(command: str, env: Mapping[str, str]) -> list[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _which(program: str, path: str) -> str | None:
-    import shutil       # only here: shutil drags in compression modules a build never needs
+    """The executable `program` names on `path`, or None (then the shell is asked).
 
-    return shutil.which(program, path=path)
+    Not shutil.which: importing shutil costs a one-job rebuild 2 ms."""
+    if os.sep in program:
+        return None             # a path from the job's directory: the shell knows best
+    for directory in path.split(os.pathsep):
+        if not directory:
+            return None         # the job's directory is searched here: likewise
+        candidate = os.path.join(directory, program)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
 
 
 def run_task(task: Task, base_env: dict[str, str] | None = None,
@@ -197,6 +270,8 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
 
     A plain function, so that any executor can run it, here or on another machine.
     `track(process, running)` hears of each child, so that it can be stopped."""
+    import subprocess
+
     started = time.time()
     try:
         for directory in task.make_dirs:
