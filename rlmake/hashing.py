@@ -32,9 +32,12 @@ def digest_structure(value: Any) -> str:
 
 def digest_file(path: str) -> str:
     hasher = blake2b(digest_size=DIGEST_SIZE)
-    with open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
+    fd = os.open(path, os.O_RDONLY)     # not open(): a file object costs 3 more system calls
+    try:
+        while chunk := os.read(fd, _CHUNK):
             hasher.update(chunk)
+    finally:
+        os.close(fd)
     return hasher.hexdigest()
 
 

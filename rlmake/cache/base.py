@@ -33,12 +33,18 @@ class Store(Protocol):
 
 
 def new_temporary(directory: str, prefix: str) -> str:
-    """Create an empty file with a fresh name in `directory` (tempfile would import
-    `random`, which costs every build that stores anything)."""
+    """Create an empty file with a fresh name in `directory`; its path."""
+    path, fd = open_temporary(directory, prefix)
+    os.close(fd)
+    return path
+
+
+def open_temporary(directory: str, prefix: str) -> tuple[str, int]:
+    """Create an empty file with a fresh name in `directory`; its path and a descriptor open
+    for writing (tempfile would import `random`, which costs every build that stores)."""
     while True:
         path = os.path.join(directory, prefix + os.urandom(8).hex())
         try:
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-            return path
+            return path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             continue
