@@ -42,6 +42,7 @@ MEASURES = ("full", "noop", "edit", "plan", "why", "rss", "example")
 # Row order and labels of the table.
 ROWS = [
     ("full", "full build from scratch"),
+    ("full_cpu", "full build CPU (tool + commands)"),
     ("noop", "no-op build"),
     ("noop_first", "first no-op after full build"),
     ("edit", "one edited source"),
@@ -93,6 +94,7 @@ class Run:
     returncode: int
     stderr: str
     maxrss_kb: int
+    cpu: float = 0.0        # user + system seconds of the tool and the commands it waited for
 
     @property
     def ok(self) -> bool:
@@ -147,7 +149,9 @@ def run(command: list[str], cwd: Path, env: dict, timeout: float) -> Run:
         stderr = err.read().decode(errors="replace")
     if timed_out:
         return Run(seconds, -9, f"timeout after {timeout:g} s", usage.ru_maxrss)
-    return Run(seconds, process.returncode, stderr, usage.ru_maxrss)
+    # wait4's figures cover the child and every descendant it waited for: all the commands
+    return Run(seconds, process.returncode, stderr, usage.ru_maxrss,
+               usage.ru_utime + usage.ru_stime)
 
 
 def find_rlmake(explicit: str | None) -> str | None:
@@ -317,11 +321,18 @@ class Bench:
         built_error = None
         if "full" in only or wants_built:
             repeat = (self.args.repeat_full or self.args.repeat) if "full" in only else 1
+            cpu: list[float] = []
+
+            def check_full(outcome: Run):
+                cpu.append(outcome.cpu)
+                return check_built(work, pairs)
+
             result = self.timed("full", size, tool, command, work, repeat,
-                                before=lambda i: fresh_copy(pristine, work),
-                                after=lambda outcome: check_built(work, pairs))
+                                before=lambda i: fresh_copy(pristine, work), after=check_full)
             if "full" in only:
                 self.record(result)
+                self.record(Result("full_cpu", size, tool, samples=cpu[:len(result.samples)],
+                                   error=result.error))
             elif result.error:
                 self.log(f"  (setup full build failed: {result.error})")
             built_error = result.error

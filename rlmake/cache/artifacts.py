@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
+import collections
 import threading
 import time
 from typing import Callable, NamedTuple
@@ -61,9 +61,9 @@ class ArtifactCache:
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._uploads = None                # a pool, made for the first remote upload
-        # Local copies are syscalls that release the GIL: one thread overlaps them with
-        # the build without the contention of many.
-        self._local_writes = _Writer()
+        # Local stores wait for the build to be idle (`store_one`), on the thread that runs
+        # it: a writer thread cost more in handing the GIL back and forth than it saved.
+        self._local_writes: collections.deque = collections.deque()
         self._pending: list = []
         self._corrupt: set[str] = set()     # blobs found not to match their digest
 
@@ -204,9 +204,17 @@ class ArtifactCache:
                   "created": time.time()}
         for state in writable:
             if getattr(state.store, "is_local", False):
-                self._local_writes.submit(self._store_into, state, key, record)
+                self._local_writes.append((state, key, record))
             else:
                 self._upload(self._store_into, state, key, record)
+
+    def store_one(self) -> bool:
+        """Write one queued entry into a local store; False if none was queued. Called
+        when the build has nothing better to do, and by `close`."""
+        if not self._local_writes:
+            return False
+        self._store_into(*self._local_writes.popleft())
+        return True
 
     def _store_into(self, state: _StoreState, key: str, record: dict) -> None:
         if state.broken:
@@ -248,36 +256,13 @@ class ArtifactCache:
         self._pending.append(self._uploads.submit(*call))
 
     def close(self) -> None:
-        """Wait for queued writes and uploads."""
-        self._local_writes.close()
+        """Finish queued writes and wait for uploads."""
+        while self.store_one():
+            pass
         for future in self._pending:
             future.result()
         if self._uploads is not None:
             self._uploads.shutdown(wait=True)
-
-
-class _Writer:
-    """One background thread running calls in the order given (started on first use)."""
-
-    def __init__(self):
-        self._calls: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, function, *args) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="rlmake-store", daemon=True)
-            self._thread.start()
-        self._calls.put((function, args))
-
-    def _run(self) -> None:
-        while (call := self._calls.get()) is not None:
-            function, args = call
-            function(*args)         # _store_into reports its own errors
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self._calls.put(None)
-            self._thread.join()
 
 
 def _sign(key: bytes, record: dict) -> str:
