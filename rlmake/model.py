@@ -102,13 +102,17 @@ class Plan:
         return self.jobs[self.index_of(target)]
 
     def index_of(self, target: str) -> int:
-        """A job's place in `jobs` (a stored plan answers without decoding its jobs)."""
+        """A job's place in `jobs`."""
+        return self.positions()[target]
+
+    def positions(self) -> dict[str, int]:
+        """Every job's place in `jobs` (a stored plan answers without decoding its jobs)."""
         positions = self.__dict__.get("_positions")
         if positions is None:
             known = getattr(self.jobs, "positions", None)
             positions = known() if known else {job.target: i for i, job in enumerate(self.jobs)}
             object.__setattr__(self, "_positions", positions)
-        return positions[target]
+        return positions
 
     def count_with_commands(self) -> int:
         """How many jobs run commands (a stored plan counts without decoding its jobs)."""

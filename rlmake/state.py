@@ -372,9 +372,10 @@ class StateDB(StateReader):
              for path, m in entries.items()))
 
     def start_execution(self, execution: str, started: float, argv: list[str]) -> None:
+        """The build's row, committed with its first batch of records (a build killed before
+        then leaves nothing behind, which is what it did)."""
         self._write("INSERT INTO executions (id, started, argv, status) VALUES (?, ?, ?, 'running')",
                     (execution, started, json.dumps(argv)))
-        self.commit()
 
     def record_noop(self, execution: str, started: float, argv: list[str], cached: int) -> None:
         """A build that found everything up to date, in one short transaction."""
@@ -391,7 +392,6 @@ class StateDB(StateReader):
                     "WHERE id = ?", (ended, status, ran, cached, failed, cache.restored,
                                      cache.misses, cache.bytes_restored, cache.bytes_stored,
                                      execution))
-        self.commit()
 
     def cache_totals(self) -> tuple[int, int, int, int, int]:
         """(builds, restored, misses, bytes restored, bytes stored) over every recorded build."""
