@@ -1099,3 +1099,21 @@ def test_commands_get_default_sigpipe_and_none_of_rlmakes_descriptors(fresh_proj
     assert not ignored & (1 << (signal.SIGPIPE - 1))
     descriptors = {int(name) for name in fresh_proj.read("fds.txt").split()}
     assert write_end not in descriptors and descriptors <= {0, 1, 2, 3}  # 3: ls's own listing
+
+
+def test_a_program_gone_between_two_commands_fails_the_job_not_the_build(fresh_proj):
+    # `tool` is found on PATH for the first command and exec'd directly; when the third
+    # command runs it is gone, and the job must fail with 127 like a shell would say.
+    fresh_proj.rules("""
+        rules:
+          out.txt:
+            command: ["tool", "rm bin/tool", "tool"]
+          other.txt: {command: "echo other > other.txt"}
+        """)
+    fresh_proj.write("bin/tool", "#!/bin/sh\necho ran tool\n")
+    os.chmod(fresh_proj.root / "bin/tool", 0o755)
+    env = build_env(PATH=f"{fresh_proj.root / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    result = fresh_proj.build("-k", "-j1", "out.txt", "other.txt", expect=1, env=env)
+    assert "FAILED: out.txt" in result.stderr and "Traceback" not in result.stderr, \
+        result.describe()
+    assert fresh_proj.read("other.txt") == "other\n"

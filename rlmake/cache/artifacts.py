@@ -12,9 +12,9 @@ errs is reported once and left alone for the rest of the build.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
-import collections
 import threading
 import time
 from typing import Callable, NamedTuple

@@ -136,7 +136,12 @@ class LocalExecutor:
         task = child.task
         if status == 0 and child.index + 1 < len(task.commands) and not self._cancelled:
             child.index += 1
-            self._spawn(child)
+            try:
+                self._spawn(child)
+            except Exception as error:      # noqa: BLE001 - the build must hear of any failure
+                self._finished.append(Completion(task.id, 127, bytes(child.output),
+                                                 child.started, time.time(),
+                                                 task.commands[child.index], str(error)))
             return
         failed = task.commands[child.index] if status != 0 else None
         if status == 0 and self._cancelled and child.index + 1 < len(task.commands):
