@@ -14,7 +14,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
-from rlmake import depfile as depfiles
 from rlmake.executors.base import Completion, Executor, Task
 from rlmake.graph import critical_path_lengths, dirty_jobs
 from rlmake.hashing import FileHasher, combined_digest, job_key
@@ -350,6 +349,8 @@ class Scheduler:
         return None
 
     def _read_depfile(self, job: Job) -> tuple[dict, str | None]:
+        from rlmake import depfile as depfiles      # only builds with depfiles need it
+
         path = os.path.join(self.project_dir, job.depfile)
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as stream:
