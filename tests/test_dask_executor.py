@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -35,11 +34,12 @@ from pathlib import Path
 
 import pytest
 
+from buildkit import BuildResult, build_env, finish
+
 distributed = pytest.importorskip("distributed")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "compile"
 COMPILE_PRODUCTS = ("lib.o", "prog.o", "prog2.o", "prog", "prog2")
-_VERBOSE_LINE = re.compile(r"^(Run|Miss|Cached) +(.+?): ")
 
 
 # --- the rlmake executable and its Python -------------------------------------------------
@@ -72,13 +72,6 @@ def rlmake_python() -> str:
     return sys.executable
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RLMAKE_")}
-    env["CI"] = "1"
-    env.update(extra)
-    return env
-
-
 def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,7 +93,7 @@ class Cluster:
         with log:
             # its own session: nanny and worker process share a group we can signal
             return subprocess.Popen([self.python, "-m", "dask", *args], cwd=self.root,
-                                    stdout=log, stderr=subprocess.STDOUT, env=clean_env(),
+                                    stdout=log, stderr=subprocess.STDOUT, env=build_env(),
                                     start_new_session=True)
 
     def start(self, workers: int = 2) -> None:
@@ -183,30 +176,14 @@ def fresh_cluster(tmp_path):
 
 # --- running rlmake ---------------------------------------------------------------------------
 
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    elapsed: float
-
-    @property
-    def ran(self) -> set[str]:
-        return {m.group(2) for line in self.stdout.splitlines()
-                if (m := _VERBOSE_LINE.match(line)) and m.group(1) in ("Run", "Miss")}
-
-    def describe(self) -> str:
-        return (f"$ rlmake {' '.join(self.args)}\nexit {self.returncode} ({self.elapsed:.2f}s)\n"
-                f"--- stdout\n{self.stdout[-6000:]}--- stderr\n{self.stderr[-6000:]}")
-
-
-def rlmake(project: Path, *args: str, expect: int | None = 0, timeout: float = 90) -> Result:
+def rlmake(project: Path, *args: str, expect: int | None = 0,
+           timeout: float = 90) -> BuildResult:
     argv = list(map(str, args))
     started = time.monotonic()
     done = subprocess.run([rlmake_exe(), *argv], cwd=project, capture_output=True, text=True,
-                          timeout=timeout, env=clean_env())
-    result = Result(argv, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+                          timeout=timeout, env=build_env())
+    result = BuildResult(argv, done.returncode, done.stdout, done.stderr,
+                         time.monotonic() - started)
     if expect is not None:
         assert result.returncode == expect, result.describe()
     return result
@@ -214,21 +191,8 @@ def rlmake(project: Path, *args: str, expect: int | None = 0, timeout: float = 9
 
 def start_rlmake(project: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([rlmake_exe(), *map(str, args)], cwd=project, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=clean_env(),
+                            stderr=subprocess.PIPE, text=True, env=build_env(),
                             start_new_session=True)
-
-
-def finish(process: subprocess.Popen, timeout: float = 90) -> Result:
-    started = time.monotonic()
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        raise AssertionError(f"rlmake did not finish within {timeout}s\n{stdout}\n{stderr}")
-    return Result(list(map(str, process.args[1:])), process.returncode, stdout, stderr,
-                  time.monotonic() - started)
 
 
 def last_execution(project: Path) -> dict:
@@ -242,7 +206,8 @@ def dask_args(cluster: Cluster, mode: str, store: Path | None) -> list[str]:
     return args
 
 
-def assert_says_mode(result: Result, cluster: Cluster, mode: str, store: Path | None) -> None:
+def assert_says_mode(result: BuildResult, cluster: Cluster, mode: str,
+                     store: Path | None) -> None:
     if mode == "shared":
         expected = f"rlmake: running jobs on {cluster.address}, files on a shared filesystem at "
     else:
@@ -487,7 +452,8 @@ def test_worker_killed_mid_build(fresh_cluster, tmp_path, record_property):
                          "--scheduler", fresh_cluster.address)
     deadline = time.monotonic() + 30        # wait for jobs to run (the client connects first)
     while not (project / "trace.log").exists():
-        assert time.monotonic() < deadline and build.poll() is None, finish(build).describe()
+        assert time.monotonic() < deadline and build.poll() is None, \
+            finish(build, timeout=90).describe()
         time.sleep(0.02)
     time.sleep(1.0)
     # then kill worker 0 while one of its jobs is sleeping, so that a job is surely lost
@@ -532,7 +498,8 @@ def test_scheduler_killed_mid_build(fresh_cluster, tmp_path):
                          "--scheduler", fresh_cluster.address)
     deadline = time.monotonic() + 30
     while not (project / "trace.log").exists():
-        assert time.monotonic() < deadline and build.poll() is None, finish(build).describe()
+        assert time.monotonic() < deadline and build.poll() is None, \
+            finish(build, timeout=90).describe()
         time.sleep(0.02)
     time.sleep(1.0)
     assert build.poll() is None, "the build finished before the scheduler could be killed"
