@@ -223,14 +223,14 @@ class Project:
                     readers[dep] = (*readers.get(dep, ()), target)
         hasher = scheduler.hasher
         if previous is not None and readers.keys() <= previous.depfile_readers.keys():
-            renewed = renew(previous, hasher.updated, hasher.memo.get, changed or set(), readers)
-            snapshot, pieces = renewed if renewed else (None, ())     # the same plan, files
+            # the same plan, so the same files: rewrite only the pieces that changed
+            taken = renew(previous, hasher.updated, hasher.memo.get, changed or set(), readers)
         else:
             paths = list(dict.fromkeys((*plan.sources, *plan.index.outputs, *readers)))
-            snapshot = capture(paths, hasher.updated, hasher.memo.get, previous, changed or set(),
-                               readers, time.time_ns())
-            pieces = range(len(snapshot.pieces)) if snapshot else ()
-        if snapshot is not None:
+            taken = capture(paths, hasher.updated, hasher.memo.get, previous, changed or set(),
+                            readers, time.time_ns())
+        if taken is not None:
+            snapshot, pieces = taken
             state.save_uptodate(plan.key, mode, snapshot.encode_readers(),
                                 snapshot.encode_pieces(pieces), len(snapshot.pieces))
 

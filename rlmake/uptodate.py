@@ -64,9 +64,6 @@ class Snapshot:
         except (EOFError, ValueError, TypeError):
             return None
 
-    def paths(self) -> list[str]:
-        return [entry[0] for piece in self.pieces for entry in piece.entries]
-
     def entries(self) -> dict[str, tuple]:
         return {entry[0]: entry for piece in self.pieces for entry in piece.entries}
 
@@ -120,12 +117,13 @@ def _digest_at(project_dir: str, path: str) -> str | None:
 
 def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
             previous: Snapshot | None, changed: set[str],
-            depfile_readers: dict[str, tuple[str, ...]], now_ns: int) -> Snapshot | None:
-    """A snapshot of `paths`, or None if any has no known stat and digest.
+            depfile_readers: dict[str, tuple[str, ...]], now_ns: int
+            ) -> tuple[Snapshot, range] | None:
+    """A snapshot of `paths` and the numbers of its pieces to store (all: every piece is
+    new), or None if some path has no known stat and digest.
 
     `fresh`: files hashed during this build; `previous`: the last snapshot, whose
-    entries are good for files not changed since; `memo_of(path)`: the digest memo.
-    Every piece is new: store them all."""
+    entries are good for files not changed since; `memo_of(path)`: the digest memo."""
     known = previous.entries() if previous is not None else {}
     entries = []
     for path in paths:
@@ -139,7 +137,7 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
         entries.append(entry)
     pieces = tuple(Piece(now_ns, tuple(entries[start:start + PIECE_SIZE]))
                    for start in range(0, len(entries), PIECE_SIZE))
-    return Snapshot(pieces, depfile_readers)
+    return Snapshot(pieces, depfile_readers), range(len(pieces))
 
 
 def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of, changed: set[str],

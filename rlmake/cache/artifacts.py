@@ -52,7 +52,7 @@ class ArtifactCache:
 
     def __init__(self, stores: list[tuple[Store, bool]], project_dir: str,
                  warn: Callable[[str], None], signing_key: bytes | None = None):
-        self.stores = stores                # (store, writable)
+        """`stores`: (store, writable) pairs."""
         self.project_dir = project_dir
         self.warn = warn
         self.signing_key = signing_key

@@ -96,20 +96,18 @@ class CachingExecutor:
                 if self._hits:
                     return self._hits.popleft()
                 polling = self._pending > 0
-            if self._cache.store_one():     # idle: a queued local store, then look again
-                completion = self._inner.wait(0)
-                if completion is not None:
-                    self._inner_finished()
-                    return completion
-                continue
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            step = min(_POLL_SECONDS, remaining) if polling and remaining is not None \
-                else (_POLL_SECONDS if polling else remaining)
+            stored = self._cache.store_one()    # idle: a queued local store, then look again
+            if stored:
+                step = 0.0
+            else:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                step = min(_POLL_SECONDS, remaining) if polling and remaining is not None \
+                    else (_POLL_SECONDS if polling else remaining)
             completion = self._inner.wait(step)
             if completion is not None:
                 self._inner_finished()
                 return completion
-            if deadline is not None and time.monotonic() >= deadline:
+            if not stored and deadline is not None and time.monotonic() >= deadline:
                 return None
 
     def cancel(self) -> None:
