@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -22,15 +21,15 @@ from pathlib import Path
 
 import pytest
 
+from checkout import RLMAKE
+
 _VERBOSE_LINE = re.compile(r"^(Run|Miss|Cached) +(.+?): ")
 LOG = "ran.log"
 
 
-def rlmake_exe() -> str:
-    exe = shutil.which("rlmake")
-    if exe is None:
-        pytest.skip("the rlmake console script is not on PATH")
-    return exe
+def rlmake_exe() -> list[str]:
+    """The command that runs the rlmake under test (see checkout.py)."""
+    return list(RLMAKE)
 
 
 def build_env(**extra: str) -> dict[str, str]:
@@ -159,7 +158,7 @@ class Project:
         """`rlmake build -v ARGS` in the project; checks the exit status unless expect is None."""
         argv = ["build", *(["-v"] if verbose else []), *map(str, args)]
         started = time.monotonic()
-        done = subprocess.run([rlmake_exe(), *argv], cwd=self.root, capture_output=True,
+        done = subprocess.run([*rlmake_exe(), *argv], cwd=self.root, capture_output=True,
                               text=True, timeout=timeout, env=env or build_env())
         result = BuildResult(argv, done.returncode, done.stdout, done.stderr,
                              time.monotonic() - started)
@@ -180,7 +179,7 @@ class Project:
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start `rlmake build -v ARGS` in the background, in its own process group."""
-        return subprocess.Popen([rlmake_exe(), "build", "-v", *map(str, args)], cwd=self.root,
+        return subprocess.Popen([*rlmake_exe(), "build", "-v", *map(str, args)], cwd=self.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env or build_env(), start_new_session=True)
 
@@ -190,7 +189,7 @@ class Project:
         out = open(self.root.parent / f"{name}.out", "w")
         err = open(self.root.parent / f"{name}.err", "w")
         with out, err:
-            return subprocess.Popen([rlmake_exe(), "build", *map(str, args)], cwd=self.root,
+            return subprocess.Popen([*rlmake_exe(), "build", *map(str, args)], cwd=self.root,
                                     stdout=out, stderr=err, env=build_env(),
                                     start_new_session=True)
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import subprocess
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
+
+from checkout import RLMAKE
 
 from rlmake.cli import main
 
@@ -75,11 +74,8 @@ def run_cli(args: list[str], cwd: Path | str | None = None) -> Run:
 
 
 def run_subprocess(args: list[str], cwd: Path | str) -> Run:
-    """Run the installed `rlmake` console script."""
-    exe = shutil.which("rlmake")
-    if exe is None:
-        pytest.skip("the rlmake console script is not on PATH")
-    done = subprocess.run([exe, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+    """Run the rlmake under test as its own process (see checkout.py)."""
+    done = subprocess.run([*RLMAKE, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=60)
     return Run(done.returncode, done.stdout, done.stderr)
 

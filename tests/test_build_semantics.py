@@ -1089,7 +1089,7 @@ def test_commands_get_default_sigpipe_and_none_of_rlmakes_descriptors(fresh_proj
     read_end, write_end = os.pipe()
     os.set_inheritable(write_end, True)
     try:
-        done = subprocess.run([rlmake_exe(), "build"], cwd=fresh_proj.root, env=build_env(),
+        done = subprocess.run([*rlmake_exe(), "build"], cwd=fresh_proj.root, env=build_env(),
                               capture_output=True, text=True, timeout=60, pass_fds=(write_end,))
     finally:
         os.close(read_end)

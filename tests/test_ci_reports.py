@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from checkout import RLMAKE
+
 from rlmake import __version__
 from rlmake.errors import BuildFailed, RlmakeError
 from rlmake.model import Decision, Job, Location, Outcome, Reason, ReasonKind, Status
@@ -406,7 +408,7 @@ def test_xml_text_strips_what_xml_forbids():
 def rlmake(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, CI="1")
     env.pop("RLMAKE_HASH", None)
-    return subprocess.run(["rlmake", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([*RLMAKE, *args], cwd=cwd, capture_output=True, text=True,
                           env=env, timeout=60)
 
 

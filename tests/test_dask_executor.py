@@ -34,6 +34,8 @@ from pathlib import Path
 
 import pytest
 
+from checkout import RLMAKE
+
 from buildkit import BuildResult, build_env, finish
 
 distributed = pytest.importorskip("distributed")
@@ -44,31 +46,12 @@ COMPILE_PRODUCTS = ("lib.o", "prog.o", "prog2.o", "prog", "prog2")
 
 # --- the rlmake executable and its Python -------------------------------------------------
 
-def rlmake_exe() -> str:
-    """The installed console script; a pyenv shim is resolved to the script it would run
-    (the shim costs ~70 ms a call and hides the interpreter)."""
-    exe = shutil.which("rlmake")
-    if exe is None:
-        pytest.skip("the rlmake console script is not on PATH")
-    if f"{os.sep}shims{os.sep}" in exe:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            real = subprocess.run(["pyenv", "which", "rlmake"], capture_output=True, text=True,
-                                  timeout=20).stdout.strip()
-            if real and os.access(real, os.X_OK):
-                return real
-    return exe
+def rlmake_exe() -> list[str]:
+    return list(RLMAKE)
 
 
 def rlmake_python() -> str:
-    """The interpreter of the console script (its shebang), so that workers run the same
-    Python as the client and can import rlmake; else this test's own interpreter."""
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        with open(rlmake_exe(), encoding="utf-8") as stream:
-            first = stream.readline().strip()
-        if first.startswith("#!"):
-            candidate = first[2:].strip().split()[0]
-            if os.path.basename(candidate).startswith("python") and os.access(candidate, os.X_OK):
-                return candidate
+    """Workers run the interpreter running the tests, so they import the same rlmake."""
     return sys.executable
 
 
@@ -180,7 +163,7 @@ def rlmake(project: Path, *args: str, expect: int | None = 0,
            timeout: float = 90) -> BuildResult:
     argv = list(map(str, args))
     started = time.monotonic()
-    done = subprocess.run([rlmake_exe(), *argv], cwd=project, capture_output=True, text=True,
+    done = subprocess.run([*rlmake_exe(), *argv], cwd=project, capture_output=True, text=True,
                           timeout=timeout, env=build_env())
     result = BuildResult(argv, done.returncode, done.stdout, done.stderr,
                          time.monotonic() - started)
@@ -190,7 +173,7 @@ def rlmake(project: Path, *args: str, expect: int | None = 0,
 
 
 def start_rlmake(project: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([rlmake_exe(), *map(str, args)], cwd=project, stdout=subprocess.PIPE,
+    return subprocess.Popen([*rlmake_exe(), *map(str, args)], cwd=project, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=build_env(),
                             start_new_session=True)
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from checkout import RLMAKE
+
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
@@ -128,10 +130,7 @@ class Rlmake:
     """Runs the real console script with a clean environment (no stray RLMAKE_/AWS_ settings)."""
 
     def __init__(self, tmp_path: Path, gcc_bin: Path | None, endpoint: str | None):
-        exe = shutil.which("rlmake")
-        if exe is None:
-            pytest.skip("the rlmake console script is not on PATH")
-        self.exe = exe
+        self.exe = list(RLMAKE)
         self.log = tmp_path / "gcc.log"
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("RLMAKE_", "AWS_"))}
@@ -149,7 +148,7 @@ class Rlmake:
                  env: dict[str, str] | None = None, timeout: float = 60) -> Result:
         self.log.unlink(missing_ok=True)
         argv = [*map(str, args)]
-        done = subprocess.run([self.exe, "-C", str(project), *argv], capture_output=True,
+        done = subprocess.run([*self.exe, "-C", str(project), *argv], capture_output=True,
                               text=True, timeout=timeout, env={**self.env, **(env or {})})
         calls = self.log.read_text().splitlines() if self.log.exists() else []
         result = Result(argv, done.returncode, done.stdout, done.stderr, calls)
@@ -158,7 +157,7 @@ class Rlmake:
         return result
 
     def start(self, project: Path, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([self.exe, "-C", str(project), *map(str, args)],
+        return subprocess.Popen([*self.exe, "-C", str(project), *map(str, args)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.env, start_new_session=True)
 

@@ -65,7 +65,7 @@ class Result:
 
 def rl(cwd: Path, *args: str, expect: int | None = 0) -> Result:
     """Run the real `rlmake ARGS` in `cwd`; check the exit status unless expect is None."""
-    done = subprocess.run([rlmake_exe(), *args], cwd=cwd, capture_output=True, text=True,
+    done = subprocess.run([*rlmake_exe(), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=120, env=build_env())
     result = Result(args, done.returncode, done.stdout, done.stderr)
     if expect is not None:
