@@ -148,13 +148,15 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     project = open_project(directory, file, overrides)
     options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going,
                            force=force, dry_run=dry_run)
+    config = project.build_config(
+        options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
+        local_cache=False if no_local_cache else None, executor=executor_kind,
+        scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait,
+        argv=("rlmake", *sys.argv[1:]))
     reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
     if report_path or junit_path:
         reporter = _with_report_files(reporter, report_path, junit_path)
-    cache = project.cache_settings(cache_url, cache_write, False if no_local_cache else None)
-    executor = project.executor_settings(executor_kind, dask_scheduler, file_mode)
-    project.build(targets, options, reporter, argv=["rlmake", *sys.argv[1:]],
-                  wait=not no_wait, hash_mode=hash_mode, cache=cache, executor=executor)
+    project.build(targets, config, reporter)
 
 
 def _with_report_files(console, report_path: str | None, junit_path: str | None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlmake.errors import RlmakeError, RulesfileError, UsageError, did_you_mean
-from rlmake.model import Job, Plan, RuleSpec, Rulesfile
+from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
 from rlmake.paths import normalise, probe
 from rlmake.templates import TemplateProblem, Templates
 
@@ -206,8 +206,9 @@ class Expander:
         for target in requested:
             resolver.resolve(target)
         hash_setting = self.vars.get("rlmake_hash")
-        return Plan(tuple(requested), tuple(resolver.order), resolver.producers,
-                    tuple(resolver.sources), dict(self.rulesfile.pools),
+        jobs = JobList(resolver.order)
+        return Plan(tuple(requested), jobs, resolver.producers, tuple(resolver.sources),
+                    PlanIndex.of(jobs), dict(self.rulesfile.pools),
                     None if hash_setting is None else str(hash_setting))
 
     def probe(self, path: str) -> str:
@@ -269,7 +270,8 @@ class _Resolver:
         self._source_set: set[str] = set()
 
     def resolve(self, root: str) -> None:
-        if root in self._done or root in self._source_set:
+        # by its job: two outputs of one rule asked for together are one job
+        if self.producers.get(root, root) in self._done or root in self._source_set:
             return
         root_job = self._job_for(root, needed_by=None)
         if root_job is None:

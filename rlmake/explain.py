@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rlmake.model import Job, Outcome, Plan, Reason, ReasonKind, Status, short
-from rlmake.state import StateReader, StoredRun
+from rlmake.model import RunRecord
+from rlmake.state import StateReader
 
 MAX_DEPTH = 32
 
@@ -76,7 +77,7 @@ class Explainer:
         cause = Cause(target, "will be rebuilt because " + self._phrases(reasons, upcoming=True),
                       reasons=[r.to_json() for r in reasons])
         last = self.records.last_run(target)
-        self._elaborate(cause, job, reasons, depth, old_vars=last.inputs.get("vars") if last else None,
+        self._elaborate(cause, job, reasons, depth, old_vars=last.inputs.vars if last else None,
                         labels=("last run", "now"))
         return cause
 
@@ -103,7 +104,7 @@ class Explainer:
         return outcome is not None and outcome.status is Status.WOULD_RUN
 
     def _elaborate(self, cause: Cause, job: Job, reasons: list[Reason], depth: int,
-                   old_vars: dict[str, str] | None = None, run: StoredRun | None = None,
+                   old_vars: dict[str, str] | None = None, run: RunRecord | None = None,
                    labels: tuple[str, str] = ("before", "this run")) -> None:
         """Add the detail lines and the causes one level further down.
 
@@ -185,19 +186,20 @@ class Explainer:
             return Cause(target, "has no command" if not job.commands else "no build has run it yet")
         return self.past_run(run, 0, None, first=True)
 
-    def past_run(self, run: StoredRun, depth: int, parent_execution: str | None,
+    def past_run(self, run: RunRecord, depth: int, parent_execution: str | None,
                  first: bool = False) -> Cause:
-        reasons = [Reason.from_json(r) for r in run.reasons]
-        verb = {"done": "rebuilt", "failed": "failed",
-                "restored": f"restored from {run.cache_source}"}.get(run.status, run.status)
+        reasons = list(run.reasons)
+        verb = {Status.DONE: "rebuilt", Status.FAILED: "failed",
+                Status.RESTORED: f"restored from {run.cache_source}"}.get(run.status,
+                                                                         run.status.value)
         if first:
-            verb = "last " + ("built" if run.status == "done" else verb)
+            verb = "last " + ("built" if run.status is Status.DONE else verb)
         where = "" if run.execution == parent_execution else \
             f" in {run.execution} at {when(run.started)}"
         sentence = f"{verb}{where}"
         if reasons:
             sentence += " because " + self._phrases(reasons)
-        cause = Cause(run.target, sentence, reasons=run.reasons)
+        cause = Cause(run.target, sentence, reasons=[r.to_json() for r in reasons])
         job = self.plan.job(run.target) if run.target in self.plan.producers else None
         if job is not None:
             self._elaborate(cause, job, reasons, depth, run=run)

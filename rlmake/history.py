@@ -7,22 +7,28 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rlmake.explain import when
-from rlmake.model import Reason, short
-from rlmake.state import Execution, StateReader, StoredRun
+from rlmake.model import short
+from rlmake.model import RunRecord
+from rlmake.state import Execution, StateReader
 
 MAX_DEPTH = 64
 
 
 def execution_json(execution: Execution) -> dict[str, Any]:
     data = asdict(execution)
+    data["status"] = execution.status.value
     data["duration"] = _duration(execution)
     return data
 
 
-def run_json(run: StoredRun) -> dict[str, Any]:
-    data = asdict(run)
-    data["duration"] = run.ended - run.started
-    return data
+def run_json(run: RunRecord) -> dict[str, Any]:
+    return {"id": run.id, "execution": run.execution, "target": run.target, "rule": run.rule,
+            "key": run.key, "status": run.status.value,
+            "reasons": [reason.to_json() for reason in run.reasons], "started": run.started,
+            "ended": run.ended, "exit_code": run.exit_code,
+            "inputs": {**run.inputs._asdict(), "deps": [list(p) for p in run.inputs.deps]},
+            "output_tail": run.output_tail, "cache_source": run.cache_source,
+            "duration": run.ended - run.started}
 
 
 def executions_table(executions: list[Execution]) -> list[str]:
@@ -33,25 +39,25 @@ def executions_table(executions: list[Execution]) -> list[str]:
         took = _duration(e)
         lines.append(f"{e.id:<8}  {when(e.started):<19}  "
                      f"{(f'{took:.2f}s' if took is not None else '-'):>8}  "
-                     f"{e.ran:>5} {e.cached:>6} {e.restored:>8} {e.failed:>6}  {e.status:<11} "
+                     f"{e.ran:>5} {e.cached:>6} {e.restored:>8} {e.failed:>6}  {e.status.value:<11} "
                      f"{shlex.join(e.argv)}")
     return lines
 
 
-def execution_detail(execution: Execution, runs: list[StoredRun]) -> list[str]:
+def execution_detail(execution: Execution, runs: list[RunRecord]) -> list[str]:
     took = _duration(execution)
     lines = [f"execution {execution.id}: {shlex.join(execution.argv)}",
              f"  started {when(execution.started)}"
              + (f", took {took:.2f}s" if took is not None else "")
-             + f", {execution.status}: {execution.ran} ran, {execution.cached} cached, "
+             + f", {execution.status.value}: {execution.ran} ran, {execution.cached} cached, "
                f"{execution.restored} restored, {execution.failed} failed"]
     if not runs:
         lines.append("  no job ran")
         return lines
     width = max(len(run.target) for run in runs)
     for run in runs:
-        reasons = ", ".join(str(Reason.from_json(r)) for r in run.reasons)
-        lines.append(f"  {run.target:<{width}}  {run.status:<6} {run.ended - run.started:7.2f}s  "
+        reasons = ", ".join(str(reason) for reason in run.reasons)
+        lines.append(f"  {run.target:<{width}}  {run.status.value:<6} {run.ended - run.started:7.2f}s  "
                      f"{reasons}")
     return lines
 
@@ -93,15 +99,15 @@ def _origin(path: str, digest: str | None, records: StateReader, depth: int, see
         return Origin(path, digest, note="source" if depth else
                       "no recorded job wrote this content (a source, or edited by hand)")
     origin = Origin(path, digest, made_by={
-        "rule": run.rule, "target": run.target, "commands": run.inputs.get("commands", []),
+        "rule": run.rule, "target": run.target, "commands": list(run.inputs.commands),
         "execution": run.execution, "when": run.started, "took": run.ended - run.started})
     if (path, digest) in seen or depth >= MAX_DEPTH:
         origin.note = "(shown above)"
         return origin
     seen.add((path, digest))
-    for dep, dep_digest in run.inputs.get("deps", []):
+    for dep, dep_digest in run.inputs.deps:
         origin.inputs.append(_origin(dep, dep_digest, records, depth + 1, seen, run.id))
-    for dep, dep_digest in run.inputs.get("depfile_deps", {}).items():
+    for dep, dep_digest in run.inputs.depfile_deps.items():
         child = _origin(dep, dep_digest, records, depth + 1, seen, run.id)
         child.note = (child.note + " (from the depfile)").strip()
         origin.inputs.append(child)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Callable, Iterator, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,62 @@ class Job(NamedTuple):
         return self.description or (self.commands[0] if self.commands else self.target)
 
 
+class JobList(Sequence[Job]):
+    """A plan's jobs in dependency order, with each job's place found by its target.
+
+    A stored plan (plancache) subclasses it to decode each job only when read."""
+
+    def __init__(self, jobs: Sequence[Job]):
+        self._jobs = tuple(jobs)
+        self._positions: dict[str, int] | None = None
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._jobs[index]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self._jobs)
+
+    def positions(self) -> dict[str, int]:
+        """Every job's place, built on first use: a no-op build never asks."""
+        if self._positions is None:
+            self._positions = self._targets_to_places()
+        return self._positions
+
+    def _targets_to_places(self) -> dict[str, int]:
+        return {job.target: i for i, job in enumerate(self._jobs)}
+
+    def count_with_commands(self) -> int:
+        return sum(1 for job in self._jobs if job.commands)
+
+
+class PlanIndex(NamedTuple):
+    """Who reads what, for finding the jobs a changed file makes stale."""
+
+    readers: dict[str, tuple[int, ...]]     # path or phony name -> jobs that read or write it
+    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes
+    always: tuple[int, ...]                 # jobs with always: true
+    outputs: tuple[str, ...]                # every file the plan writes
+
+    @classmethod
+    def of(cls, jobs: Sequence[Job]) -> "PlanIndex":
+        readers: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            for path in (*job.deps, *job.outputs):
+                readers.setdefault(path, []).append(i)
+        dependents = []
+        for job in jobs:
+            made = (job.target, *job.outputs)
+            dependents.append(tuple(sorted({reader for path in made
+                                            for reader in readers.get(path, ())
+                                            if jobs[reader].target != job.target})))
+        return cls({path: tuple(found) for path, found in readers.items()}, tuple(dependents),
+                   tuple(i for i, job in enumerate(jobs) if job.always),
+                   tuple(path for job in jobs for path in job.outputs))
+
+
 @dataclass(frozen=True)
 class Plan:
     """The jobs that the requested targets need, each after the jobs it depends on,
@@ -91,9 +148,10 @@ class Plan:
     cache stores."""
 
     requested: tuple[str, ...]
-    jobs: tuple[Job, ...]
+    jobs: JobList
     producers: dict[str, str]       # every output path and phony name -> the job's target
     sources: tuple[str, ...]        # deps no rule makes, in the order first needed
+    index: PlanIndex
     pools: dict[str, int] = field(default_factory=dict)
     hash_setting: str | None = None     # the Rulesfile var `rlmake_hash`, if set
     key: str = ""                       # digest of its content (plancache); "" when not stored
@@ -103,53 +161,10 @@ class Plan:
 
     def index_of(self, target: str) -> int:
         """A job's place in `jobs`."""
-        return self.positions()[target]
-
-    def positions(self) -> dict[str, int]:
-        """Every job's place in `jobs` (a stored plan answers without decoding its jobs)."""
-        positions = self.__dict__.get("_positions")
-        if positions is None:
-            known = getattr(self.jobs, "positions", None)
-            positions = known() if known else {job.target: i for i, job in enumerate(self.jobs)}
-            object.__setattr__(self, "_positions", positions)
-        return positions
+        return self.jobs.positions()[target]
 
     def count_with_commands(self) -> int:
-        """How many jobs run commands (a stored plan counts without decoding its jobs)."""
-        counted = getattr(self.jobs, "count_with_commands", None)
-        return counted() if counted else sum(1 for job in self.jobs if job.commands)
-
-    @property
-    def index(self) -> "PlanIndex":
-        """Who reads what, for finding the jobs a changed file makes stale."""
-        index = self.__dict__.get("_index")
-        if index is None:
-            index = PlanIndex.of(self)
-            object.__setattr__(self, "_index", index)
-        return index
-
-
-class PlanIndex(NamedTuple):
-    readers: dict[str, tuple[int, ...]]     # path or phony name -> jobs that read or write it
-    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes
-    always: tuple[int, ...]                 # jobs with always: true
-    outputs: tuple[str, ...]                # every file the plan writes
-
-    @classmethod
-    def of(cls, plan: "Plan") -> "PlanIndex":
-        readers: dict[str, list[int]] = {}
-        for i, job in enumerate(plan.jobs):
-            for path in (*job.deps, *job.outputs):
-                readers.setdefault(path, []).append(i)
-        dependents = []
-        for job in plan.jobs:
-            made = (job.target, *job.outputs)
-            dependents.append(tuple(sorted({reader for path in made
-                                            for reader in readers.get(path, ())
-                                            if plan.jobs[reader].target != job.target})))
-        return cls({path: tuple(jobs) for path, jobs in readers.items()}, tuple(dependents),
-                   tuple(i for i, job in enumerate(plan.jobs) if job.always),
-                   tuple(path for job in plan.jobs for path in job.outputs))
+        return self.jobs.count_with_commands()
 
 
 @dataclass(frozen=True)
@@ -239,7 +254,63 @@ class Status(Enum):
     CACHED = "cached"       # up to date; nothing ran
     FAILED = "failed"
     SKIPPED = "skipped"     # not run because a job it needs failed or the build stopped
+    INTERRUPTED = "interrupted"     # running or waiting to run when the build was interrupted
     WOULD_RUN = "would run"  # -n
+
+
+class ExecutionStatus(Enum):
+    """How one build (an execution) ended."""
+
+    RUNNING = "running"     # still running, or killed before it could say
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class JobInputs(NamedTuple):
+    """What one run of a job read: the parts of its key, kept to explain a change."""
+
+    commands: tuple[str, ...]
+    env: dict[str, str]
+    outputs: tuple[str, ...]
+    deps: tuple[tuple[str, str | None], ...]
+    depfile_deps: dict[str, str | None]
+    vars: dict[str, str]
+
+
+class JobRecord(NamedTuple):
+    """The last successful run of a job, as staleness needs it."""
+
+    target: str
+    run: int
+    key: str
+    outputs: dict[str, str]                 # path -> digest it wrote
+    depfile_deps: dict[str, str | None]
+    read_inputs: Callable[[], JobInputs]    # decoded on demand: only explaining a change needs them
+
+    @property
+    def inputs(self) -> JobInputs:
+        return self.read_inputs()
+
+
+class RunRecord(NamedTuple):
+    """One run of a job as it is stored and read back: what ran, why, what it read and wrote."""
+
+    execution: str
+    target: str
+    rule: str
+    key: str
+    status: Status
+    reasons: tuple[Reason, ...]
+    started: float
+    ended: float
+    exit_code: int | None
+    inputs: JobInputs
+    output_tail: str = ""
+    reads: tuple[tuple[str, str | None], ...] = ()
+    writes: tuple[tuple[str, str | None], ...] = ()
+    cache_source: str | None = None     # RESTORED: the store it came from
+    id: int | None = None               # its row, once stored
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
-from rlmake.model import Job, Location, Plan, PlanIndex
+from rlmake.model import Job, JobList, Location, Plan, PlanIndex
 from rlmake.paths import glob_files, probe
 
 FORMAT = 4
@@ -115,32 +114,31 @@ def _encode(plan: Plan) -> tuple:
 
 def _decode(stored: tuple, identity: str) -> Plan:
     requested, jobs, producers, sources, pools, hash_setting, index, with_commands = stored
-    plan = Plan(requested, _StoredJobs(jobs, with_commands), producers, sources, pools,
-                hash_setting, identity)
-    object.__setattr__(plan, "_index", PlanIndex(*index))
-    return plan
+    return Plan(requested, _StoredJobs(jobs, with_commands), producers, sources,
+                PlanIndex(*index), pools, hash_setting, identity)
 
 
-class _StoredJobs(Sequence):
+class _StoredJobs(JobList):
     """A stored plan's jobs, each decoded the first time something reads it: a no-op
     build never does, and an edit decodes only the jobs it touches."""
 
     def __init__(self, encoded: tuple, with_commands: int):
+        super().__init__(())
         self._encoded = encoded
         self._with_commands = with_commands
-        self._jobs: list[Job | None] = [None] * len(encoded)
+        self._decoded: list[Job | None] = [None] * len(encoded)
         self._locations: dict[tuple, Location] = {}
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        job = self._jobs[index]
+        job = self._decoded[index]
         if job is None:
             target, rule, path, line, *rest = self._encoded[index]
             where = self._locations.get((path, line))
             if where is None:
                 where = self._locations[(path, line)] = Location(path, line)
-            job = self._jobs[index] = Job(target, rule, where, *rest)
+            job = self._decoded[index] = Job(target, rule, where, *rest)
         return job
 
     def __len__(self) -> int:
@@ -149,10 +147,7 @@ class _StoredJobs(Sequence):
     def __iter__(self):
         return (self[i] for i in range(len(self._encoded)))
 
-    def __reversed__(self):
-        return (self[i] for i in range(len(self._encoded) - 1, -1, -1))
-
-    def positions(self) -> dict[str, int]:
+    def _targets_to_places(self) -> dict[str, int]:
         return {encoded[0]: i for i, encoded in enumerate(self._encoded)}   # field 0: target
 
     def count_with_commands(self) -> int:

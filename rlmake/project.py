@@ -10,28 +10,30 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections import Counter
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from rlmake import plancache
+from rlmake import buildconfig, plancache
+from rlmake.buildconfig import BuildConfig
+from rlmake.clock import Clock, SystemClock
 from rlmake.config import Config, load_config
-from rlmake.errors import BuildFailed, Interrupted, UsageError
-from rlmake.executors import ExecutorSettings, make_executor
-from rlmake.hashing import HASH_MODES, FileHasher, digest_file
+from rlmake.errors import BuildFailed, Interrupted
+from rlmake.executors import make_executor
+from rlmake.executors.base import Executor
+from rlmake.hashing import FileHasher, digest_file
+from rlmake.locate import find_rulesfile
 from rlmake.lock import ProjectLock
-from rlmake.model import BuildOptions, Outcome, Plan, Rulesfile, Status
+from rlmake.model import (BuildOptions, ExecutionStatus, JobRecord, Outcome, Plan, Rulesfile,
+                          Status)
 from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
-from rlmake.locate import find_rulesfile
 from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
-from rlmake.uptodate import Snapshot, capture, changed_files, renew
+from rlmake.uptodate import Freshness, capture, freshness, renew
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
-    from rlmake.scheduler import Scheduler
-    from rlmake.cache.settings import CacheSettings
     from rlmake.expand import Expander
+    from rlmake.scan import DependencyScan
     from rlmake.explain import Cause
     from rlmake.history import Origin
 
@@ -84,178 +86,166 @@ class Project:
     def config(self) -> Config:
         return load_config(self.directory)
 
-    def executor_settings(self, kind: str | None = None, scheduler: str | None = None,
-                          file_mode: str | None = None) -> ExecutorSettings:
-        """Flags, else rlmake.toml's [build] section, else run here."""
-        get = self.config.get
-        return ExecutorSettings(kind or get("build", "executor") or "local",
-                                scheduler or get("build", "scheduler"),
-                                file_mode or get("build", "file_mode") or "auto")
-
-    def cache_settings(self, url: str | None = None, write: bool | None = None,
-                       local: bool | None = None) -> "CacheSettings":
-        from rlmake.cache.settings import CacheSettings
-
-        return CacheSettings.resolve(self.config, url, write, local)
-
-    def hash_mode(self, plan: Plan, requested: str | None = None) -> str:
-        """--hash, else RLMAKE_HASH, else rlmake.toml's [build] hash, else the Rulesfile
-        var `rlmake_hash`, else content."""
-        mode = (requested or os.environ.get("RLMAKE_HASH") or self.config.get("build", "hash")
-                or plan.hash_setting or "content")
-        if mode not in HASH_MODES:
-            raise UsageError(f"unknown hash mode '{mode}': use one of {', '.join(HASH_MODES)}")
-        return mode
+    def build_config(self, options: BuildOptions | None = None, **flags) -> BuildConfig:
+        """This project's settings for a build: `flags` (buildconfig.resolve's keywords)
+        over the environment over rlmake.toml."""
+        return buildconfig.resolve(self.config, options or BuildOptions(), **flags)
 
     # --- building -------------------------------------------------------------------------
 
-    def build(self, targets: Iterable[str], options: BuildOptions, reporter: Reporter, *,
-              argv: list[str] | None = None, wait: bool = True,
-              hash_mode: str | None = None,
-              cache: "CacheSettings | None" = None,
-              executor: ExecutorSettings | None = None) -> list[Outcome]:
+    def build(self, targets: Iterable[str], config: BuildConfig, reporter: Reporter, *,
+              executor: Executor | None = None, clock: Clock | None = None) -> list[Outcome]:
         """Bring the targets up to date; raises BuildFailed if a command failed.
 
-        `cache`: which artifact stores to use (none when not given); `executor`: where
-        commands run (this machine when not given)."""
+        `executor`: where commands run (default: as `config` says); `clock`: the time
+        the engine sees. Tests pass both to run builds in-process."""
         plan = self.plan(targets)               # every Rulesfile error comes before any command
-        mode = self.hash_mode(plan, hash_mode)
-        if options.dry_run:
-            outcomes = self._survey(plan, options, reporter, mode)
+        mode = config.hash_mode_for(plan.hash_setting)
+        clock = clock or SystemClock()
+        if config.options.dry_run:
+            outcomes = self._survey(plan, config.options, reporter, mode, clock)
             reporter.build_finished(outcomes, 0.0)
             return outcomes
         lock = ProjectLock(self.state_dir)
-        lock.acquire(wait, reporter.warning)
+        lock.acquire(config.wait, reporter.warning)
         try:
             state = StateDB(self.state_dir)
             try:
-                return self._run(plan, options, reporter, mode, state, argv or [], cache,
-                                 executor or ExecutorSettings())
+                return self._run(plan, config, reporter, mode, state, executor, clock)
             finally:
                 state.close()
         finally:
             lock.release()
 
-    def _run(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
-             state: StateDB, argv: list[str], cache_settings: "CacheSettings | None",
-             executor_settings: ExecutorSettings) -> list[Outcome]:
+    def _run(self, plan: Plan, config: BuildConfig, reporter: Reporter, mode: str,
+             state: StateDB, executor: Executor | None, clock: Clock) -> list[Outcome]:
+        started = clock.time()
         execution = os.urandom(4).hex()
-        started = time.time()
-        snapshot, changed, verified, hasher, records = self._what_to_decide(plan, state, mode,
-                                                                             options)
-        if snapshot is not None and not changed:
-            if verified:
-                state.retime_uptodate(plan.key, mode, verified)
-            state.record_noop(execution, started, argv, plan.count_with_commands())
+        fresh = self._freshness(plan, state, mode, config.options)
+        if fresh.dirty == []:
+            if fresh.verified:
+                state.retime_uptodate(plan.key, mode, fresh.verified)
+            state.record_noop(execution, started, list(config.argv), plan.count_with_commands())
             outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
-            reporter.build_finished(outcomes, time.time() - started)
+            reporter.build_finished(outcomes, clock.time() - started)
             return outcomes
+        from rlmake.recorder import Recorder
         from rlmake.scheduler import Scheduler
 
-        cache = cache_settings.open(self.state_dir, self.directory, reporter.warning) \
-            if cache_settings else None
-        executor = self._executor(options, cache, cache_settings, executor_settings)
-        state.start_execution(execution, started, argv)    # after anything that can refuse
-        scheduler = Scheduler(plan, self.directory, executor, reporter, hasher, state, records,
-                              execution, options, changed,
-                              snapshot.depfile_readers if snapshot else None, cache)
-        status = "interrupted"
+        cache = config.cache.open(self.state_dir, self.directory, reporter.warning) \
+            if config.cache else None
+        runner = self._executor(config, cache, executor)
+        recorder = Recorder(state, execution, clock)
+        recorder.start(list(config.argv))     # after anything that can refuse
+        scan = self._scan(plan, state, mode, config.options, fresh)
+        scheduler = Scheduler(plan, self.directory, scan, reporter, config.options, clock,
+                              executor=runner, recorder=recorder, wrote_before=state.wrote,
+                              dirty=fresh.dirty, cache=cache)
+        status = ExecutionStatus.INTERRUPTED
         try:
             outcomes = scheduler.run()
-            status = "failed" if any(o.status is Status.FAILED for o in outcomes) else "succeeded"
+            failed = any(o.status is Status.FAILED for o in outcomes)
+            status = ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED
         except KeyboardInterrupt:
-            reporter.build_finished(list(scheduler.outcomes.values()), time.time() - started)
+            outcomes = scheduler.outcomes_in_order()
+            reporter.build_finished(outcomes, clock.time() - started)
             raise Interrupted("interrupted; unfinished jobs were not recorded") from None
         finally:
-            executor.close()
+            runner.close()
             if cache is not None:
                 cache.close()
-            state.save_stat_memo(hasher.updated)
-            counts = Counter(o.status for o in scheduler.outcomes.values() if o.job.commands)
-            state.finish_execution(execution, time.time(), status, counts[Status.DONE],
-                                   counts[Status.CACHED] + scheduler.unreported,
-                                   counts[Status.FAILED], _cache_use(cache))
-        if status == "succeeded":
-            self._save_snapshot(plan, state, mode, scheduler, snapshot, changed)
-        reporter.build_finished(outcomes, time.time() - started)
-        failed = [o.job.target for o in outcomes if o.status is Status.FAILED]
-        if failed:
-            raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"
-                              + (" ..." if len(failed) > 5 else ""))
+            state.save_stat_memo(scan.hasher.updated)
+            recorder.finish(list(scheduler.outcomes.values()), scheduler.unreported, status,
+                            _cache_use(cache))
+        if status is ExecutionStatus.SUCCEEDED:
+            self._save_snapshot(plan, state, mode, scan, fresh)
+        reporter.build_finished(outcomes, clock.time() - started)
+        failed_targets = [o.job.target for o in outcomes if o.status is Status.FAILED]
+        if failed_targets:
+            raise BuildFailed(f"{len(failed_targets)} job(s) failed: "
+                              f"{', '.join(failed_targets[:5])}"
+                              + (" ..." if len(failed_targets) > 5 else ""))
         return outcomes
 
-    def _executor(self, options: BuildOptions, cache: "ArtifactCache | None",
-                  cache_settings: "CacheSettings | None", settings: ExecutorSettings):
-        url = cache_settings.url if cache_settings else None
-        endpoint = cache_settings.endpoint_url if cache_settings else None
-        executor = make_executor(settings, self.directory, options.jobs, url, endpoint)
+    def _executor(self, config: BuildConfig, cache: "ArtifactCache | None",
+                  given: Executor | None) -> Executor:
+        settings = config.cache
+        inner = given or make_executor(config.executor, self.directory, config.options.jobs,
+                                       settings.url if settings else None,
+                                       settings.endpoint_url if settings else None)
         if cache is None:
-            return executor
+            return inner
         from rlmake.executors.caching import CachingExecutor
         from rlmake.scheduler import lookup_slots
 
-        return CachingExecutor(executor, cache, lookup_slots(options, cache), options.jobs)
+        return CachingExecutor(inner, cache, lookup_slots(config.options, cache),
+                               config.options.jobs)
 
-    def _what_to_decide(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions):
-        """(snapshot, changed files, verified pieces, hasher, records): with an up-to-date
-        snapshot only the jobs that touch a changed file are decided, so records and memo
-        are read on demand; without one, every job is, and they are read at once.
-        Verified pieces: when nothing changed, those whose fresh entries proved unchanged
-        by content, with their new time (uptodate.changed_files)."""
+    def _freshness(self, plan: Plan, state: StateDB, mode: str,
+                   options: BuildOptions) -> Freshness:
         stored = None if options.force or not plan.key else state.uptodate(plan.key, mode)
-        snapshot = Snapshot.decode(*stored) if stored else None
-        if snapshot is None:
-            return (None, None, {}, FileHasher(self.directory, state.stat_memo(), mode),
-                    state.job_records())
-        changed, verified = changed_files(snapshot, self.directory)
-        return (snapshot, changed, verified, FileHasher(self.directory, MemoOnDemand(state), mode),
-                RecordsOnDemand(state))
+        return freshness(plan, stored, self.directory)
 
-    def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scheduler: "Scheduler",
-                       previous: Snapshot | None, changed: set[str] | None) -> None:
+    def _scan(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions,
+              fresh: Freshness) -> DependencyScan:
+        """With an up-to-date snapshot only the jobs that touch a changed file are decided,
+        so records and memo are read on demand; without one, every job is, and they are
+        read at once."""
+        from rlmake.scan import DependencyScan
+
+        if fresh.dirty is None:
+            hasher = FileHasher(self.directory, state.stat_memo(), mode)
+            records: Mapping[str, JobRecord] = state.job_records()
+        else:
+            hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
+            records = RecordsOnDemand(state)
+        return DependencyScan(plan, hasher, records, state.failed_last, options.force)
+
+    def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scan: DependencyScan,
+                       fresh: Freshness) -> None:
         """Every job is up to date now: remember the stat of every file the plan touches."""
         if not plan.key or plan.index.always:
             return
+        previous = fresh.snapshot
         readers = dict(previous.depfile_readers) if previous else {}
-        for target, deps in scheduler.depfile_deps.items():
+        for target, deps in scan.depfile_deps.items():
             for dep in deps:
                 if target not in readers.get(dep, ()):
                     readers[dep] = (*readers.get(dep, ()), target)
-        hasher = scheduler.hasher
+        hasher = scan.hasher
         if previous is not None and readers.keys() <= previous.depfile_readers.keys():
             # the same plan, so the same files: rewrite only the pieces that changed
-            taken = renew(previous, hasher.updated, hasher.memo.get, changed or set(), readers)
+            taken = renew(previous, hasher.updated, hasher.memo.get, fresh.changed, readers)
         else:
             paths = list(dict.fromkeys((*plan.sources, *plan.index.outputs, *readers)))
-            taken = capture(paths, hasher.updated, hasher.memo.get, previous, changed or set(),
+            taken = capture(paths, hasher.updated, hasher.memo.get, previous, fresh.changed,
                             readers, time.time_ns())
         if taken is not None:
             snapshot, pieces = taken
             state.save_uptodate(plan.key, mode, snapshot.encode_readers(),
                                 snapshot.encode_pieces(pieces), len(snapshot.pieces))
 
-    def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter,
-                mode: str) -> list[Outcome]:
+    def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
+                clock: Clock) -> list[Outcome]:
         """What a build would do, decided without running anything or writing state."""
-        with self.records() as state:
-            snapshot, changed, _, hasher, records = self._what_to_decide(plan, state, mode,
-                                                                         options)
-            if snapshot is not None and not changed:
-                return []                   # everything is up to date
-            from rlmake.scheduler import Scheduler
+        from rlmake.scheduler import Scheduler
 
-            scheduler = Scheduler(plan, self.directory, None, reporter, hasher, state, records,
-                                  "", options, changed,
-                                  snapshot.depfile_readers if snapshot else None)
-            return scheduler.run()
+        with self.records() as state:
+            fresh = self._freshness(plan, state, mode, options)
+            if fresh.dirty == []:
+                return []                   # everything is up to date
+            scan = self._scan(plan, state, mode, options, fresh)
+            return Scheduler(plan, self.directory, scan, reporter, options, clock,
+                             dirty=fresh.dirty).run()
 
     def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
                ) -> tuple[Plan, dict[str, Outcome]]:
         """The plan for `targets` and what the next build would do with each job, and why
         (a job missing from the answer is up to date)."""
         plan = self.plan(targets)
-        outcomes = self._survey(plan, BuildOptions(dry_run=True), SilentReporter(),
-                                self.hash_mode(plan, hash_mode))
+        mode = self.build_config(hash_mode=hash_mode).hash_mode_for(plan.hash_setting)
+        outcomes = self._survey(plan, BuildOptions(dry_run=True), SilentReporter(), mode,
+                                SystemClock())
         return plan, {outcome.job.target: outcome for outcome in outcomes}
 
     @contextlib.contextmanager

@@ -8,8 +8,7 @@ from __future__ import annotations
 import itertools
 from typing import Callable, Iterator, Sequence
 
-from rlmake.model import Decision, Job, Reason, ReasonKind
-from rlmake.state import JobRecord
+from rlmake.model import Decision, Job, JobInputs, JobRecord, Reason, ReasonKind
 
 DigestOf = Callable[[str], "str | None"]
 
@@ -48,22 +47,22 @@ def _reasons(job, key, dep_digests, record, current_digest, forced,
             yield Reason(ReasonKind.OUTPUT_EDITED, path, record.outputs.get(path), now)
 
 
-def _input_changes(job: Job, dep_digests, old: dict) -> Iterator[Reason]:
+def _input_changes(job: Job, dep_digests, old: JobInputs) -> Iterator[Reason]:
     found = False
-    if list(job.commands) != old.get("commands"):
+    if tuple(job.commands) != old.commands:
         found = True
-        yield Reason(ReasonKind.COMMAND_CHANGED, None, old.get("commands"), list(job.commands))
-    if dict(job.env) != old.get("env"):
+        yield Reason(ReasonKind.COMMAND_CHANGED, None, list(old.commands), list(job.commands))
+    if dict(job.env) != old.env:
         found = True
-        yield Reason(ReasonKind.ENV_CHANGED, None, old.get("env"), dict(job.env))
-    if sorted(job.outputs) != sorted(old.get("outputs", [])):
+        yield Reason(ReasonKind.ENV_CHANGED, None, old.env, dict(job.env))
+    if sorted(job.outputs) != sorted(old.outputs):
         found = True
-        yield Reason(ReasonKind.OUTPUT_LIST_CHANGED, None, old.get("outputs"), list(job.outputs))
-    old_deps = [path for path, _ in old.get("deps", [])]
+        yield Reason(ReasonKind.OUTPUT_LIST_CHANGED, None, list(old.outputs), list(job.outputs))
+    old_deps = [path for path, _ in old.deps]
     if old_deps != [path for path, _ in dep_digests]:
         found = True
         yield Reason(ReasonKind.DEP_LIST_CHANGED, None, old_deps, [p for p, _ in dep_digests])
-    old_digests = dict(map(tuple, old.get("deps", [])))
+    old_digests = dict(old.deps)
     for path, digest in dep_digests:
         if path in old_digests and old_digests[path] != digest:
             found = True

@@ -12,10 +12,11 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
+from rlmake.model import ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status
 
 SCHEMA_VERSION = 4
 
@@ -131,45 +132,35 @@ class CacheUse:
     bytes_stored: int = 0
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    """The last successful run of a job, as staleness needs it."""
+# --- encoding and decoding: the one place that knows how records are stored ---------------
 
-    target: str
-    run: int
-    key: str
-    outputs: dict[str, str]             # path -> digest it wrote
-    depfile_deps: dict[str, str | None]
-    inputs_json: str                    # parsed only to explain a change
+def _encode_inputs(inputs: JobInputs) -> str:
+    return json.dumps({"commands": list(inputs.commands), "env": inputs.env,
+                       "outputs": list(inputs.outputs), "deps": [list(p) for p in inputs.deps],
+                       "depfile_deps": inputs.depfile_deps, "vars": inputs.vars},
+                      separators=(",", ":"))
 
-    @property
-    def inputs(self) -> dict[str, Any]:
-        return json.loads(self.inputs_json)
+
+def _decode_inputs(text: str) -> JobInputs:
+    data = json.loads(text)
+    return JobInputs(tuple(data.get("commands", ())), data.get("env", {}),
+                     tuple(data.get("outputs", ())),
+                     tuple((path, digest) for path, digest in data.get("deps", ())),
+                     data.get("depfile_deps", {}), data.get("vars", {}))
+
+
+def _encode_reasons(reasons: tuple[Reason, ...]) -> str:
+    return json.dumps([reason.to_json() for reason in reasons])
+
+
+def _decode_reasons(text: str) -> tuple[Reason, ...]:
+    return tuple(Reason.from_json(data) for data in json.loads(text))
 
 
 def _job_record(row) -> JobRecord:
     target, run, key, outputs, depfile_deps, inputs = row
-    return JobRecord(target, run, key, json.loads(outputs), json.loads(depfile_deps), inputs)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One job run as it is stored: what ran, why, and what it read and wrote."""
-
-    execution: str
-    target: str
-    rule: str
-    key: str
-    status: str
-    reasons: str                        # JSON list of Reason.to_json()
-    started: float
-    ended: float
-    exit_code: int | None
-    inputs: dict[str, Any]              # commands, env, outputs, deps [[path, digest]], depfile_deps
-    output_tail: str = ""
-    reads: tuple[tuple[str, str | None], ...] = ()
-    writes: tuple[tuple[str, str], ...] = ()
-    cache_source: str | None = None
+    return JobRecord(target, run, key, json.loads(outputs), json.loads(depfile_deps),
+                     lambda: _decode_inputs(inputs))
 
 
 # --- reading the records back (why, log, clean) ---------------------------------------
@@ -180,28 +171,11 @@ class Execution:
     started: float
     ended: float | None
     argv: list[str]
-    status: str
+    status: ExecutionStatus
     ran: int
     cached: int
     failed: int
     restored: int = 0
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    id: int
-    execution: str
-    target: str
-    rule: str
-    key: str
-    status: str
-    reasons: list[dict]
-    started: float
-    ended: float
-    exit_code: int | None
-    inputs: dict[str, Any]
-    output_tail: str
-    cache_source: str | None = None
 
 
 _EXECUTION_COLUMNS = "id, started, ended, argv, status, ran, cached, failed, restored"
@@ -209,15 +183,17 @@ _RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, ru
                 "runs.ended, exit_code, inputs, output_tail, cache_source")
 
 
-def _run(row) -> StoredRun:
+def _run(row) -> RunRecord:
     (run_id, execution, target, rule, key, status, reasons, started, ended, exit_code,
      inputs, output_tail, cache_source) = row
-    return StoredRun(run_id, execution, target, rule, key, status, json.loads(reasons), started,
-                     ended, exit_code, json.loads(inputs), output_tail, cache_source)
+    return RunRecord(execution, target, rule, key, Status(status), _decode_reasons(reasons),
+                     started, ended, exit_code, _decode_inputs(inputs), output_tail,
+                     cache_source=cache_source, id=run_id)
 
 
 def _execution(row) -> Execution:
-    return Execution(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+    return Execution(row[0], row[1], row[2], json.loads(row[3]), ExecutionStatus(row[4]),
+                     *row[5:])
 
 
 class StateReader:
@@ -236,12 +212,12 @@ class StateReader:
             "ORDER BY started DESC", (len(prefix), prefix))
         return [_execution(row) for row in rows]
 
-    def runs_of(self, execution: str) -> list[StoredRun]:
+    def runs_of(self, execution: str) -> list[RunRecord]:
         rows = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE execution = ? "
                                  "ORDER BY runs.id", (execution,))
         return [_run(row) for row in rows]
 
-    def last_run(self, target: str) -> StoredRun | None:
+    def last_run(self, target: str) -> RunRecord | None:
         row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? "
                                 "ORDER BY runs.id DESC LIMIT 1", (target,)).fetchone()
         return _run(row) if row else None
@@ -253,7 +229,7 @@ class StateReader:
             "AND status = 'failed'")
         return {target for (target,) in rows}
 
-    def writer_of(self, path: str, digest: str, before: int | None = None) -> StoredRun | None:
+    def writer_of(self, path: str, digest: str, before: int | None = None) -> RunRecord | None:
         """The latest successful run that wrote `digest` to `path` (before run `before`)."""
         row = self.conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM run_files JOIN runs ON runs.id = run_files.run "
@@ -276,6 +252,15 @@ class StateReader:
             digest = latest.get((path, "w")) or latest.get((path, "r"))
             summary.append((path, mode, digest, when))
         return summary
+
+    def wrote(self, target: str, path: str, digest: str) -> bool:
+        """Whether a successful run of the job `target` wrote `digest` to `path`."""
+        row = self.conn.execute(
+            "SELECT 1 FROM run_files JOIN runs ON runs.id = run_files.run "
+            "WHERE run_files.path = ? AND run_files.digest = ? AND run_files.mode = 'w' "
+            "AND runs.target = ? AND runs.status IN ('done', 'restored') LIMIT 1",
+            (path, digest, target)).fetchone()
+        return row is not None
 
     def written_digests(self) -> dict[str, set[str]]:
         """Every path a successful run wrote, with every digest it was written with."""
@@ -384,12 +369,13 @@ class StateDB(StateReader):
                     (execution, started, started, json.dumps(argv), cached))
         self.commit()
 
-    def finish_execution(self, execution: str, ended: float, status: str, ran: int, cached: int,
+    def finish_execution(self, execution: str, ended: float, status: ExecutionStatus, ran: int,
+                         cached: int,
                          failed: int, cache: "CacheUse | None" = None) -> None:
         cache = cache or CacheUse()
         self._write("UPDATE executions SET ended = ?, status = ?, ran = ?, cached = ?, failed = ?, "
                     "restored = ?, cache_misses = ?, bytes_restored = ?, bytes_stored = ? "
-                    "WHERE id = ?", (ended, status, ran, cached, failed, cache.restored,
+                    "WHERE id = ?", (ended, status.value, ran, cached, failed, cache.restored,
                                      cache.misses, cache.bytes_restored, cache.bytes_stored,
                                      execution))
 
@@ -400,26 +386,27 @@ class StateDB(StateReader):
                                 "coalesce(sum(bytes_stored), 0) FROM executions").fetchone()
         return tuple(row)
 
-    def record_run(self, run: RunRecord, successful: bool) -> int:
+    def record_run(self, run: RunRecord) -> int:
         """Store one run; a successful one becomes its job's record for staleness."""
-        inputs = json.dumps(run.inputs, separators=(",", ":"))
+        inputs = _encode_inputs(run.inputs)
         cursor = self._write(
             "INSERT INTO runs (execution, target, rule, key, status, reasons, started, ended, "
             "exit_code, inputs, output_tail, cache_source) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run.execution, run.target, run.rule, run.key, run.status, run.reasons, run.started,
+            (run.execution, run.target, run.rule, run.key, run.status.value,
+             _encode_reasons(run.reasons), run.started,
              run.ended, run.exit_code, inputs, run.output_tail, run.cache_source))
         run_id = cursor.lastrowid
         self._void_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
                          [(run_id, path, digest, "r") for path, digest in run.reads]
                          + [(run_id, path, digest, "w") for path, digest in run.writes])
-        if successful:
+        if run.status in (Status.DONE, Status.RESTORED):
             self._write(
                 "INSERT OR REPLACE INTO jobs (target, run, key, outputs, depfile_deps, inputs) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (run.target, run_id, run.key, json.dumps(dict(run.writes)),
-                 json.dumps(run.inputs.get("depfile_deps", {})), inputs))
+                 json.dumps(run.inputs.depfile_deps), inputs))
         return run_id
 
     def forget_job(self, target: str) -> None:

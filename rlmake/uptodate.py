@@ -26,9 +26,10 @@ import os
 import time
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
+from rlmake.model import Plan
 
 FORMAT = 3
 PIECE_SIZE = 512
@@ -66,6 +67,47 @@ class Snapshot:
 
     def entries(self) -> dict[str, tuple]:
         return {entry[0]: entry for piece in self.pieces for entry in piece.entries}
+
+
+class Freshness(NamedTuple):
+    """The one answer the rest of the engine needs: which jobs can be stale."""
+
+    dirty: list[int] | None         # None: unknown (no snapshot), decide every job;
+                                    # []: nothing changed; else these jobs, in plan order
+    snapshot: Snapshot | None = None
+    changed: set[str] = set()       # the snapshot's files that changed since
+    verified: dict[int, int] = {}   # pieces whose fresh entries proved unchanged (retime)
+
+
+def freshness(plan: Plan, stored: tuple[bytes, list[tuple[int, bytes]]] | None,
+              project_dir: str) -> Freshness:
+    """Compare the stored snapshot of `plan` (state.uptodate) with the files now."""
+    snapshot = Snapshot.decode(*stored) if stored else None
+    if snapshot is None:
+        return Freshness(None)
+    changed, verified = changed_files(snapshot, project_dir)
+    if not changed:
+        return Freshness([], snapshot, changed, verified)
+    touched = {target for path in changed for target in snapshot.depfile_readers.get(path, ())
+               if target in plan.producers}
+    return Freshness(dirty_jobs(plan, changed, touched), snapshot, changed, verified)
+
+
+def dirty_jobs(plan: Plan, changed: set[str], touched: set[str]) -> list[int]:
+    """The jobs (indices, in dependency order) that a change to the files `changed` can
+    make stale, with the jobs in `touched` (their depfiles listed a changed file) and every
+    `always` job: those, and everything downstream of them. Proportional to the answer."""
+    index = plan.index
+    seeds = {reader for path in changed for reader in index.readers.get(path, ())}
+    seeds.update(plan.index_of(target) for target in touched)
+    seeds.update(index.always)
+    dirty, frontier = set(seeds), list(seeds)
+    while frontier:
+        for dependent in index.dependents[frontier.pop()]:
+            if dependent not in dirty:
+                dirty.add(dependent)
+                frontier.append(dependent)
+    return sorted(dirty)
 
 
 def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], dict[int, int]]:

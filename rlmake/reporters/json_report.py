@@ -4,13 +4,13 @@ Written once, when the build finishes, through a temporary file (never half
 written). Lists the jobs with commands, in plan order:
 
     {"rlmake": "0.1.0", "started": "2025-01-31T09:05:02.123+00:00", "elapsed": 1.234,
-     "status": "succeeded" | "failed",
+     "status": "succeeded" | "failed" | "interrupted",
      "jobs": [{"target", "rule", "status", "reasons", "duration", "exit_code",
                "cache_source", "error", "output_tail"}, ...],
      "counts": {"done": 2, "cached": 3, "failed": 0, "skipped": 0, ...}}
 
-`status` of a job is its Status value (done, cached, failed, skipped, restored;
-"would run" in a dry run); `reasons` why it ran, as `rlmake build -v` says them;
+`status` of a job is its Status value (done, cached, failed, skipped, restored,
+interrupted; "would run" in a dry run); `reasons` why it ran, as `rlmake build -v` says them;
 `output_tail` the last 4000 characters a failed job printed (null otherwise).
 """
 

@@ -39,7 +39,8 @@ class JUnitReport(ReportFile):
 def junit_suite(outcomes: list[Outcome], elapsed: float, started: float) -> ET.Element:
     jobs = reported(outcomes)
     failures = sum(1 for o in jobs if o.status is Status.FAILED)
-    skipped = sum(1 for o in jobs if o.status in (Status.SKIPPED, Status.WOULD_RUN))
+    skipped = sum(1 for o in jobs if o.status in (Status.SKIPPED, Status.WOULD_RUN,
+                                                  Status.INTERRUPTED))
     suite = ET.Element("testsuite", {
         "name": "rlmake",
         "tests": str(len(jobs)),
@@ -74,6 +75,8 @@ def _testcase(outcome: Outcome) -> ET.Element:
                                                    "or the build stopped"})
     elif status is Status.WOULD_RUN:
         ET.SubElement(case, "skipped", {"message": "dry run (-n): would run"})
+    elif status is Status.INTERRUPTED:
+        ET.SubElement(case, "skipped", {"message": "not finished: the build was interrupted"})
     elif status is Status.CACHED:
         ET.SubElement(case, "system-out").text = "cached"
     elif status is not Status.DONE:                    # restored, and any status to come

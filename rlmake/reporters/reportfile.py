@@ -8,7 +8,7 @@ import tempfile
 import time
 
 from rlmake.errors import RlmakeError
-from rlmake.model import Outcome, Status
+from rlmake.model import ExecutionStatus, Outcome, Status
 from rlmake.reporters.base import SilentReporter
 
 OUTPUT_TAIL_CHARS = 4000
@@ -20,7 +20,12 @@ def reported(outcomes: list[Outcome]) -> list[Outcome]:
 
 
 def build_status(outcomes: list[Outcome]) -> str:
-    return "failed" if any(o.status is Status.FAILED for o in outcomes) else "succeeded"
+    """The build's ExecutionStatus value, as its jobs' outcomes show it."""
+    if any(o.status is Status.INTERRUPTED for o in outcomes):
+        return ExecutionStatus.INTERRUPTED.value
+    if any(o.status is Status.FAILED for o in outcomes):
+        return ExecutionStatus.FAILED.value
+    return ExecutionStatus.SUCCEEDED.value
 
 
 def output_tail(outcome: Outcome, limit: int = OUTPUT_TAIL_CHARS) -> str:

@@ -1,0 +1,52 @@
+"""One build's settings, resolved once from flags, environment and rlmake.toml (in that
+order of precedence), so that no layer below the CLI reads any of them again."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from rlmake.config import Config
+from rlmake.errors import UsageError
+from rlmake.executors import ExecutorSettings
+from rlmake.hashing import HASH_MODES
+from rlmake.model import BuildOptions
+
+if TYPE_CHECKING:
+    from rlmake.cache.settings import CacheSettings
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    options: BuildOptions = field(default_factory=BuildOptions)
+    hash_mode: str | None = None    # None: the Rulesfile's var `rlmake_hash`, else content
+    cache: "CacheSettings | None" = None     # None: no artifact store at all
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    wait: bool = True               # wait for another build of the project (not --no-wait)
+    argv: tuple[str, ...] = ()      # the command line, as recorded
+
+    def hash_mode_for(self, rulesfile_setting: str | None) -> str:
+        mode = self.hash_mode or rulesfile_setting or "content"
+        if mode not in HASH_MODES:
+            raise UsageError(f"unknown hash mode '{mode}': use one of {', '.join(HASH_MODES)}")
+        return mode
+
+
+def resolve(config: Config, options: BuildOptions, *, hash_mode: str | None = None,
+            cache_url: str | None = None, cache_write: bool | None = None,
+            local_cache: bool | None = None, executor: str | None = None,
+            scheduler: str | None = None, file_mode: str | None = None,
+            wait: bool = True, argv: tuple[str, ...] = ()) -> BuildConfig:
+    """Flags (None: not given), else environment, else rlmake.toml, else the defaults."""
+    from rlmake.cache.settings import CacheSettings
+
+    get = config.get
+    return BuildConfig(
+        options,
+        hash_mode or os.environ.get("RLMAKE_HASH") or get("build", "hash"),
+        CacheSettings.resolve(config, cache_url, cache_write, local_cache),
+        ExecutorSettings(executor or get("build", "executor") or "local",
+                         scheduler or get("build", "scheduler"),
+                         file_mode or get("build", "file_mode") or "auto"),
+        wait, argv)

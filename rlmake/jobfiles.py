@@ -1,0 +1,90 @@
+"""What one run did to the files around it, judged by their stat before and after.
+
+A job that exits 0 has made its outputs only if it created or changed them (or
+they still hold bytes an earlier run of it wrote: write-if-changed generators);
+it counts only if none of the inputs it was keyed on changed while it ran; and a
+job that fails or is interrupted loses every output it created or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat as stat_kinds
+from typing import Callable, NamedTuple
+
+Signature = tuple[int, int, int, int]       # inode, size, mtime, ctime
+
+
+def signature(path: str) -> Signature | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+class Watch(NamedTuple):
+    """The files of one job as they were when it started."""
+
+    outputs: dict[str, Signature | None]
+    inputs: dict[str, tuple[str, Signature | None]]     # path -> (digest keyed on, stat)
+
+
+def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str]) -> Watch:
+    def at(path: str) -> Signature | None:
+        return signature(os.path.join(project_dir, path))
+    return Watch({path: at(path) for path in outputs},
+                 {path: (digest, at(path)) for path, digest in inputs.items()})
+
+
+def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str], str | None],
+                     wrote_before: Callable[[str, str], bool]) -> str | None:
+    """Why the outputs of a job that exited 0 cannot be taken as made by it, or None.
+
+    `wrote_before(path, digest)`: an earlier successful run of the same job wrote it."""
+    for path, before in started.outputs.items():
+        full = os.path.join(project_dir, path)
+        try:
+            mode = os.stat(full).st_mode
+        except OSError:
+            return f"the command exited 0 but did not write output '{path}'"
+        if stat_kinds.S_ISDIR(mode):
+            return (f"output '{path}' is a directory: rlmake tracks files; name the files "
+                    "it holds as outputs, or pack the directory into one file")
+        if before is not None and signature(full) == before:
+            digest = digest_of(path)
+            if digest is None or not wrote_before(path, digest):
+                return (f"the command exited 0 but did not write output '{path}' (the file "
+                        "there was not written by this rule)")
+    return None
+
+
+def changed_input(project_dir: str, started: Watch,
+                  digest_after: Callable[[str], str | None]) -> str | None:
+    """The first input whose bytes changed while the job ran, as a sentence, or None.
+
+    Only files whose stat changed are read again."""
+    for path, (digest, before) in started.inputs.items():
+        if signature(os.path.join(project_dir, path)) == before:
+            continue
+        if digest_after(path) != digest:
+            return (f"input '{path}' changed while the command ran, so its outputs may "
+                    "mix old and new content; they were removed and the job will run again")
+    return None
+
+
+def remove_changed_outputs(project_dir: str, started: Watch) -> list[str]:
+    """Delete every output the job created or changed: it must never pass for a good one.
+    Returns the paths removed."""
+    removed = []
+    for path, before in started.outputs.items():
+        full = os.path.join(project_dir, path)
+        now = signature(full)
+        if now is None or now == before:
+            continue
+        try:
+            os.remove(full)
+            removed.append(path)
+        except OSError:
+            pass                    # a directory, or gone already: nothing rlmake may delete
+    return removed

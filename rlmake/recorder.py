@@ -1,0 +1,47 @@
+"""The build's records: each finished run, written in batches, and the build's own row.
+
+A run is recorded only after its job succeeded and its outputs were hashed; the
+rows are committed every half second and at the end, so a crash loses at most
+the last few records, whose jobs the next build runs again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rlmake.clock import Clock
+from rlmake.model import ExecutionStatus, Outcome, RunRecord, Status
+from rlmake.state import CacheUse, StateDB
+
+_COMMIT_EVERY_SECONDS = 0.5
+OUTPUT_TAIL_BYTES = 4000
+
+
+class Recorder:
+    def __init__(self, state: StateDB, execution: str, clock: Clock):
+        self.state = state
+        self.execution = execution
+        self.clock = clock
+        self._last_commit = clock.monotonic()
+
+    def start(self, argv: list[str]) -> None:
+        self.state.start_execution(self.execution, self.clock.time(), argv)
+
+    def record(self, run: RunRecord) -> None:
+        self.state.record_run(run)
+        if run.status is Status.FAILED:
+            self.state.forget_job(run.target)   # its outputs are gone or untrusted
+        if self.clock.monotonic() - self._last_commit > _COMMIT_EVERY_SECONDS:
+            self.state.commit()
+            self._last_commit = self.clock.monotonic()
+
+    def forget(self, target: str) -> None:
+        """The job's outputs can no longer be trusted: its next build must run it."""
+        self.state.forget_job(target)
+
+    def finish(self, outcomes: list[Outcome], unreported: int, status: ExecutionStatus,
+               cache: CacheUse | None) -> None:
+        counts = Counter(o.status for o in outcomes if o.job.commands)
+        self.state.finish_execution(self.execution, self.clock.time(), status,
+                                    counts[Status.DONE], counts[Status.CACHED] + unreported,
+                                    counts[Status.FAILED], cache)

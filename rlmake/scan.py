@@ -1,0 +1,129 @@
+"""The dependency scan: what each dep holds now, and whether each job must run.
+
+One scan serves a build, `build -n` and `why`: the scheduler asks it about each
+job once the job's deps are settled, so that a dep rebuilt to the same bytes
+leaves its dependents cached (early cutoff).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping
+
+from rlmake.hashing import FileHasher, combined_digest, job_key
+from rlmake.model import Decision, Job, JobRecord, Plan, Reason, ReasonKind
+from rlmake.staleness import decide
+
+# Reasons that say all there is to say: a job never built needs no other.
+_ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
+
+DepDigests = list[tuple[str, "str | None"]]
+
+
+class DependencyScan:
+    def __init__(self, plan: Plan, hasher: FileHasher, records: Mapping[str, JobRecord],
+                 failed_last: Callable[[], set[str]], force: bool = False):
+        """`records`: each job's last successful run; `failed_last()`: the targets whose
+        last run failed (asked once, only if a job was never built)."""
+        self.plan = plan
+        self.hasher = hasher
+        self.records = records
+        self._failed_last_query = failed_last
+        self._failed_last: set[str] | None = None
+        self.force = force
+        self.would_run: set[str] = set()            # stale jobs of a dry run
+        self.depfile_deps: dict[str, tuple[str, ...]] = {}  # job -> what its depfile listed
+        self._digests: dict[str, str | None] = {}   # paths and names, as seen this build
+
+    # --- what deps hold -------------------------------------------------------------------
+
+    def is_name(self, path: str) -> bool:
+        """A phony or aggregate target: a name, not a file."""
+        owner = self.plan.producers.get(path)
+        return owner == path and not self.plan.job(owner).outputs
+
+    def digest(self, path: str) -> str | None:
+        """The content of `path` as dependents see it now, computed when first asked.
+
+        A phony or aggregate target's content is the combination of its deps'; an
+        `always` phony one changes on every build. Chains of names are followed with a
+        stack of our own, not recursion: a chain may be thousands long."""
+        if path in self._digests:
+            return self._digests[path]
+        stack = [path]
+        while stack:
+            top = stack[-1]
+            if top in self._digests:
+                stack.pop()
+                continue
+            if not self.is_name(top):
+                self._digests[top] = self.hasher.digest(top)
+                stack.pop()
+                continue
+            job = self.plan.job(top)
+            if job.always and job.commands:
+                self._digests[top] = os.urandom(16).hex()
+                stack.pop()
+                continue
+            unknown = [dep for dep in job.deps if dep not in self._digests and dep != top]
+            if unknown:
+                stack.extend(unknown)
+                continue
+            self._digests[top] = combined_digest("phony", [self._digests.get(dep)
+                                                           for dep in job.deps])
+            stack.pop()
+        return self._digests[path]
+
+    def forget(self, paths) -> None:
+        """These files were (re)written: read them afresh when next asked."""
+        self.hasher.forget(paths)
+        for path in paths:
+            self._digests.pop(path, None)
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def decide(self, job: Job) -> tuple[Decision | str, DepDigests]:
+        """Whether `job` must run and why, with its deps' digests; or an error that fails
+        it before it runs (a dep vanished)."""
+        if not job.commands:
+            return Decision(""), []     # an aggregate runs nothing: there is nothing to decide
+        dep_digests = [(dep, self.digest(dep)) for dep in job.deps]
+        missing = [dep for dep, digest in dep_digests
+                   if digest is None and dep not in self.plan.producers]
+        if missing:
+            return f"dep '{missing[0]}' does not exist", dep_digests
+        key = job_key(job.target, job.commands, job.env, job.outputs, dep_digests)
+        record = self.records.get(job.target)
+        if record is not None:
+            self.depfile_deps[job.target] = tuple(record.depfile_deps)
+        failed = record is None and self._last_run_failed(job.target)
+        decision = decide(job, key, dep_digests, record, self.digest, forced=self.force,
+                          last_run_failed=failed)
+        will_change = [Reason(ReasonKind.DEP_WILL_CHANGE, dep) for dep in job.deps
+                       if self.plan.producers.get(dep) in self.would_run]
+        if decision.stale and decision.reasons[0].kind in _ALONE:
+            return decision, dep_digests            # nothing else is worth saying
+        if decision.stale or will_change:       # worth the full story: it is going to run
+            decision = decide(job, key, dep_digests, record, self.digest, forced=self.force,
+                              last_run_failed=failed, all_reasons=True)
+            rebuilt = {reason.path for reason in will_change}
+            decision = Decision(key, (*will_change, *(
+                r for r in decision.reasons
+                if not (r.kind is ReasonKind.DEP_CHANGED and r.path in rebuilt))))
+        return decision, dep_digests
+
+    def _last_run_failed(self, target: str) -> bool:
+        if self._failed_last is None:
+            self._failed_last = self._failed_last_query()
+        return target in self._failed_last
+
+    def file_inputs(self, job: Job, dep_digests: DepDigests) -> dict[str, str]:
+        """The files the job reads with their digests: declared deps that are files, and
+        what its depfile listed last time."""
+        inputs = {dep: digest for dep, digest in dep_digests
+                  if digest is not None and not self.is_name(dep)}
+        for dep in self.depfile_deps.get(job.target, ()):
+            digest = self.digest(dep)
+            if digest is not None:
+                inputs[dep] = digest
+        return inputs
