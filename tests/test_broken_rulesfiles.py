@@ -571,6 +571,7 @@ def test_missing_source_as_needed_by_reports_the_needed_target(tmp_path):
     assert "no rule to make target 'prog.o', needed by 'prog'" in result.stderr
 
 
+@pytest.mark.integration
 def test_console_script_reports_cycle(tmp_path):
     write_project(tmp_path, "rules:\n  a: {deps: [b], command: x}\n  b: {deps: [a], command: y}\n")
     result = run_subprocess(["build", "-n"], cwd=tmp_path)

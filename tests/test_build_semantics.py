@@ -32,6 +32,8 @@ from buildkit import (HOLD, Project, build_env, finish, kill_group, pid_alive, r
 from buildkit import cached_proj, fresh_proj, proj  # noqa: F401  (fixtures)
 from rlmake.state import SCHEMA_VERSION
 
+pytestmark = pytest.mark.integration     # every test here starts real processes
+
 
 # --- what makes a job stale -----------------------------------------------------------
 

@@ -144,6 +144,7 @@ def failing(tmp_path) -> Path:
 
 # --- a build that succeeds --------------------------------------------------------------
 
+@pytest.mark.integration
 def test_first_build_reports_every_job_as_done_and_why(project):
     built = build(project)
     assert built.failed is None
@@ -168,6 +169,7 @@ def test_first_build_reports_every_job_as_done_and_why(project):
     assert "cp in.txt a.txt" in built.out and "JOB STATUS" in built.out
 
 
+@pytest.mark.integration
 def test_first_build_junit(project):
     suite = build(project).junit
     assert suite.tag == "testsuite"
@@ -182,6 +184,7 @@ def test_first_build_junit(project):
         assert list(case) == []             # passed: no failure, no skipped
 
 
+@pytest.mark.integration
 def test_rebuild_reports_cached_jobs_and_the_changed_source(project):
     build(project)
     (project / "in.txt").write_text("changed\n")
@@ -209,6 +212,7 @@ def age(root: Path, seconds: int = 10) -> None:
             os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns - seconds * 10**9))
 
 
+@pytest.mark.integration
 def test_up_to_date_build_reports_every_job_as_cached(project):
     age(project)
     build(project)
@@ -219,6 +223,7 @@ def test_up_to_date_build_reports_every_job_as_cached(project):
     assert built.junit.get("tests") == "3"
 
 
+@pytest.mark.integration
 def test_forced_build_says_forced(project):
     build(project)
     built = build(project, force=True)
@@ -228,6 +233,7 @@ def test_forced_build_says_forced(project):
 
 # --- a build that fails --------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_failed_build_report(failing):
     built = build(failing, keep_going=True)
     assert built.failed is not None
@@ -249,6 +255,7 @@ def test_failed_build_report(failing):
     assert "FAILED: a.txt" in built.err     # the console heard it too
 
 
+@pytest.mark.integration
 def test_failed_build_junit_is_valid_xml_despite_control_characters(failing, tmp_path):
     built = build(failing, keep_going=True)
     raw = (tmp_path / "proj-junit.xml").read_bytes()
@@ -266,6 +273,7 @@ def test_failed_build_junit_is_valid_xml_despite_control_characters(failing, tmp
     assert len(suite.findall(".//skipped")) == 1
 
 
+@pytest.mark.integration
 def test_stopping_at_the_first_failure_skips_the_rest(failing):
     (failing / "Rulesfile.yaml").write_text(textwrap.dedent(FAILING).replace(
         "cp other.txt c.txt", "sleep 0.5 && cp other.txt c.txt"))
@@ -290,6 +298,7 @@ def test_a_command_that_writes_no_output_fails_with_its_reason(tmp_path):
     assert "did not write output 'out.txt'" in failure.get("message")
 
 
+@pytest.mark.integration
 def test_dry_run_reports_what_would_run(project):
     built = build(project, dry_run=True)
     assert {j["status"] for j in built.report["jobs"]} == {"would run"}
@@ -300,6 +309,7 @@ def test_dry_run_reports_what_would_run(project):
 
 # --- writing the files ---------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_reports_replace_old_files_atomically_and_make_directories(project, tmp_path):
     report = tmp_path / "out" / "deep" / "r.json"
     junit = tmp_path / "out" / "deep" / "j.xml"
@@ -312,6 +322,7 @@ def test_reports_replace_old_files_atomically_and_make_directories(project, tmp_
     assert report.stat().st_mode & 0o777 == 0o666 & ~reportfile._UMASK     # not mkstemp's 0600
 
 
+@pytest.mark.integration
 def test_a_report_that_cannot_be_written_is_an_error_after_the_console_summary(project, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -322,6 +333,7 @@ def test_a_report_that_cannot_be_written_is_an_error_after_the_console_summary(p
     assert "JOB STATUS" in out.getvalue()   # the reporter after the broken one still heard it
 
 
+@pytest.mark.integration
 def test_relative_report_paths_are_resolved_when_the_reporter_is_made(project, tmp_path,
                                                                       monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -412,6 +424,7 @@ def rlmake(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           env=env, timeout=60)
 
 
+@pytest.mark.integration
 def test_cli_writes_both_reports(project, tmp_path):
     done = rlmake(["-C", str(project), "build", "--report", "r.json", "--junit", "j.xml"],
                   cwd=tmp_path)
@@ -424,6 +437,7 @@ def test_cli_writes_both_reports(project, tmp_path):
     assert "JOB STATUS" in done.stdout      # the console still reports
 
 
+@pytest.mark.integration
 def test_cli_failed_build_still_writes_reports_and_exits_1(failing):
     done = rlmake(["build", "-k", "--report", "r.json", "--junit", "j.xml"], cwd=failing)
     assert done.returncode == 1, done.stderr

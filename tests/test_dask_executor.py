@@ -38,6 +38,8 @@ from checkout import RLMAKE
 
 from buildkit import BuildResult, build_env, finish
 
+pytestmark = pytest.mark.integration     # every test here starts real processes
+
 distributed = pytest.importorskip("distributed")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "compile"

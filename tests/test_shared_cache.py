@@ -30,6 +30,8 @@ pytest.importorskip("moto.server")
 from s3server import CREDENTIALS, MotoServer, free_port, list_keys  # noqa: E402
 from rlmake.hashing import digest_file  # noqa: E402
 
+pytestmark = pytest.mark.integration     # every test here starts real processes
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "compile"
 SOURCES = ("Rulesfile.yaml", "lib.c", "prog.c", "prog2.c")
 OUTPUTS = ("prog.o", "prog2.o", "lib.o", "prog", "prog2")

@@ -971,12 +971,14 @@ def test_main_help_lists_commands():
 
 # --- the installed console script -------------------------------------------------------
 
+@pytest.mark.integration
 def test_console_script_version(tmp_path):
     result = run_subprocess(["--version"], cwd=tmp_path)
     assert result.exit_code == 0, result.describe()
     assert __version__ in result.stdout
 
 
+@pytest.mark.integration
 def test_console_script_build_n(tmp_path):
     write_project(tmp_path, FULLER, C_SOURCES)
     result = run_subprocess(["build", "-n", "cc=clang", "test"], cwd=tmp_path)
@@ -986,6 +988,7 @@ def test_console_script_build_n(tmp_path):
     assert result.lines[-2:] == ["./prog", "./prog2"]
 
 
+@pytest.mark.integration
 def test_console_script_error_exit_2(tmp_path):
     write_project(tmp_path, "rules:\n  a:\n    dep: [x]\n")
     result = run_subprocess(["build", "-n"], cwd=tmp_path)

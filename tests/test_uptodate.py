@@ -7,7 +7,11 @@ import os
 import sqlite3
 import time
 
+import pytest
+
 from conftest import run_subprocess, write_project
+
+pytestmark = pytest.mark.integration     # every test here starts real processes
 
 COPY = """
     rules:

@@ -25,6 +25,8 @@ import pytest
 
 from buildkit import build_env, rlmake_exe
 
+pytestmark = pytest.mark.integration     # every test here starts real processes
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "compile"
 SOURCES = ("prog.c", "lib.c", "prog2.c")
 OBJECTS = ("prog.o", "lib.o", "prog2.o")
