@@ -115,7 +115,9 @@ def build(root: Path, *targets: str, report: Path | None = None, junit: Path | N
     reporter = FanOut(ConsoleReporter(out=out, err=err), JsonReport(str(report)),
                       JUnitReport(str(junit)))
     try:
-        Project(str(root)).build(list(targets), BuildOptions(jobs=2, **options), reporter)
+        project = Project(str(root))
+        project.build(list(targets), project.build_config(BuildOptions(jobs=2, **options)),
+                      reporter)
     except BuildFailed as error:
         failed = error
     return Built(json.loads(report.read_text()), ET.parse(junit).getroot(),
@@ -329,7 +331,7 @@ def test_a_report_that_cannot_be_written_is_an_error_after_the_console_summary(p
     out = io.StringIO()
     reporter = FanOut(JsonReport(str(blocker / "r.json")), ConsoleReporter(out=out, err=out))
     with pytest.raises(RlmakeError, match="cannot write the report .*r.json"):
-        Project(str(project)).build([], BuildOptions(jobs=2), reporter)
+        build_in(project, BuildOptions(jobs=2), reporter)
     assert "JOB STATUS" in out.getvalue()   # the reporter after the broken one still heard it
 
 
@@ -339,7 +341,7 @@ def test_relative_report_paths_are_resolved_when_the_reporter_is_made(project, t
     monkeypatch.chdir(tmp_path)
     reporter = JsonReport("rel.json")
     monkeypatch.chdir(project)
-    Project(str(project)).build([], BuildOptions(jobs=1), reporter)
+    build_in(project, BuildOptions(jobs=1), reporter)
     assert (tmp_path / "rel.json").exists() and not (project / "rel.json").exists()
 
 
@@ -416,6 +418,11 @@ def test_xml_text_strips_what_xml_forbids():
 
 
 # --- the CLI -------------------------------------------------------------------------------
+
+def build_in(root: Path, options: BuildOptions, reporter) -> None:
+    project = Project(str(root))
+    project.build([], project.build_config(options), reporter)
+
 
 def rlmake(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, CI="1")
