@@ -226,7 +226,7 @@ def finish(process: subprocess.Popen, timeout: float = 30) -> BuildResult:
     except subprocess.TimeoutExpired:
         kill_group(process)
         stdout, stderr = process.communicate()
-        raise AssertionError(f"rlmake did not finish within {timeout}s\n{stdout}\n{stderr}")
+        raise AssertionError(f"rlmake did not finish within {timeout}s\n{stdout}\n{stderr}") from None
     return BuildResult(list(map(str, process.args[1:])), process.returncode, stdout, stderr,
                        time.monotonic() - started)
 
@@ -286,5 +286,6 @@ def fresh_proj(tmp_path) -> Project:
     return Project(tmp_path / "proj")
 
 
-__all__ = ["AGE_SECONDS", "BuildResult", "CONFIG", "cached_proj", "HOLD", "LOG", "Project", "fresh_proj", "build_env", "finish", "kill_group", "pid_alive",
-           "proj", "rlmake_exe", "wait_until_dead"]
+__all__ = ["AGE_SECONDS", "BuildResult", "CONFIG", "cached_proj", "HOLD", "LOG", "Project",
+           "fresh_proj", "build_env", "finish", "kill_group", "pid_alive", "proj", "rlmake_exe",
+           "wait_until_dead"]

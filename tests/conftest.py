@@ -14,6 +14,9 @@ from checkout import RLMAKE
 
 from rlmake.cli import main
 
+# the project fixtures (proj, fresh_proj, cached_proj) of the end-to-end build tests
+pytest_plugins = ["buildkit"]
+
 DIRECTORY = object()            # a `files` value that makes a directory instead of a file
 
 

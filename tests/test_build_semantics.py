@@ -29,7 +29,6 @@ import pytest
 
 from buildkit import (HOLD, Project, build_env, finish, kill_group, pid_alive, rlmake_exe,
                       wait_until_dead)
-from buildkit import cached_proj, fresh_proj, proj  # noqa: F401  (fixtures)
 from rlmake.state import SCHEMA_VERSION
 
 pytestmark = pytest.mark.integration     # every test here starts real processes

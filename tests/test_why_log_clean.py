@@ -295,7 +295,8 @@ def test_why_missing_output_and_output_edited_by_hand(built):
 @needs_gcc
 def test_why_never_built(fresh):
     why = rl(fresh, "why", "lib.o")
-    assert why.lines == ["lib.o: will be rebuilt because it was never built", "lib.o: no build has run it yet"]
+    assert why.lines == ["lib.o: will be rebuilt because it was never built",
+                         "lib.o: no build has run it yet"]
 
 
 REASONS = """
