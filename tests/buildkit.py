@@ -9,6 +9,7 @@ Two independent ways to see what ran:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -72,6 +73,23 @@ class BuildResult:
     def describe(self) -> str:
         return (f"$ rlmake {' '.join(self.args)}\nexit {self.returncode} "
                 f"({self.elapsed:.2f}s)\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+
+
+def _run_in_process(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """Run rlmake's click group here, with `env` as the whole environment and `cwd` as the
+    working directory; (exit status, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from rlmake.cli import main
+
+    changes: dict[str, str | None] = {name: None for name in os.environ if name not in env}
+    changes.update(env)
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(main, argv, env=changes)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"rlmake raised {result.exception!r}\n{result.stdout}\n"
+                             f"{result.stderr}") from result.exception
+    return result.exit_code, result.stdout, result.stderr
 
 
 AGE_SECONDS = 10
@@ -155,13 +173,15 @@ class Project:
 
     def build(self, *args: str, expect: int | None = 0, timeout: float = 60,
               env: dict[str, str] | None = None, verbose: bool = True) -> BuildResult:
-        """`rlmake build -v ARGS` in the project; checks the exit status unless expect is None."""
+        """`rlmake build -v ARGS` in the project; checks the exit status unless expect is None.
+
+        The CLI runs in this process (click's runner), its commands as real processes:
+        a fresh interpreter per build would cost the suite minutes. Tests about signals,
+        locks and the process itself use `start`, which runs rlmake as its own process."""
         argv = ["build", *(["-v"] if verbose else []), *map(str, args)]
         started = time.monotonic()
-        done = subprocess.run([*rlmake_exe(), *argv], cwd=self.root, capture_output=True,
-                              text=True, timeout=timeout, env=env or build_env())
-        result = BuildResult(argv, done.returncode, done.stdout, done.stderr,
-                             time.monotonic() - started)
+        exit_code, stdout, stderr = _run_in_process(argv, self.root, env or build_env())
+        result = BuildResult(argv, exit_code, stdout, stderr, time.monotonic() - started)
         if self.aged:
             self.age()
         if expect is not None:
@@ -212,6 +232,18 @@ class Project:
         while not (self.root / relative).exists():
             if time.monotonic() > deadline:
                 raise AssertionError(f"{relative} did not appear within {timeout}s")
+            time.sleep(0.02)
+
+    def wait_for_line(self, relative: str, timeout: float = 10.0) -> str:
+        """Poll until a file holds a whole line (a command wrote, say, its pid); the line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            path = self.root / relative
+            text = path.read_text() if path.exists() else ""
+            if text.endswith("\n"):
+                return text.splitlines()[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{relative} held no whole line within {timeout}s")
             time.sleep(0.02)
 
     def db(self) -> sqlite3.Connection:

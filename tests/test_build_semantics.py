@@ -514,13 +514,12 @@ def test_sigkill_mid_build_then_the_next_build_recovers(fresh_proj):
     # SLOW comes from the inherited environment, which is not part of any job's key
     process = fresh_proj.start("-j1", env=build_env(SLOW="5"))
     try:
-        fresh_proj.wait_for("b.pid")
-        time.sleep(0.5)
+        orphan = int(fresh_proj.wait_for_line("b.pid"))
+        fresh_proj.wait_for_line("b.txt")       # b's command is half way
     finally:
         kill_group(process, signal.SIGKILL)
         process.communicate(timeout=10)
     assert fresh_proj.read("b.txt") == "partial\n" and not fresh_proj.exists("c.txt")
-    orphan = int(fresh_proj.read("b.pid").strip())
     try:
         # The killed build's lock must be gone even if its child still runs.
         result = fresh_proj.build("--no-wait")
@@ -554,12 +553,11 @@ def test_sigkill_leaves_a_partial_output_that_the_next_build_replaces(proj):
     proj.write("src.txt", "xyz\n")
     process = proj.start("-j1", env=build_env(SLOW="5"))
     try:
-        proj.wait_for("b.pid")
-        time.sleep(0.5)
+        orphan = int(proj.wait_for_line("b.pid"))
+        proj.wait_for_line("b.txt")             # b's command is half way
     finally:
         kill_group(process, signal.SIGKILL)
         process.communicate(timeout=10)
-    orphan = int(proj.read("b.pid").strip())
     if pid_alive(orphan):
         os.killpg(orphan, signal.SIGKILL)
         wait_until_dead(orphan, 5)
@@ -596,8 +594,7 @@ def test_interrupt_stops_the_child_and_exits_130(fresh_proj, signum):
     fresh_proj.rules(INTERRUPTIBLE)
     process = fresh_proj.start("-j2", env=build_env(SLOW="30"))
     try:
-        fresh_proj.wait_for("sleeper.pid")
-        sleeper = int(fresh_proj.read("sleeper.pid").strip())
+        sleeper = int(fresh_proj.wait_for_line("sleeper.pid"))
         time.sleep(0.3)
         started = time.monotonic()
         process.send_signal(signum)           # rlmake only, not its process group
@@ -627,8 +624,7 @@ def test_interrupt_kills_a_child_that_ignores_sigterm(fresh_proj):
     """)
     process = fresh_proj.start()
     try:
-        fresh_proj.wait_for("sleeper.pid")
-        sleeper = int(fresh_proj.read("sleeper.pid").strip())
+        sleeper = int(fresh_proj.wait_for_line("sleeper.pid"))
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         result = finish(process, timeout=20)
