@@ -15,6 +15,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import time
 from dataclasses import dataclass
@@ -75,7 +76,7 @@ class BuildResult:
                 f"({self.elapsed:.2f}s)\n--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
 
 
-def _run_in_process(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+def run_in_process(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
     """Run rlmake's click group here, with `env` as the whole environment and `cwd` as the
     working directory; (exit status, stdout, stderr)."""
     from click.testing import CliRunner
@@ -84,8 +85,13 @@ def _run_in_process(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[in
 
     changes: dict[str, str | None] = {name: None for name in os.environ if name not in env}
     changes.update(env)
-    with contextlib.chdir(cwd):
-        result = CliRunner().invoke(main, argv, env=changes)
+    saved_argv = sys.argv
+    sys.argv = ["rlmake", *argv]        # what the build records as its command line
+    try:
+        with contextlib.chdir(cwd):
+            result = CliRunner().invoke(main, argv, env=changes)
+    finally:
+        sys.argv = saved_argv
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"rlmake raised {result.exception!r}\n{result.stdout}\n"
                              f"{result.stderr}") from result.exception
@@ -180,7 +186,7 @@ class Project:
         locks and the process itself use `start`, which runs rlmake as its own process."""
         argv = ["build", *(["-v"] if verbose else []), *map(str, args)]
         started = time.monotonic()
-        exit_code, stdout, stderr = _run_in_process(argv, self.root, env or build_env())
+        exit_code, stdout, stderr = run_in_process(argv, self.root, env or build_env())
         result = BuildResult(argv, exit_code, stdout, stderr, time.monotonic() - started)
         if self.aged:
             self.age()
@@ -320,4 +326,5 @@ def fresh_proj(tmp_path) -> Project:
 
 __all__ = ["AGE_SECONDS", "BuildResult", "CONFIG", "cached_proj", "HOLD", "LOG", "Project",
            "fresh_proj", "build_env", "finish", "kill_group", "pid_alive", "proj", "rlmake_exe",
+           "run_in_process",
            "wait_until_dead"]

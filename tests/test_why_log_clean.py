@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from buildkit import build_env, rlmake_exe
+from buildkit import build_env, run_in_process
 
 pytestmark = pytest.mark.integration     # every test here starts real processes
 
@@ -66,10 +66,9 @@ class Result:
 
 
 def rl(cwd: Path, *args: str, expect: int | None = 0) -> Result:
-    """Run the real `rlmake ARGS` in `cwd`; check the exit status unless expect is None."""
-    done = subprocess.run([*rlmake_exe(), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env=build_env())
-    result = Result(args, done.returncode, done.stdout, done.stderr)
+    """Run `rlmake ARGS` in `cwd` (the CLI in-process, commands as real processes); check
+    the exit status unless expect is None."""
+    result = Result(args, *run_in_process(list(args), cwd, build_env()))
     if expect is not None:
         assert result.returncode == expect, result.describe()
     return result
