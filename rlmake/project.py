@@ -138,9 +138,8 @@ class Project:
         recorder = Recorder(state, execution, clock)
         recorder.start(list(config.argv))     # after anything that can refuse
         scan = self._scan(plan, state, mode, config.options, fresh)
-        scheduler = Scheduler(plan, self.directory, scan, reporter, config.options, clock,
-                              executor=runner, recorder=recorder, wrote_before=state.wrote,
-                              dirty=fresh.dirty, cache=cache)
+        scheduler = Scheduler(plan, scan, reporter, config.options, clock, executor=runner,
+                              recorder=recorder, dirty=fresh.dirty, cache=cache)
         status = ExecutionStatus.INTERRUPTED
         try:
             outcomes = scheduler.run()
@@ -235,8 +234,7 @@ class Project:
             if fresh.dirty == []:
                 return []                   # everything is up to date
             scan = self._scan(plan, state, mode, options, fresh)
-            return Scheduler(plan, self.directory, scan, reporter, options, clock,
-                             dirty=fresh.dirty).run()
+            return Scheduler(plan, scan, reporter, options, clock, dirty=fresh.dirty).run()
 
     def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
                ) -> tuple[Plan, dict[str, Outcome]]:

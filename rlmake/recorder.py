@@ -35,9 +35,9 @@ class Recorder:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
-    def forget(self, target: str) -> None:
-        """The job's outputs can no longer be trusted: its next build must run it."""
-        self.state.forget_job(target)
+    def wrote(self, target: str, path: str, digest: str) -> bool:
+        """Whether a successful run of the job `target` wrote `digest` to `path`."""
+        return self.state.wrote(target, path, digest)
 
     def finish(self, outcomes: list[Outcome], unreported: int, status: ExecutionStatus,
                cache: CacheUse | None) -> None:

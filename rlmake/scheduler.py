@@ -11,7 +11,7 @@ what a run did to its files in jobfiles.py.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Callable, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rlmake import jobfiles
 from rlmake.clock import Clock
@@ -48,25 +48,21 @@ class _Running(NamedTuple):
 
 
 class Scheduler:
-    def __init__(self, plan: Plan, project_dir: str, scan: DependencyScan,
-                 reporter: Reporter, options: BuildOptions, clock: Clock, *,
-                 executor: Executor | None = None, recorder: Recorder | None = None,
-                 wrote_before: Callable[[str, str, str], bool] | None = None,
-                 dirty: list[int] | None = None, cache: "ArtifactCache | None" = None):
-        """Without an executor (a dry run), stale jobs are settled as WOULD_RUN.
-
-        `dirty`: when an up-to-date snapshot exists, the only jobs (indices in
-        dependency order) that can be stale; the rest are known up to date.
-        `wrote_before(target, path, digest)`: a successful run of the job wrote it."""
+    def __init__(self, plan: Plan, scan: DependencyScan, reporter: Reporter,
+                 options: BuildOptions, clock: Clock, *, executor: Executor | None = None,
+                 recorder: Recorder | None = None, dirty: list[int] | None = None,
+                 cache: "ArtifactCache | None" = None):
+        """Without an executor and a recorder (a dry run), stale jobs are settled as
+        WOULD_RUN. `dirty`: when an up-to-date snapshot exists, the only jobs (indices in
+        dependency order) that can be stale; the rest are known up to date."""
         self.plan = plan
-        self.project_dir = project_dir
+        self.project_dir = scan.hasher.project_dir
         self.scan = scan
         self.reporter = reporter
         self.options = options
         self.clock = clock
         self.executor = executor
         self.recorder = recorder
-        self._wrote_before = wrote_before or (lambda target, path, digest: False)
         self.dirty = dirty
         self.cache = cache
         self.outcomes: dict[str, Outcome] = {}
@@ -217,7 +213,8 @@ class Scheduler:
         job = running.job
         problem = jobfiles.unwritten_output(
             self.project_dir, running.started, self.scan.digest,
-            lambda path, digest: self._wrote_before(job.target, path, digest))
+            lambda path, digest: self.recorder is not None
+            and self.recorder.wrote(job.target, path, digest))
         depfile_deps: dict[str, str | None] = {}
         if problem is None and completion.restored_from is not None:
             depfile_deps = dict(completion.depfile_deps or {})
