@@ -194,6 +194,15 @@ class Project:
             assert result.returncode == expect, result.describe()
         return result
 
+    def cli(self, *args: str, expect: int | None = 0) -> BuildResult:
+        """Any `rlmake ARGS` in the project, in-process like `build`."""
+        started = time.monotonic()
+        result = BuildResult(list(args), *run_in_process(list(args), self.root, build_env()),
+                             time.monotonic() - started)
+        if expect is not None:
+            assert result.returncode == expect, result.describe()
+        return result
+
     def noop(self, *args: str) -> BuildResult:
         """A build that must find everything up to date and run nothing (ran.log is emptied
         first, so only this build's entries count)."""
