@@ -89,7 +89,7 @@ class Project:
         """Flags, else rlmake.toml's [build] section, else run here."""
         get = self.config.get
         return ExecutorSettings(kind or get("build", "executor") or "local",
-                                scheduler or get("build", "scheduler"),
+                                scheduler if scheduler is not None else get("build", "scheduler"),
                                 file_mode or get("build", "file_mode") or "auto")
 
     def cache_settings(self, url: str | None = None, write: bool | None = None,
