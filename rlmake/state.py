@@ -340,6 +340,15 @@ class StateReader:
             written.setdefault(path, set()).add(digest)
         return written
 
+    def writers(self) -> dict[str, set[str]]:
+        """Every path a successful run wrote, with the targets of the jobs that wrote it."""
+        found: dict[str, set[str]] = {}
+        for path, target in self.conn.execute(
+                "SELECT DISTINCT path, target FROM run_files JOIN runs ON runs.id = run_files.run "
+                "WHERE mode = 'w' AND runs.status IN ('done', 'restored')"):
+            found.setdefault(path, set()).add(target)
+        return found
+
 
 @_translating_errors
 class StateDB(StateReader):
