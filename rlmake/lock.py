@@ -36,7 +36,8 @@ class ProjectLock:
             if holder in _builds_above():
                 os.close(fd)
                 raise BuildLocked(f"rlmake is already building this project (pid {holder}); "
-                                 "a command cannot start a build of the same project") from None
+                                  "a command cannot start a build of the same project, nor "
+                                  "clean it, while that build runs") from None
             if not wait:
                 os.close(fd)
                 raise BuildLocked(f"another rlmake build (pid {holder}) is running in this "

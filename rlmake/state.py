@@ -8,6 +8,7 @@ the next build reruns.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any, Iterable
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
-from rlmake.statedir import check_state_dir, make_state_dir
+from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
 SCHEMA_VERSION = 4
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
@@ -364,6 +365,9 @@ class StateDB(StateReader):
             self._migrate()
             return
         make_state_dir(state_dir)
+        if os.path.isdir(self.path):        # SQLite would say only 'unable to open'
+            raise unusable("state database", self.path,
+                           IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
         try:
             self.conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
         except sqlite3.DatabaseError as error:

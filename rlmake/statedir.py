@@ -21,6 +21,7 @@ _ADVICE = {
     errno.ENOTDIR: "it is not a directory: move it aside (rlmake keeps its state there)",
     errno.EISDIR: "it is a directory: remove it (rlmake makes it again)",
     errno.ENOSPC: "the disk is full: free some space",
+    errno.ENOENT: "it is a symbolic link to a missing path: fix or remove the link",
 }
 
 

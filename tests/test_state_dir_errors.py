@@ -62,6 +62,24 @@ def test_a_state_directory_that_is_a_symlink_loop(tmp_path, command):
     _assert_clear(result, f"{root / '.rlmake'}", "symbolic links")
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_state_directory_that_is_a_dangling_link(tmp_path, command):
+    root = _project(tmp_path / "proj")
+    os.symlink(tmp_path / "gone", root / ".rlmake")
+    result = run_cli([*command, "-C", root], cwd=root)
+    _assert_clear(result, f"{root / '.rlmake'}", "symbolic link to a missing path")
+    assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("command", [["build"], ["log"]], ids=" ".join)
+def test_a_state_database_that_is_a_directory(tmp_path, command):
+    root = _project(tmp_path / "proj")
+    (root / ".rlmake" / "state.db").mkdir(parents=True)
+    result = run_cli([*command, "-C", root], cwd=root)
+    _assert_clear(result, f"cannot use the state database {root / '.rlmake' / 'state.db'}",
+                  "Is a directory", "remove it")
+
+
 @pytest.mark.parametrize("command", [["build"], ["clean"]], ids=" ".join)
 def test_a_lock_file_that_is_a_directory(tmp_path, command):
     root = _project(tmp_path / "proj")
