@@ -47,6 +47,6 @@ def resolve(config: Config, options: BuildOptions, *, hash_mode: str | None = No
         hash_mode or os.environ.get("RLMAKE_HASH") or get("build", "hash"),
         CacheSettings.resolve(config, cache_url, cache_write, local_cache),
         ExecutorSettings(executor or get("build", "executor") or "local",
-                         scheduler or get("build", "scheduler"),
+                         scheduler if scheduler is not None else get("build", "scheduler"),
                          file_mode or get("build", "file_mode") or "auto"),
         wait, argv)

@@ -7,7 +7,9 @@ becomes an exit status.
 from __future__ import annotations
 
 import functools
+import math
 import os
+import re
 import signal
 
 import click
@@ -287,7 +289,7 @@ def clean(directory, file, dry_run, arguments):
     """Remove the outputs rlmake wrote (of TARGETs and what they need, or all).
     Never a source, never a file it did not write or that changed since."""
     targets, overrides = split_arguments(arguments)
-    results = open_project(directory, file, overrides).clean(targets, dry_run)
+    results = open_project(directory, file, overrides).clean(targets, dry_run, _say_waiting)
     for path, action in results:
         click.echo(f"{path}: {action}")
     if not results:
@@ -325,25 +327,30 @@ def stats(directory, file):
               help="Keep at most this much, e.g. 500M or 2G; least recently used goes first.")
 def gc(directory, file, max_size):
     """Shrink the local store to --max-size, removing least recently used entries."""
-    from rlmake.cache.local import LocalStore
-
-    project = open_project(directory, file)
-    store = LocalStore(os.path.join(project.state_dir, "cache"))
-    removed, freed = store.collect_garbage(_parse_size(max_size))
+    max_bytes = _parse_size(max_size)
+    removed, freed, temporaries = open_project(directory, file).collect_garbage(max_bytes,
+                                                                                _say_waiting)
     click.echo(f"removed {removed} entries, freed {_size(freed)}")
+    if temporaries:
+        click.echo(f"removed {temporaries} temporary files left by interrupted writes")
 
 
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+def _say_waiting(message: str) -> None:
+    click.echo(f"rlmake: {message}", err=True)
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
 
 
 def _parse_size(text: str) -> int:
-    number, unit = text.strip().upper().rstrip("IB") or "0", ""
-    if number and number[-1] in _UNITS:
-        number, unit = number[:-1], number[-1]
-    try:
-        return int(float(number) * _UNITS[unit])
-    except ValueError:
-        raise UsageError(f"bad size '{text}': use a number with K, M, G or T, e.g. 500M") from None
+    """500M, 2G, 1.5GiB, 1024: a finite size of at least zero (never inf, nan or -1G, which
+    would keep everything or remove everything)."""
+    match = _SIZE.fullmatch(text)
+    size = float(match[1]) * _UNITS[match[2].upper()] if match else math.nan
+    if not math.isfinite(size):             # also 400 digits, which float() makes inf
+        raise UsageError(f"bad size '{text}': use a number with K, M, G or T, e.g. 500M")
+    return int(size)
 
 
 def _size(count: int) -> str:

@@ -1,4 +1,9 @@
-"""One build at a time per project: an advisory lock on `.rlmake/lock`."""
+"""One build at a time per project: an advisory lock on `.rlmake/lock`.
+
+A build's commands inherit, in RLMAKE_BUILDING, the pids of the builds they run
+under. A command that starts `rlmake build` (or `clean`) of a project whose lock
+one of those holds would wait for its own parent forever: it is refused at once.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,32 @@ import os
 from typing import Callable
 
 from rlmake.errors import BuildLocked
+from rlmake.statedir import make_state_dir, unusable
+
+BUILDS_ENV = "RLMAKE_BUILDING"
 
 
 class ProjectLock:
     def __init__(self, state_dir: str):
-        os.makedirs(state_dir, exist_ok=True)
+        make_state_dir(state_dir)
         self.path = os.path.join(state_dir, "lock")
         self._fd: int | None = None
+        self._announced = False
 
     def acquire(self, wait: bool, on_wait: Callable[[str], None]) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise unusable("lock file", self.path, error) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            if holder in _builds_above():
+                os.close(fd)
+                raise BuildLocked(f"rlmake is already building this project (pid {holder}); "
+                                  "a command cannot start a build of the same project, nor "
+                                  "clean it, while that build runs") from None
             if not wait:
                 os.close(fd)
                 raise BuildLocked(f"another rlmake build (pid {holder}) is running in this "
@@ -30,9 +47,38 @@ class ProjectLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
+        self._announce()
 
     def release(self) -> None:
         if self._fd is not None:
+            self._withdraw()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+    # Commands inherit rlmake's environment (the executor copies it when it is made, after
+    # the lock is taken): that is how they learn which builds they run under.
+    def _announce(self) -> None:
+        pids = _announced_builds()
+        if str(os.getpid()) not in pids:
+            os.environ[BUILDS_ENV] = " ".join([*pids, str(os.getpid())])
+            self._announced = True
+
+    def _withdraw(self) -> None:
+        if self._announced:
+            pids = [pid for pid in _announced_builds() if pid != str(os.getpid())]
+            if pids:
+                os.environ[BUILDS_ENV] = " ".join(pids)
+            else:
+                os.environ.pop(BUILDS_ENV, None)
+            self._announced = False
+
+
+def _announced_builds() -> list[str]:
+    return os.environ.get(BUILDS_ENV, "").split()
+
+
+def _builds_above() -> list[str]:
+    """The pids of the builds this process is a command of. Its own pid is left out: another
+    thread of this process building the same project is worth waiting for."""
+    return [pid for pid in _announced_builds() if pid != str(os.getpid())]

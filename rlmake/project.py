@@ -17,7 +17,7 @@ from rlmake import buildconfig, plancache
 from rlmake.buildconfig import BuildConfig
 from rlmake.clock import Clock, SystemClock
 from rlmake.config import Config, load_config
-from rlmake.errors import BuildFailed, Interrupted
+from rlmake.errors import BuildFailed, Interrupted, RlmakeError
 from rlmake.executors import make_executor
 from rlmake.executors.base import Executor
 from rlmake.hashing import FileHasher, digest_file
@@ -282,37 +282,43 @@ class Project:
             digest = FileHasher(self.directory, state.stat_memo()).digest(path)
             return provenance(path, digest, state)
 
-    def clean(self, targets: Iterable[str] = (), dry_run: bool = False) -> list[tuple[str, str]]:
-        """Remove outputs that rlmake wrote and that still hold what it wrote.
+    def clean(self, targets: Iterable[str] = (), dry_run: bool = False,
+              on_wait=lambda message: None) -> list[tuple[str, str]]:
+        """Remove outputs that rlmake wrote, that a rule still makes and that still hold what
+        rlmake wrote, and the temporaries an interrupted restore left beside them.
 
         Returns (path, what was done or why it was kept) for each output still there."""
         targets = list(targets)
-        with self.records() as state:
-            written = state.written_digests()
-        if targets:
-            candidates = [path for job in self.plan(targets).jobs for path in job.outputs]
-        else:
-            candidates = sorted(written)
         lock = ProjectLock(self.state_dir)
         if not dry_run:
-            lock.acquire(wait=True, on_wait=lambda message: None)
+            lock.acquire(wait=True, on_wait=on_wait)
         try:
+            with self.records() as state:           # read under the lock: a build just ended
+                written = state.written_digests()
+                writers = state.writers()
+            if targets:
+                candidates = [path for job in self.plan(targets).jobs for path in job.outputs]
+            else:
+                candidates = sorted(written)
             hasher = FileHasher(self.directory, {}, "content")
-            results = [(path, self._clean_one(path, written, hasher, dry_run))
+            results = [(path, self._clean_one(path, written, writers.get(path, ()), hasher,
+                                              dry_run))
                        for path in dict.fromkeys(candidates) if path in written]
+            beside = candidates if targets else [*written, *self.expander.explicit]
+            results += self._clean_restore_leftovers(beside, dry_run)
             return [(path, action) for path, action in results if action is not None]
         finally:
             lock.release()
 
-    def _clean_one(self, path: str, written: dict[str, set[str]], hasher: FileHasher,
-                   dry_run: bool) -> str | None:
+    def _clean_one(self, path: str, written: dict[str, set[str]], writers: Iterable[str],
+                   hasher: FileHasher, dry_run: bool) -> str | None:
         """What became of one recorded output; None when it is already gone."""
         if os.path.isabs(path) or path.startswith(".."):
             return "kept (outside the project)"
         digest = hasher.digest(path)
         if digest is None:
             return None
-        if self.expander.instance_for(path) is None:
+        if not self._made_by_a_rule(path, writers):
             return "kept (no rule makes it now)"
         if digest not in written[path]:
             return "kept (changed since rlmake wrote it)"
@@ -320,6 +326,66 @@ class Project:
             return "would remove"
         os.remove(os.path.join(self.directory, path))
         return "removed"
+
+    def _made_by_a_rule(self, path: str, writers: Iterable[str]) -> bool:
+        """Whether a rule makes `path` now: found by name, or among the outputs of a job
+        that wrote it (a pattern rule's templated outputs cannot be found by name)."""
+        expander = self.expander
+        if expander.instance_for(path) is not None:
+            return True
+        for target in writers:
+            instance = expander.instance_for(target)
+            try:
+                if instance is not None and path in expander.make_job(instance).outputs:
+                    return True
+            except RlmakeError:
+                continue                    # a rule that no longer renders makes nothing
+        return False
+
+    def _clean_restore_leftovers(self, outputs: Iterable[str], dry_run: bool
+                                 ) -> list[tuple[str, str]]:
+        """The temporaries a restore killed halfway left beside the outputs (only names that
+        are exactly rlmake's own)."""
+        from rlmake.cache.artifacts import RESTORE_PREFIX
+        from rlmake.cache.base import is_temporary
+
+        directories = {os.path.dirname(path) for path in outputs
+                       if not os.path.isabs(path) and not path.startswith("..")}
+        results = []
+        for directory in sorted(directories):
+            try:
+                names = sorted(os.listdir(os.path.join(self.directory, directory)))
+            except OSError:
+                continue
+            for name in names:
+                path = os.path.join(directory, name)
+                full = os.path.join(self.directory, path)
+                if not is_temporary(name, RESTORE_PREFIX) or not os.path.isfile(full) \
+                        or os.path.islink(full):
+                    continue
+                if dry_run:
+                    results.append((path, "would remove (left by an interrupted restore)"))
+                    continue
+                os.remove(full)
+                results.append((path, "removed (left by an interrupted restore)"))
+        return results
+
+    def collect_garbage(self, max_bytes: int, on_wait=lambda message: None
+                        ) -> tuple[int, int, int]:
+        """Shrink the project's own store to `max_bytes`, least recently used first, and
+        remove the temporaries killed writes left in it: (entries removed, bytes freed,
+        temporaries removed). Under the lock, so no build is writing to the store."""
+        from rlmake.cache.local import LocalStore
+
+        lock = ProjectLock(self.state_dir)
+        lock.acquire(wait=True, on_wait=on_wait)
+        try:
+            store = LocalStore(os.path.join(self.state_dir, "cache"))
+            temporaries, temporary_bytes = store.remove_temporaries()
+            removed, freed = store.collect_garbage(max_bytes)
+            return removed, freed + temporary_bytes, temporaries
+        finally:
+            lock.release()
 
 
 def _all_up_to_date(plan: Plan, reporter: Reporter) -> list[Outcome]:

@@ -8,17 +8,22 @@ the next build reruns.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Iterable
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
 from rlmake.model import ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status
+from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
 SCHEMA_VERSION = 4
+BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
 # that has shipped; append a new one.
@@ -196,10 +201,60 @@ def _execution(row) -> Execution:
                      *row[5:])
 
 
+# --- SQLite's errors, as the user reads them -------------------------------------------
+
+_DAMAGED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_ADVICE = {
+    sqlite3.SQLITE_READONLY: "make it and its directory writable",
+    sqlite3.SQLITE_CANTOPEN: "make it and its directory writable",
+    sqlite3.SQLITE_PERM: "make it and its directory writable",
+    sqlite3.SQLITE_BUSY: "another process holds it: try again when that one is done",
+    sqlite3.SQLITE_LOCKED: "another process holds it: try again when that one is done",
+    sqlite3.SQLITE_FULL: "the disk is full: free some space",
+}
+
+
+def _state_error(path: str, error: sqlite3.DatabaseError) -> StateError:
+    code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF     # the primary result code
+    if code in _DAMAGED:
+        return StateError(f"the state database {path} is damaged ({error}); "
+                          "move it aside to start afresh")
+    advice = _ADVICE.get(code, "move it aside to start afresh")
+    return StateError(f"cannot use the state database {path}: {error}; {advice}")
+
+
+def _translating_errors(cls):
+    """Wrap every public method of `cls` so that an error from SQLite (a page found damaged by a
+    query long after opening, a read-only file, a lock held too long) becomes a StateError
+    naming the database, for every caller at once. A pending transaction is rolled back
+    first: half a batch of records is never committed."""
+    def guard(method):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.ProgrammingError:
+                raise                       # a mistake in rlmake's SQL, not in the database
+            except sqlite3.DatabaseError as error:
+                self._abandon_transaction()
+                raise _state_error(self.path, error) from None
+        return guarded
+
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, guard(value))
+    return cls
+
+
+@_translating_errors
 class StateReader:
     """Queries over the records; mixed into StateDB."""
 
     conn: sqlite3.Connection
+    path: str
+
+    def _abandon_transaction(self) -> None:
+        """Roll back what a failed write left pending (StateDB's writes only)."""
 
     def executions(self, limit: int = 20) -> list[Execution]:
         rows = self.conn.execute(
@@ -271,50 +326,112 @@ class StateReader:
             written.setdefault(path, set()).add(digest)
         return written
 
+    def writers(self) -> dict[str, set[str]]:
+        """Every path a successful run wrote, with the targets of the jobs that wrote it."""
+        found: dict[str, set[str]] = {}
+        for path, target in self.conn.execute(
+                "SELECT DISTINCT path, target FROM run_files JOIN runs ON runs.id = run_files.run "
+                "WHERE mode = 'w' AND runs.status IN ('done', 'restored')"):
+            found.setdefault(path, set()).add(target)
+        return found
 
+
+@_translating_errors
 class StateDB(StateReader):
     """One open state database. Writes are batched; `commit()` makes them durable."""
 
     def __init__(self, state_dir: str, readonly: bool = False):
         self.path = os.path.join(state_dir, "state.db")
+        self._in_transaction = False
         self._uptodate_voided = False
         if readonly and not os.path.exists(self.path):
+            check_state_dir(state_dir)
             self.conn = sqlite3.connect(":memory:", isolation_level=None)
-            self._migrate(0)
+            self._migrate()
             return
+        make_state_dir(state_dir)
+        if os.path.isdir(self.path):        # SQLite would say only 'unable to open'
+            raise unusable("state database", self.path,
+                           IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
         try:
-            os.makedirs(state_dir, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        except sqlite3.DatabaseError as error:
+            raise _state_error(self.path, error) from None
+        try:
+            self._use_wal()
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        except (sqlite3.DatabaseError, OSError) as error:
-            raise StateError(f"cannot open the state database {self.path}: {error}; "
-                             "move it aside to start afresh") from None
+            if self._schema_version() != SCHEMA_VERSION:
+                self._migrate()
+        except sqlite3.DatabaseError as error:
+            self.conn.close()
+            raise _state_error(self.path, error) from None
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def _use_wal(self) -> None:
+        """Switch to WAL. When another process is switching the same new database, SQLite
+        says 'database is locked' at once instead of waiting: try again for a while."""
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
+
+    def _schema_version(self) -> int:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StateError(f"{self.path} has schema version {version}, but this rlmake "
                              f"knows only up to {SCHEMA_VERSION}: upgrade rlmake")
-        self._migrate(version)
-        self._in_transaction = False
-        self._uptodate_voided = False
+        return version
 
-    def _migrate(self, version: int) -> None:
-        for number in range(version, SCHEMA_VERSION):
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in MIGRATIONS[number].split(";"):
-                    if statement.strip():
-                        self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {number + 1}")
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-        self._in_transaction = False
+    def _migrate(self) -> None:
+        """Bring the schema up to date in one transaction. The version is read again inside
+        it: another process may have made the tables since this one looked (two first
+        builds at once), and then there is nothing left to do."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._schema_version()
+            for number in range(version, SCHEMA_VERSION):
+                self._apply_migration(number, version)
+            if version != SCHEMA_VERSION:
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _apply_migration(self, number: int, found: int) -> None:
+        try:
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+        except sqlite3.OperationalError as error:
+            # e.g. a user_version lowered by hand: the tables are newer than it says. The
+            # caller rolls back, so nothing is lost.
+            raise StateError(f"the state database {self.path} says it has schema version "
+                             f"{found}, but its tables do not match ({error}): it was changed "
+                             "by something other than rlmake; move it aside to start afresh"
+                             ) from None
 
     def close(self) -> None:
-        self.commit()
-        self.conn.close()
+        try:
+            self.commit()
+        finally:
+            self.conn.close()
+
+    def _abandon_transaction(self) -> None:
+        if self._in_transaction:
+            self._in_transaction = False
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass                        # gone with the connection, or never begun
 
     # --- transactions -------------------------------------------------------------------
 

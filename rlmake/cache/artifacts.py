@@ -23,6 +23,7 @@ from rlmake.cache.base import Store, StoreError, new_temporary
 from rlmake.hashing import digest_file
 
 FORMAT = 1
+RESTORE_PREFIX = ".rlmake-restore-"     # a blob being fetched beside its output (`clean` removes strays)
 _UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
 
 
@@ -144,7 +145,7 @@ class ArtifactCache:
             for output in record["outputs"]:
                 final = os.path.join(self.project_dir, output["path"])
                 os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-                temporary = new_temporary(os.path.dirname(final) or ".", ".rlmake-restore-")
+                temporary = new_temporary(os.path.dirname(final) or ".", RESTORE_PREFIX)
                 staged.append((temporary, final))
                 if not store.fetch_blob(output["digest"], temporary):
                     return self._discard(staged, None)

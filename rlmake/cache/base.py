@@ -32,6 +32,9 @@ class Store(Protocol):
         """Store the file at `source` under `digest` (the caller has hashed it)."""
 
 
+_TOKEN_BYTES = 8         # a temporary's name is its prefix and this many random bytes in hex
+
+
 def new_temporary(directory: str, prefix: str) -> str:
     """Create an empty file with a fresh name in `directory`; its path."""
     path, fd = open_temporary(directory, prefix)
@@ -43,8 +46,16 @@ def open_temporary(directory: str, prefix: str) -> tuple[str, int]:
     """Create an empty file with a fresh name in `directory`; its path and a descriptor open
     for writing (tempfile would import `random`, which costs every build that stores)."""
     while True:
-        path = os.path.join(directory, prefix + os.urandom(8).hex())
+        path = os.path.join(directory, prefix + os.urandom(_TOKEN_BYTES).hex())
         try:
             return path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             continue
+
+
+def is_temporary(name: str, prefix: str) -> bool:
+    """Whether `name` is exactly one of open_temporary's names for `prefix`: what a killed
+    rlmake left behind may be removed, and nothing else."""
+    token = name[len(prefix):]
+    return (name.startswith(prefix) and len(token) == 2 * _TOKEN_BYTES
+            and all(digit in "0123456789abcdef" for digit in token))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 
-from rlmake.cache.base import StoreError, open_temporary
+from rlmake.cache.base import StoreError, is_temporary, open_temporary
+
+TEMPORARY_PREFIX = ".tmp-"
 
 
 class LocalStore:
@@ -67,7 +69,7 @@ class LocalStore:
             if directory not in self._made_dirs:
                 os.makedirs(directory, exist_ok=True)
                 self._made_dirs.add(directory)
-            temporary, fd = open_temporary(directory, ".tmp-")
+            temporary, fd = open_temporary(directory, TEMPORARY_PREFIX)
             try:
                 try:
                     write(fd)
@@ -88,7 +90,7 @@ class LocalStore:
         for kind in ("ac", "cas"):
             for directory, _, files in os.walk(os.path.join(self.root, kind)):
                 for name in files:
-                    if name.startswith(".tmp-"):
+                    if name.startswith(TEMPORARY_PREFIX):
                         continue
                     path = os.path.join(directory, name)
                     try:
@@ -97,6 +99,25 @@ class LocalStore:
                         continue
                     found.append((stat.st_mtime, stat.st_size, path))
         return found
+
+    def remove_temporaries(self) -> tuple[int, int]:
+        """Remove the temporary files that writes killed halfway left; (count, bytes).
+        Only for a store no one is writing to now (its project's lock is held)."""
+        removed = freed = 0
+        for kind in ("ac", "cas"):
+            for directory, _, files in os.walk(os.path.join(self.root, kind)):
+                for name in files:
+                    if not is_temporary(name, TEMPORARY_PREFIX):
+                        continue
+                    path = os.path.join(directory, name)
+                    try:
+                        size = os.lstat(path).st_size
+                        os.unlink(path)
+                    except OSError:
+                        continue
+                    removed += 1
+                    freed += size
+        return removed, freed
 
     def collect_garbage(self, max_bytes: int) -> tuple[int, int]:
         """Remove least recently used entries until the store holds at most `max_bytes`.
