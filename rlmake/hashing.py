@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat as stat_module
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -31,13 +33,38 @@ def digest_structure(value: Any) -> str:
 
 
 def digest_file(path: str) -> str:
-    hasher = blake2b(digest_size=DIGEST_SIZE)
     fd = os.open(path, os.O_RDONLY)     # not open(): a file object costs 3 more system calls
     try:
-        while chunk := os.read(fd, _CHUNK):
-            hasher.update(chunk)
+        return _digest_fd(fd)
     finally:
         os.close(fd)
+
+
+def digest_regular_file(path: str) -> str:
+    """The digest of `path`, which must be a regular file: a FIFO, a device or a directory
+    raises OSError without being read, so that a path someone else chose can neither
+    block rlmake nor make it read without end."""
+    if not stat_module.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)     # swapped for a FIFO since: no wait
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return _digest_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def is_digest(value) -> bool:
+    """A content digest as digest_file writes it (what a blob may be stored under)."""
+    return (isinstance(value, str) and len(value) == 2 * DIGEST_SIZE
+            and all(c in "0123456789abcdef" for c in value))
+
+
+def _digest_fd(fd: int) -> str:
+    hasher = blake2b(digest_size=DIGEST_SIZE)
+    while chunk := os.read(fd, _CHUNK):
+        hasher.update(chunk)
     return hasher.hexdigest()
 
 
