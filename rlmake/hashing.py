@@ -17,8 +17,8 @@ except ImportError:     # another Python
 
 HASH_MODES = ("content", "fast")
 DIGEST_SIZE = 20
-# A memo entry is trusted only for a file last modified this long before it was
-# hashed: a later write within the same timestamp tick would keep its stat.
+# A memo entry is trusted only for a file last modified (or changed: ctime) this long
+# before it was hashed: a later write within the same timestamp tick would keep its stat.
 RACY_WINDOW_NS = 1_000_000_000
 _CHUNK = 1 << 20
 
@@ -70,7 +70,12 @@ def _digest_fd(fd: int) -> str:
 
 @dataclass(frozen=True)
 class StatMemo:
-    """What a file looked like when it was hashed."""
+    """What a file looked like when it was hashed.
+
+    The ctime is part of it because the mtime is the writer's to set: an edit that
+    keeps the size and puts the mtime back (os.utime, `touch -r`, tar, rsync -t)
+    leaves the rest of the stat as it was, but the kernel moves the ctime on. An
+    entry with ctime 0 (from before it was recorded) never matches."""
 
     dev: int
     ino: int
@@ -78,11 +83,13 @@ class StatMemo:
     mtime_ns: int
     digest: str
     hashed_ns: int
+    ctime_ns: int = 0
 
     def matches(self, stat: os.stat_result) -> bool:
-        return (stat.st_mtime_ns == self.mtime_ns and stat.st_size == self.size
-                and stat.st_ino == self.ino and stat.st_dev == self.dev
-                and stat.st_mtime_ns + RACY_WINDOW_NS < self.hashed_ns)
+        return (stat.st_mtime_ns == self.mtime_ns and stat.st_ctime_ns == self.ctime_ns
+                and stat.st_size == self.size and stat.st_ino == self.ino
+                and stat.st_dev == self.dev
+                and max(stat.st_mtime_ns, stat.st_ctime_ns) + RACY_WINDOW_NS < self.hashed_ns)
 
 
 class FileHasher:
@@ -119,7 +126,7 @@ class FileHasher:
         except IsADirectoryError:
             digest = "dir"
         entry = StatMemo(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest,
-                         time.time_ns())
+                         time.time_ns(), stat.st_ctime_ns)
         self.memo[path] = self.updated[path] = entry
         return digest
 
