@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from rlmake.errors import UnreadableFile
+
 try:        # BLAKE2 is built into CPython; hashlib would also load OpenSSL (2.5 ms per run)
     from _blake2 import blake2b
 except ImportError:     # another Python
@@ -105,12 +107,24 @@ class FileHasher:
         self.updated: dict[str, StatMemo] = {}
 
     def digest(self, path: str) -> str | None:
-        """The digest of `path` (project-relative or absolute), or None if it is missing."""
+        """The digest of `path` (project-relative or absolute), or None if it is missing.
+
+        Raises UnreadableFile if it is there but cannot be read, or its name cannot be
+        recorded: every record is UTF-8."""
+        if not path.isascii() and not _is_utf8(path):
+            raise UnreadableFile(path, "its name is not valid UTF-8 (rename it)")
         full = os.path.join(self.project_dir, path)
         try:
             stat = os.stat(full)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as error:
+            raise UnreadableFile.from_os_error(path, error) from None
+        except ValueError:
+            raise UnreadableFile(path, "its name holds a NUL byte") from None
+        if not stat_module.S_ISREG(stat.st_mode) and not stat_module.S_ISDIR(stat.st_mode):
+            # reading a FIFO waits for a writer, a device may never end
+            raise UnreadableFile(path, "not a regular file (a FIFO, socket or device)")
         if self.mode == "fast":
             return f"fast:{stat.st_size}:{stat.st_mtime_ns}"
         known = self.memo.get(path)
@@ -125,6 +139,8 @@ class FileHasher:
             return None
         except IsADirectoryError:
             digest = "dir"
+        except OSError as error:
+            raise UnreadableFile.from_os_error(path, error) from None
         entry = StatMemo(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest,
                          time.time_ns(), stat.st_ctime_ns)
         self.memo[path] = self.updated[path] = entry
@@ -134,6 +150,14 @@ class FileHasher:
         """Drop memo entries of files a job may have rewritten, so they are rehashed."""
         for path in paths:
             self.memo.pop(path, None)
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode()
+    except UnicodeEncodeError:          # undecodable bytes, kept as lone surrogates
+        return False
+    return True
 
 
 def job_key(target: str, commands: Iterable[str], env: Iterable[tuple[str, str]],

@@ -117,6 +117,8 @@ def _unchanged(project_dir: str, files, globs, probes) -> bool:
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         return all(probe(path, directory) == kind for path, kind in probes)
+    except OSError:         # a path expansion could stat no longer can: let it say why
+        return False
     finally:
         os.close(directory)
 

@@ -178,6 +178,9 @@ class Project:
         if status == "succeeded":
             self._save_snapshot(plan, state, mode, scheduler, snapshot, changed)
         reporter.build_finished(outcomes, time.time() - started)
+        for error in scheduler.unreadable:
+            if error.path in plan.sources:      # a declared source: a Rulesfile-level problem
+                raise error
         failed = [o.job.target for o in outcomes if o.status is Status.FAILED]
         if failed:
             raise BuildFailed(f"{len(failed)} job(s) failed: {', '.join(failed[:5])}"

@@ -14,6 +14,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Mapping, NamedTuple
 
+from rlmake.errors import UnreadableFile
 from rlmake.executors.base import Completion, Executor, Task
 from rlmake.graph import critical_path_lengths, dirty_jobs
 from rlmake.hashing import FileHasher, combined_digest, job_key
@@ -87,6 +88,7 @@ class Scheduler:
         self.unreported = 0             # jobs known up to date that no reporter wanted to hear of
         self.depfile_deps: dict[str, tuple[str, ...]] = {}   # job -> what its depfile listed
         self._failed_last: set[str] | None = None
+        self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
         # start; the executor still runs at most `jobs` commands at once.
         self._slots = lookup_slots(options, cache)
@@ -177,7 +179,12 @@ class Scheduler:
                 job = self._job(target)
                 if progress.stopping:
                     continue
-                decision, dep_digests = self._decide(job)
+                try:
+                    decision, dep_digests = self._decide(job)
+                except UnreadableFile as error:
+                    self.unreadable.append(error)
+                    self._fail_early(job, str(error))
+                    decision = None
                 if decision is None:                # failed before running: a dep vanished
                     progress.stopping = progress.stopping or not self.options.keep_going
                     continue
@@ -305,7 +312,10 @@ class Scheduler:
         inputs = {dep: digest for dep, digest in dep_digests
                   if digest is not None and not self._is_name(dep)}
         for dep in self.depfile_deps.get(job.target, ()):
-            digest = self._digest(dep)
+            try:
+                digest = self._digest(dep)
+            except UnreadableFile:      # the job runs anyway: its command will say more
+                continue
             if digest is not None:
                 inputs[dep] = digest
         return tuple(inputs.items())
@@ -344,8 +354,12 @@ class Scheduler:
 
     def _missing_output(self, job: Job) -> str | None:
         for path in job.outputs:
-            if self._digest(path) is None:
-                return f"the command exited 0 but did not write output '{path}'"
+            try:
+                if self._digest(path) is None:
+                    return f"the command exited 0 but did not write output '{path}'"
+            except UnreadableFile as error:
+                return (f"the command exited 0 but rlmake cannot read its output "
+                        f"{error.quoted}: {error.problem}")
         return None
 
     def _read_depfile(self, job: Job) -> tuple[dict, str | None]:
@@ -365,7 +379,11 @@ class Scheduler:
         deps = {}
         for listed_path in listed:
             dep = normalise(listed_path, self.project_dir)
-            deps[dep] = self.hasher.digest(dep)
+            try:
+                deps[dep] = self.hasher.digest(dep)
+            except UnreadableFile as error:
+                return {}, (f"its depfile lists {error.quoted}, which rlmake cannot read: "
+                            f"{error.problem}")
         return deps, None
 
     def _succeed(self, running: _Running, completion: Completion, depfile_deps: dict) -> None:
