@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 
 
 class RlmakeError(Exception):
@@ -32,6 +33,30 @@ class RulesfileError(RlmakeError):
             where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
         rule = f"rule '{self.rule}': " if self.rule is not None else ""
         return f"{where}{rule}{self.message}"
+
+
+class UnreadableFile(RlmakeError):
+    """A file the build must read but cannot: a symlink loop, no permission, a name too
+    long or not UTF-8. A declared source's problem ends the build with status 2; a job
+    whose output or depfile dep it is fails with this message instead."""
+
+    def __init__(self, path: str, problem: str):
+        super().__init__(path, problem)
+        self.path = path
+        self.problem = problem
+
+    @classmethod
+    def from_os_error(cls, path: str, error: OSError) -> "UnreadableFile":
+        problem = error.strerror or str(error)
+        return cls(path, problem[:1].lower() + problem[1:])
+
+    @property
+    def quoted(self) -> str:
+        """The path in quotes, printable whatever bytes its name holds."""
+        return "'" + os.fsencode(self.path).decode("utf-8", "backslashreplace") + "'"
+
+    def __str__(self) -> str:
+        return f"cannot read {self.quoted}: {self.problem}"
 
 
 class StateError(RlmakeError):

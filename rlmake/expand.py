@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from rlmake.errors import RlmakeError, RulesfileError, UsageError, did_you_mean
+from rlmake.errors import RlmakeError, RulesfileError, UnreadableFile, UsageError, did_you_mean
 from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
 from rlmake.paths import normalise, probe
 from rlmake.templates import TemplateProblem, Templates
@@ -215,7 +215,10 @@ class Expander:
         """'file', 'dir' or 'missing'; remembered, so a stored plan can be checked later."""
         kind = self.probes.get(path)
         if kind is None:
-            kind = self.probes[path] = probe(os.path.join(self.project_dir, path))
+            try:
+                kind = self.probes[path] = probe(os.path.join(self.project_dir, path))
+            except OSError as error:    # a symlink loop, no permission, a name too long
+                raise UnreadableFile.from_os_error(path, error) from None
         return kind
 
     def instance_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
@@ -300,6 +303,12 @@ class _Resolver:
 
     def _job_for(self, path: str, needed_by: Job | None) -> Job | None:
         """The job that makes `path` (registered as its producer), or None for a source."""
+        try:
+            return self._job_or_source(path, needed_by)
+        except UnreadableFile as error:
+            raise self._needed_error(str(error), needed_by) from None
+
+    def _job_or_source(self, path: str, needed_by: Job | None) -> Job | None:
         expander = self.expander
         instance = expander.instance_for(path)
         if instance is None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat as stat_module
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable
+
+from rlmake.errors import UnreadableFile
 
 try:        # BLAKE2 is built into CPython; hashlib would also load OpenSSL (2.5 ms per run)
     from _blake2 import blake2b
@@ -15,8 +19,8 @@ except ImportError:     # another Python
 
 HASH_MODES = ("content", "fast")
 DIGEST_SIZE = 20
-# A memo entry is trusted only for a file last modified this long before it was
-# hashed: a later write within the same timestamp tick would keep its stat.
+# A memo entry is trusted only for a file last modified (or changed: ctime) this long
+# before it was hashed: a later write within the same timestamp tick would keep its stat.
 RACY_WINDOW_NS = 1_000_000_000
 _CHUNK = 1 << 20
 
@@ -31,19 +35,49 @@ def digest_structure(value: Any) -> str:
 
 
 def digest_file(path: str) -> str:
-    hasher = blake2b(digest_size=DIGEST_SIZE)
     fd = os.open(path, os.O_RDONLY)     # not open(): a file object costs 3 more system calls
     try:
-        while chunk := os.read(fd, _CHUNK):
-            hasher.update(chunk)
+        return _digest_fd(fd)
     finally:
         os.close(fd)
+
+
+def digest_regular_file(path: str) -> str:
+    """The digest of `path`, which must be a regular file: a FIFO, a device or a directory
+    raises OSError without being read, so that a path someone else chose can neither
+    block rlmake nor make it read without end."""
+    if not stat_module.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)     # swapped for a FIFO since: no wait
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return _digest_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def is_digest(value) -> bool:
+    """A content digest as digest_file writes it (what a blob may be stored under)."""
+    return (isinstance(value, str) and len(value) == 2 * DIGEST_SIZE
+            and all(c in "0123456789abcdef" for c in value))
+
+
+def _digest_fd(fd: int) -> str:
+    hasher = blake2b(digest_size=DIGEST_SIZE)
+    while chunk := os.read(fd, _CHUNK):
+        hasher.update(chunk)
     return hasher.hexdigest()
 
 
 @dataclass(frozen=True)
 class StatMemo:
-    """What a file looked like when it was hashed."""
+    """What a file looked like when it was hashed.
+
+    The ctime is part of it because the mtime is the writer's to set: an edit that
+    keeps the size and puts the mtime back (os.utime, `touch -r`, tar, rsync -t)
+    leaves the rest of the stat as it was, but the kernel moves the ctime on. An
+    entry with ctime 0 (from before it was recorded) never matches."""
 
     dev: int
     ino: int
@@ -51,11 +85,13 @@ class StatMemo:
     mtime_ns: int
     digest: str
     hashed_ns: int
+    ctime_ns: int = 0
 
     def matches(self, stat: os.stat_result) -> bool:
-        return (stat.st_mtime_ns == self.mtime_ns and stat.st_size == self.size
-                and stat.st_ino == self.ino and stat.st_dev == self.dev
-                and stat.st_mtime_ns + RACY_WINDOW_NS < self.hashed_ns)
+        return (stat.st_mtime_ns == self.mtime_ns and stat.st_ctime_ns == self.ctime_ns
+                and stat.st_size == self.size and stat.st_ino == self.ino
+                and stat.st_dev == self.dev
+                and max(stat.st_mtime_ns, stat.st_ctime_ns) + RACY_WINDOW_NS < self.hashed_ns)
 
 
 class FileHasher:
@@ -71,12 +107,24 @@ class FileHasher:
         self.updated: dict[str, StatMemo] = {}
 
     def digest(self, path: str) -> str | None:
-        """The digest of `path` (project-relative or absolute), or None if it is missing."""
+        """The digest of `path` (project-relative or absolute), or None if it is missing.
+
+        Raises UnreadableFile if it is there but cannot be read, or its name cannot be
+        recorded: every record is UTF-8."""
+        if not path.isascii() and not _is_utf8(path):
+            raise UnreadableFile(path, "its name is not valid UTF-8 (rename it)")
         full = os.path.join(self.project_dir, path)
         try:
             stat = os.stat(full)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as error:
+            raise UnreadableFile.from_os_error(path, error) from None
+        except ValueError:
+            raise UnreadableFile(path, "its name holds a NUL byte") from None
+        if not stat_module.S_ISREG(stat.st_mode) and not stat_module.S_ISDIR(stat.st_mode):
+            # reading a FIFO waits for a writer, a device may never end
+            raise UnreadableFile(path, "not a regular file (a FIFO, socket or device)")
         if self.mode == "fast":
             return f"fast:{stat.st_size}:{stat.st_mtime_ns}"
         known = self.memo.get(path)
@@ -91,8 +139,10 @@ class FileHasher:
             return None
         except IsADirectoryError:
             digest = "dir"
+        except OSError as error:
+            raise UnreadableFile.from_os_error(path, error) from None
         entry = StatMemo(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest,
-                         time.time_ns())
+                         time.time_ns(), stat.st_ctime_ns)
         self.memo[path] = self.updated[path] = entry
         return digest
 
@@ -100,6 +150,14 @@ class FileHasher:
         """Drop memo entries of files a job may have rewritten, so they are rehashed."""
         for path in paths:
             self.memo.pop(path, None)
+
+
+def _is_utf8(path: str) -> bool:
+    try:
+        path.encode()
+    except UnicodeEncodeError:          # undecodable bytes, kept as lone surrogates
+        return False
+    return True
 
 
 def job_key(target: str, commands: Iterable[str], env: Iterable[tuple[str, str]],

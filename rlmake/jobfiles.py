@@ -9,7 +9,6 @@ job that fails or is interrupted loses every output it created or changed.
 from __future__ import annotations
 
 import os
-import stat as stat_kinds
 from typing import Callable, NamedTuple
 
 Signature = tuple[int, int, int, int]       # inode, size, mtime, ctime
@@ -44,18 +43,15 @@ def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str]
     `wrote_before(path, digest)`: an earlier successful run of the same job wrote it."""
     for path, before in started.outputs.items():
         full = os.path.join(project_dir, path)
-        try:
-            mode = os.stat(full).st_mode
-        except OSError:
+        digest = digest_of(path)        # raises UnreadableFile for what cannot be read
+        if digest is None:
             return f"the command exited 0 but did not write output '{path}'"
-        if stat_kinds.S_ISDIR(mode):
+        if os.path.isdir(full):
             return (f"output '{path}' is a directory: rlmake tracks files; name the files "
                     "it holds as outputs, or pack the directory into one file")
-        if before is not None and signature(full) == before:
-            digest = digest_of(path)
-            if digest is None or not wrote_before(path, digest):
-                return (f"the command exited 0 but did not write output '{path}' (the file "
-                        "there was not written by this rule)")
+        if before is not None and signature(full) == before and not wrote_before(path, digest):
+            return (f"the command exited 0 but did not write output '{path}' (the file "
+                    "there was not written by this rule)")
     return None
 
 

@@ -14,6 +14,24 @@ def normalise(path: str, project_dir: str) -> str:
     return os.path.normpath(path)
 
 
+STATE_DIR = ".rlmake"
+
+
+def is_project_path(path) -> bool:
+    """A path as rlmake writes a project file's: relative, normalised, not `.`, no `..`,
+    and not in rlmake's own state directory. What a stored record may name."""
+    if not isinstance(path, str) or not path or "\0" in path or os.path.isabs(path):
+        return False
+    if os.path.normpath(path) != path or path == ".":
+        return False
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:          # a lone surrogate no file name can hold
+        return False
+    parts = path.split(os.sep)
+    return ".." not in parts and parts[0] != STATE_DIR
+
+
 def probe(path: str, dir_fd: int | None = None) -> str:
     """'file', 'dir' or 'missing': what expansion asks of a path, and a stored plan rechecks.
 

@@ -6,6 +6,11 @@ A stored plan is used only if everything expansion read still reads the same:
 the content of every Rulesfile it loaded, the result of every glob(), the kind
 (file, directory, missing) of every path whose existence it asked about, and
 rlmake's own expansion code.
+
+A stored plan is also checked against itself before any of it is read: the
+file starts with the digest of the rest, and a file whose digest does not
+match, or that does not decode, is discarded and the plan expanded again. A
+flipped bit on disk must not run a command that no Rulesfile says.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import os
 from dataclasses import dataclass, replace
 
 from rlmake import __version__
-from rlmake.hashing import digest_bytes, digest_file, digest_structure
+from rlmake.hashing import DIGEST_SIZE, digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, JobList, Location, Plan, PlanIndex
 from rlmake.paths import glob_files, probe
 
-FORMAT = 4
+FORMAT = 5
+_SEAL_SIZE = 2 * DIGEST_SIZE        # the hex digest of the rest, at the start of each file
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rulesfile.py", "templates.py", "expand.py", "model.py", "paths.py",
                    "plancache.py")
@@ -48,15 +54,20 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
     changes."""
     try:
         with open(os.path.join(state_dir, "plans", name), "rb") as stream:
-            stored = marshal.loads(stream.read())    # load(stream) reads piecewise: 10x slower
-        form, code, files, globs, probes, identity, plan = stored
+            stored = _unsealed(stream.read())
+        if stored is None:
+            return None
+        form, code, files, globs, probes, identity, plan = marshal.loads(stored)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if form != FORMAT or code != _code_fingerprint():
         return None
     if not _unchanged(project_dir, files, globs, probes):
         return None
-    return _decode(plan, identity)
+    try:
+        return _decode(plan, identity)
+    except (ValueError, TypeError):
+        return None
 
 
 def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
@@ -71,7 +82,7 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
     try:
         os.makedirs(directory, exist_ok=True)
         with open(temporary, "wb") as stream:
-            marshal.dump(stored, stream)
+            stream.write(_sealed(marshal.dumps(stored)))
         os.replace(temporary, os.path.join(directory, name))
     except OSError:
         try:
@@ -79,6 +90,17 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
         except OSError:
             pass
     return replace(plan, key=identity)
+
+
+def _sealed(body: bytes) -> bytes:
+    """`body` behind its own digest, so that a change on disk is found before it is read."""
+    return digest_bytes(body).encode() + body
+
+
+def _unsealed(data: bytes) -> bytes | None:
+    """The body of a sealed file, or None if it is not the body its digest was taken of."""
+    seal, body = data[:_SEAL_SIZE], data[_SEAL_SIZE:]
+    return body if digest_bytes(body).encode() == seal else None
 
 
 def _unchanged(project_dir: str, files, globs, probes) -> bool:
@@ -94,6 +116,8 @@ def _unchanged(project_dir: str, files, globs, probes) -> bool:
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         return all(probe(path, directory) == kind for path, kind in probes)
+    except OSError:         # a path expansion could stat no longer can: let it say why
+        return False
     finally:
         os.close(directory)
 

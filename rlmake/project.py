@@ -159,6 +159,9 @@ class Project:
         if status is ExecutionStatus.SUCCEEDED:
             self._save_snapshot(plan, state, mode, scan, fresh)
         reporter.build_finished(outcomes, clock.time() - started)
+        for error in scheduler.unreadable:
+            if error.path in plan.sources:      # a declared source: a Rulesfile-level problem
+                raise error
         failed_targets = [o.job.target for o in outcomes if o.status is Status.FAILED]
         if failed_targets:
             raise BuildFailed(f"{len(failed_targets)} job(s) failed: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Mapping
 
+from rlmake.errors import UnreadableFile
 from rlmake.hashing import FileHasher, combined_digest, job_key
 from rlmake.model import Decision, Job, JobRecord, Plan, Reason, ReasonKind
 from rlmake.staleness import decide
@@ -123,7 +124,10 @@ class DependencyScan:
         inputs = {dep: digest for dep, digest in dep_digests
                   if digest is not None and not self.is_name(dep)}
         for dep in self.depfile_deps.get(job.target, ()):
-            digest = self.digest(dep)
+            try:
+                digest = self.digest(dep)
+            except UnreadableFile:      # the job runs anyway: its command will say more
+                continue
             if digest is not None:
                 inputs[dep] = digest
         return inputs

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from rlmake import jobfiles
 from rlmake.clock import Clock
+from rlmake.errors import UnreadableFile
 from rlmake.executors.base import Completion, Executor, Task
 from rlmake.model import (BuildOptions, Decision, Job, JobInputs, Outcome, Plan, RunRecord,
                           Status)
@@ -74,6 +75,7 @@ class Scheduler:
         self._running: dict[str, _Running] = {}
         self._queue: ReadyQueue[_Ready] = ReadyQueue({}, {}, plan.pools)
         self._stopping = False
+        self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
         # start; the executor still runs at most `jobs` commands at once.
         self._slots = lookup_slots(options, cache)
@@ -148,7 +150,12 @@ class Scheduler:
                 if self._stopping:
                     return
                 job = self._work[target]
-                decision, dep_digests = self.scan.decide(job)
+                try:
+                    decision, dep_digests = self.scan.decide(job)
+                except UnreadableFile as error:
+                    self.unreadable.append(error)
+                    self._fail_early(job, str(error))
+                    continue
                 if isinstance(decision, str):       # failed before running: a dep vanished
                     self._fail_early(job, decision)
                 elif decision.stale and job.commands and self.executor is not None:
@@ -211,10 +218,14 @@ class Scheduler:
                        ) -> tuple[str | None, dict[str, str | None]]:
         """Why a job that exited 0 still failed (or None), and what its depfile listed."""
         job = running.job
-        problem = jobfiles.unwritten_output(
-            self.project_dir, running.started, self.scan.digest,
-            lambda path, digest: self.recorder is not None
-            and self.recorder.wrote(job.target, path, digest))
+        try:
+            problem = jobfiles.unwritten_output(
+                self.project_dir, running.started, self.scan.digest,
+                lambda path, digest: self.recorder is not None
+                and self.recorder.wrote(job.target, path, digest))
+        except UnreadableFile as error:
+            return (f"the command exited 0 but rlmake cannot read its output "
+                    f"{error.quoted}: {error.problem}"), {}
         depfile_deps: dict[str, str | None] = {}
         if problem is None and completion.restored_from is not None:
             depfile_deps = dict(completion.depfile_deps or {})
@@ -226,7 +237,10 @@ class Scheduler:
 
     def _reread(self, path: str) -> str | None:
         self.scan.forget([path])
-        return self.scan.digest(path)
+        try:
+            return self.scan.digest(path)
+        except UnreadableFile:
+            return None                 # unreadable now: it changed, as far as the job knows
 
     def _read_depfile(self, job: Job) -> tuple[dict[str, str | None], str | None]:
         from rlmake import depfile as depfiles      # only builds with depfiles need it
@@ -244,12 +258,11 @@ class Scheduler:
         for listed_path in listed:
             dep = normalise(listed_path, self.project_dir)
             try:
-                dep.encode("utf-8")
-            except UnicodeEncodeError:
-                return {}, (f"depfile {job.depfile} lists a file whose name is not UTF-8: "
-                            f"{dep.encode('utf-8', 'surrogateescape')!r}")
-            self.scan.forget([dep])
-            deps[dep] = self.scan.digest(dep)
+                self.scan.forget([dep])
+                deps[dep] = self.scan.digest(dep)
+            except UnreadableFile as error:
+                return {}, (f"its depfile lists {error.quoted}, which rlmake cannot read: "
+                            f"{error.problem}")
         return deps, None
 
     def _succeed(self, running: _Running, completion: Completion,

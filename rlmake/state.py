@@ -22,7 +22,7 @@ from rlmake.hashing import StatMemo
 from rlmake.model import ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -122,6 +122,11 @@ MIGRATIONS: tuple[str, ...] = (
         entries BLOB NOT NULL,
         PRIMARY KEY (plan, hash_mode, piece)
     );
+    """,
+    # 5: the memo's key has the ctime, which an edit that puts the mtime back still moves;
+    # an entry from before has 0, which no file matches, so it is hashed again.
+    """
+    ALTER TABLE file_memo ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -461,16 +466,16 @@ class StateDB(StateReader):
 
     def stat_memo(self) -> dict[str, StatMemo]:
         rows = self.conn.execute(
-            "SELECT path, dev, ino, size, mtime_ns, digest, hashed_ns FROM file_memo")
+            "SELECT path, dev, ino, size, mtime_ns, digest, hashed_ns, ctime_ns FROM file_memo")
         return {row[0]: StatMemo(*row[1:]) for row in rows}
 
     # --- writes during a build ----------------------------------------------------------
 
     def save_stat_memo(self, entries: dict[str, StatMemo]) -> None:
         self._write_many(
-            "INSERT OR REPLACE INTO file_memo (path, dev, ino, size, mtime_ns, digest, hashed_ns) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            ((path, m.dev, m.ino, m.size, m.mtime_ns, m.digest, m.hashed_ns)
+            "INSERT OR REPLACE INTO file_memo (path, dev, ino, size, mtime_ns, digest, hashed_ns, "
+            "ctime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((path, m.dev, m.ino, m.size, m.mtime_ns, m.digest, m.hashed_ns, m.ctime_ns)
              for path, m in entries.items()))
 
     def start_execution(self, execution: str, started: float, argv: list[str]) -> None:
@@ -584,8 +589,8 @@ class StateDB(StateReader):
         return _job_record(row) if row else None
 
     def stat_memo_of(self, path: str) -> StatMemo | None:
-        row = self.conn.execute("SELECT dev, ino, size, mtime_ns, digest, hashed_ns FROM file_memo "
-                                "WHERE path = ?", (path,)).fetchone()
+        row = self.conn.execute("SELECT dev, ino, size, mtime_ns, digest, hashed_ns, ctime_ns "
+                                "FROM file_memo WHERE path = ?", (path,)).fetchone()
         return StatMemo(*row) if row else None
 
 

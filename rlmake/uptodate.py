@@ -1,7 +1,7 @@
 """Snapshots of plans found wholly up to date: the no-op fast path.
 
 When a build ends with every job of its plan verified up to date, rlmake
-stores the stat (device, inode, size, mtime) and digest of every file the
+stores the stat (device, inode, size, mtime, ctime) and digest of every file the
 plan involves: its sources, its outputs and the files its depfiles listed.
 The next build stats those files; if none changed, nothing can be stale and
 the build is over without reading a record or computing a key. If some
@@ -31,7 +31,7 @@ from typing import Mapping, NamedTuple
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 from rlmake.model import Plan
 
-FORMAT = 3
+FORMAT = 4
 PIECE_SIZE = 512
 _path_of = itemgetter(0)
 
@@ -39,7 +39,7 @@ _path_of = itemgetter(0)
 @dataclass(frozen=True)
 class Piece:
     taken_ns: int               # no later than the moment its entries' digests were read
-    entries: tuple[tuple, ...]  # (path, dev, ino, size, mtime_ns, digest)
+    entries: tuple[tuple, ...]  # (path, dev, ino, size, mtime_ns, ctime_ns, digest)
 
 
 @dataclass(frozen=True)
@@ -134,16 +134,16 @@ def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str
     racy_before = piece.taken_ns - RACY_WINDOW_NS
     stat = os.stat
     verified = False
-    for path, dev, ino, size, mtime_ns, digest in piece.entries:
+    for path, dev, ino, size, mtime_ns, ctime_ns, digest in piece.entries:
         try:
             now = stat(path, dir_fd=directory)
         except OSError:
             changed.add(path)
             continue
-        if now.st_mtime_ns != mtime_ns or now.st_size != size or now.st_ino != ino \
-                or now.st_dev != dev:
+        if now.st_mtime_ns != mtime_ns or now.st_ctime_ns != ctime_ns or now.st_size != size \
+                or now.st_ino != ino or now.st_dev != dev:
             changed.add(path)
-        elif mtime_ns >= racy_before:
+        elif max(mtime_ns, ctime_ns) >= racy_before:
             verified = True
             if _digest_at(project_dir, path) != digest:
                 changed.add(path)
@@ -208,4 +208,4 @@ def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of, changed: s
 def _entry(path: str, memo: StatMemo | None) -> tuple | None:
     if memo is None:
         return None
-    return (path, memo.dev, memo.ino, memo.size, memo.mtime_ns, memo.digest)
+    return (path, memo.dev, memo.ino, memo.size, memo.mtime_ns, memo.ctime_ns, memo.digest)

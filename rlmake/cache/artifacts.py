@@ -8,6 +8,12 @@ HMAC signature when a key is configured, the depfile deps' current digests,
 and each blob's digest. Anything that fails is refused with a warning and
 the job runs instead. Stores are tried in order (local first); a store that
 errs is reported once and left alone for the rest of the build.
+
+A record is read as if a stranger wrote it, signed or not: every path it names
+must be a project file path (paths.is_project_path), a blob is asked for only
+by a well-formed digest, a depfile dep is read only if it is a regular file, a
+restored mode keeps only the permission bits, and its captured output reaches
+the terminal with control characters made visible (terminal_safe).
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ import time
 from typing import Callable, NamedTuple
 
 from rlmake.cache.base import Store, StoreError, new_temporary
-from rlmake.hashing import digest_file
+from rlmake.hashing import digest_file, digest_regular_file, is_digest
+from rlmake.paths import is_project_path
 
 FORMAT = 1
 RESTORE_PREFIX = ".rlmake-restore-"     # a blob being fetched beside its output (`clean` removes strays)
 _UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
+_MODE_BITS = 0o777       # a restored file's mode: never setuid, setgid or sticky
+_SHOWN_PATH = 100        # characters of a record's path quoted in a warning
 
 
 class Restored(NamedTuple):
@@ -107,33 +116,39 @@ class ArtifactCache:
             return None
         if size is None:
             return None
-        return Restored(state.store.name, record.get("output", "").encode(),
-                        record.get("depfile_deps", {}), size), record
+        output = terminal_safe(record.get("output", "")).encode(errors="replace")
+        return Restored(state.store.name, output, record.get("depfile_deps", {}), size), record
 
     def _verified_record(self, data: bytes, key: str, outputs, store: str) -> dict | None:
         try:
             record = json.loads(data)
-            valid = (record.get("format") == FORMAT and record.get("key") == key
-                     and sorted(o["path"] for o in record["outputs"]) == sorted(outputs))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            valid = False
-        if not valid:
+        except (ValueError, RecursionError):
+            record = None
+        if not _well_formed(record, key, outputs):
             return self._refuse(f"the action record for {key[:8]} in {store} is malformed")
         if self.signing_key is not None:
             expected = _sign(self.signing_key, record)
             if not _same(str(record.get("signature", "")), expected):
                 return self._refuse(f"the action record for {key[:8]} in {store} has a wrong or "
                                     "missing signature (check RLMAKE_CACHE_KEY)")
+        foreign = _foreign_path(record)
+        if foreign is not None:
+            return self._refuse(f"the action record for {key[:8]} in {store} names "
+                                f"'{terminal_safe(foreign[:_SHOWN_PATH])}', which is not a "
+                                "file path in the project")
         return record
 
     def _depfile_deps_match(self, record: dict) -> bool:
-        """The files a depfile listed are inputs too: they must read the same here."""
+        """The files a depfile listed are inputs too: they must read the same here. One
+        that is not a regular file (a FIFO, a device) is not read and never matches."""
         for path, digest in record.get("depfile_deps", {}).items():
             full = os.path.join(self.project_dir, path)
             try:
-                now = digest_file(full)
-            except OSError:
+                now = digest_regular_file(full)
+            except FileNotFoundError:
                 now = None
+            except OSError:
+                return False
             if now != digest:
                 return False
         return True
@@ -154,7 +169,7 @@ class ArtifactCache:
                         self._corrupt.add(output["digest"])
                     return self._discard(staged, f"a blob for {output['path']} in {store.name} "
                                                  "does not match its digest")
-                os.chmod(temporary, output.get("mode", 0o644) & 0o7777)
+                os.chmod(temporary, output.get("mode", 0o644) & _MODE_BITS)
             size = sum(os.path.getsize(temporary) for temporary, _ in staged)
             for temporary, final in staged:
                 os.replace(temporary, final)
@@ -194,12 +209,13 @@ class ArtifactCache:
         """Queue a successful job's outputs for every writable store (uploaded in the
         background; `close` waits for them)."""
         writable = [state for state in self._states if state.writable and not state.broken]
-        if not writable:
+        if not writable or not _storable(outputs, depfile_deps):
             return
         entries = []
         for path, digest in outputs:
             full = os.path.join(self.project_dir, path)
-            entries.append({"path": path, "digest": digest, "mode": os.stat(full).st_mode & 0o7777})
+            entries.append({"path": path, "digest": digest,
+                            "mode": os.stat(full).st_mode & _MODE_BITS})
         record = {"format": FORMAT, "key": key, "outputs": entries,
                   "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
                   "created": time.time()}
@@ -264,6 +280,52 @@ class ArtifactCache:
             future.result()
         if self._uploads is not None:
             self._uploads.shutdown(wait=True)
+
+
+def _well_formed(record, key: str, outputs) -> bool:
+    """The record has the shape rlmake writes, for this key and these outputs."""
+    if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("key") != key:
+        return False
+    entries = record.get("outputs")
+    if not isinstance(entries, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("path"), str)
+            and is_digest(entry.get("digest"))
+            and type(entry.get("mode", 0o644)) is int for entry in entries):
+        return False
+    if sorted(entry["path"] for entry in entries) != sorted(outputs):
+        return False
+    deps = record.get("depfile_deps", {})
+    return (isinstance(deps, dict) and all(digest is None or isinstance(digest, str)
+                                           for digest in deps.values())
+            and isinstance(record.get("output", ""), str))
+
+
+def _foreign_path(record: dict) -> str | None:
+    """The first path the record names that is not a project file path, if any."""
+    paths = [entry["path"] for entry in record["outputs"]] + list(record.get("depfile_deps", {}))
+    return next((path for path in paths if not is_project_path(path)), None)
+
+
+def _storable(outputs: list[tuple[str, str]], depfile_deps: dict) -> bool:
+    """A record every lookup would refuse is not written: outputs or depfile deps outside
+    the project (gcc -MD's system headers), or digests that are not of content (--hash fast)."""
+    return (all(is_project_path(path) and is_digest(digest) for path, digest in outputs)
+            and all(map(is_project_path, depfile_deps)))
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every control character but newline and tab shown as `\\xNN`, so that
+    output from a store cannot move the cursor, retitle the window or answer for the
+    terminal. Commands' own output is printed as it is: their colours are wanted."""
+    if text.isprintable():
+        return text
+    return "".join(f"\\x{ord(char):02x}" if _is_control(char) and char not in "\n\t"
+                   else char for char in text)
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code < 0x20 or 0x7f <= code <= 0x9f
 
 
 def _sign(key: bytes, record: dict) -> str:
