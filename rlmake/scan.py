@@ -87,7 +87,11 @@ class DependencyScan:
         """Whether `job` must run and why, with its deps' digests; or an error that fails
         it before it runs (a dep vanished)."""
         if not job.commands:
-            return Decision(""), []     # an aggregate runs nothing: there is nothing to decide
+            # an aggregate runs nothing, but in a dry run its content changes with a dep that
+            # would run: its dependents must hear of it as they would of that dep
+            if any(self.plan.producers.get(dep) in self.would_run for dep in job.deps):
+                self.would_run.add(job.target)
+            return Decision(""), []
         dep_digests = [(dep, self.digest(dep)) for dep in job.deps]
         missing = [dep for dep, digest in dep_digests
                    if digest is None and dep not in self.plan.producers]

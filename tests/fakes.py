@@ -108,14 +108,25 @@ def run_shell(command: str, cwd: Path, output: bytearray) -> int:
 
 
 def _split_list(command: str) -> list[tuple[str, str]]:
-    parts, separator, current = [], ";", []
-    for token in shlex.shlex(command, posix=False, punctuation_chars=";&|<>"):
-        if token in (";", "&&"):
-            parts.append((separator, " ".join(current)))
-            separator, current = token, []
-        else:
-            current.append(token)
-    parts.append((separator, " ".join(current)))
+    """The simple commands of a `;`/`&&` list, each with the separator before it, their
+    text kept as written (quotes included) for shlex.split to read as sh would."""
+    parts, separator, start, quote, i = [], ";", 0, None, 0
+    while i < len(command):
+        char = command[i]
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == ";" or command.startswith("&&", i):
+            parts.append((separator, command[start:i]))
+            separator = "&&" if char == "&" else ";"
+            i += len(separator)
+            start = i
+            continue
+        elif char in "|&":
+            raise UnknownCommand(f"the fake executor has no pipes or background jobs: {command!r}")
+        i += 1
+    parts.append((separator, command[start:]))
     return [(sep, text) for sep, text in parts if text.strip()]
 
 
