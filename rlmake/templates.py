@@ -29,19 +29,47 @@ def _quote_all(items: Any) -> str:
     return " ".join(shlex.quote(str(item)) for item in items)
 
 
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=False, finalize=_yaml_scalar)
+    env.filters["quote"] = lambda value: shlex.quote(str(value))
+    env.filters["quote_all"] = _quote_all
+    return env
+
+
+class _Compiled:
+    """One environment and what it compiled, shared by every Templates of the process:
+    nothing in them depends on the project (glob() comes with each render's context), and
+    compiling costs far more than rendering when a Rulesfile is expanded again."""
+
+    def __init__(self) -> None:
+        self.env = _environment()
+        self.templates: dict[str, jinja2.Template] = {}
+        self.expressions: dict[str, Any] = {}
+        self.referenced: dict[str, frozenset[str]] = {}
+
+
+_COMPILED: _Compiled | None = None
+
+
+def _compiled() -> _Compiled:
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = _Compiled()
+    return _COMPILED
+
+
 class Templates:
     """Renders templates for one project; compiled templates are cached by their text."""
 
     def __init__(self, project_dir: str):
         self.project_dir = project_dir
         self.globs_read: dict[str, tuple[str, ...]] = {}
-        self._env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
-                                       keep_trailing_newline=False, finalize=_yaml_scalar)
-        self._env.filters["quote"] = lambda value: shlex.quote(str(value))
-        self._env.filters["quote_all"] = _quote_all
-        self._templates: dict[str, jinja2.Template] = {}
-        self._expressions: dict[str, Any] = {}
-        self._referenced: dict[str, frozenset[str]] = {}
+        compiled = _compiled()
+        self._env = compiled.env
+        self._templates = compiled.templates
+        self._expressions = compiled.expressions
+        self._referenced = compiled.referenced
 
     def glob(self, pattern: str) -> list[str]:
         """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
