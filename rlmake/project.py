@@ -18,6 +18,7 @@ from rlmake import plancache
 from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, Interrupted, UsageError
 from rlmake.executors import ExecutorSettings, make_executor
+from rlmake.executors.leftovers import stop_leftovers
 from rlmake.hashing import HASH_MODES, FileHasher, digest_file
 from rlmake.lock import ProjectLock
 from rlmake.model import BuildOptions, Outcome, Plan, Rulesfile, Status
@@ -127,6 +128,7 @@ class Project:
         lock = ProjectLock(self.state_dir)
         lock.acquire(wait, reporter.warning)
         try:
+            stop_leftovers(self.state_dir, reporter.warning)
             state = StateDB(self.state_dir)
             try:
                 return self._run(plan, options, reporter, mode, state, argv or [], cache,
