@@ -22,7 +22,6 @@ import time
 import pytest
 
 from buildkit import Project, build_env, finish, kill_group, pid_alive, rlmake_exe, wait_until_dead
-from buildkit import fresh_proj  # noqa: F401  (fixture)
 from rlmake.executors import leftovers
 
 # echo start > o1; (with HOLD=1 in the environment, which is not part of the job's key:
@@ -38,6 +37,12 @@ rules:
       cat s1.txt >> o1
 """
 HELD = build_env(HOLD="1")
+
+
+@pytest.fixture
+def fresh_proj(tmp_path) -> Project:
+    """A project whose files are not aged (as buildkit's fixture of that name)."""
+    return Project(tmp_path / "proj")
 
 
 def mangler(project: Project) -> None:

@@ -337,7 +337,8 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
     """Run a task's commands in order with `/bin/sh -c`, stopping at the first failure.
 
     A plain function, so that any executor can run it, here or on another machine.
-    `track(process, running)` hears of each child, so that it can be stopped."""
+    `track(process, running)` hears of each child; `cancelled()`, asked every
+    _CANCEL_POLL_SECONDS while a command runs, stops its process group when true."""
     import subprocess
 
     started = time.time()
@@ -357,7 +358,7 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
             if track:
                 track(process, True)
             try:
-                output += process.communicate()[0]
+                output += _communicate(process, cancelled)
             finally:
                 if track:
                     track(process, False)
@@ -367,6 +368,36 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
         return Completion(task.id, 0, bytes(output), started, time.time())
     except Exception as error:      # noqa: BLE001 - the build must hear of any failure
         return Completion(task.id, 127, b"", started, time.time(), error=str(error))
+
+
+_CANCEL_POLL_SECONDS = 0.2
+
+
+def _communicate(process: "subprocess.Popen", cancelled: Callable[[], bool]) -> bytes:
+    """The command's output once it has ended; if `cancelled()` turns true first, its
+    process group is stopped: SIGTERM, up to the grace period, SIGKILL."""
+    import subprocess
+
+    while True:
+        try:
+            return process.communicate(timeout=_CANCEL_POLL_SECONDS)[0]
+        except subprocess.TimeoutExpired:
+            if cancelled():
+                break
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=_KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(process.pid, signal.SIGKILL)        # the rest of its group too
+    return process.communicate()[0]
+
+
+def _kill_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
 
 
 def wait_on(finished: queue.SimpleQueue, timeout: float | None) -> Completion | None:
