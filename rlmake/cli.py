@@ -34,6 +34,13 @@ class _Group(click.Group):
                 signal.signal(signum, handler)
 
 
+class _Signalled(KeyboardInterrupt):
+    """Ctrl-C as rlmake's own handler raises it. A subclass, because CPython flags a bare
+    KeyboardInterrupt that passes through source run by exec() (dataclasses and
+    namedtuples make their methods so) as unhandled, and then ends the process by
+    SIGINT however the program handled it: exit -2, not 130."""
+
+
 def _signals_as_ctrl_c() -> dict:
     """SIGTERM and SIGHUP (the terminal or ssh connection closed) stop rlmake the way
     Ctrl-C does: commands stopped, their changed outputs removed, nothing half recorded,
@@ -41,7 +48,7 @@ def _signals_as_ctrl_c() -> dict:
     LocalExecutor.cancel). A signal ignored when rlmake started stays ignored, as make
     does: `nohup rlmake build` must survive the hangup. Returns the handlers it replaced."""
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise _Signalled
     previous = {}
     for signum in INTERRUPT_SIGNALS:
         try:

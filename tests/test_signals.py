@@ -214,3 +214,26 @@ def test_record_lists_running_commands_only_until_the_build_ends(tmp_path):
 
 if sys.platform != "linux":     # the record needs /proc
     pytestmark = pytest.mark.skip("Linux only")
+
+
+# A signal that lands while Python runs exec'd source (as dataclasses and namedtuples
+# make their methods) and whose KeyboardInterrupt rlmake then handles must still end
+# the process with rlmake's status, not by SIGINT. Run with -m, as rlmake is: with -c
+# or a script, SystemExit ends the process before CPython looks at its flag.
+HANDLED_IN_EXEC = """
+import os, signal, sys
+from rlmake.cli import _signals_as_ctrl_c
+_signals_as_ctrl_c()
+try:
+    exec("os.kill(os.getpid(), signal.SIGHUP)\\nfor i in range(10 ** 6): pass")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.integration
+def test_an_interrupt_handled_after_exec_still_exits_130(tmp_path):
+    (tmp_path / "handled_in_exec.py").write_text(HANDLED_IN_EXEC)
+    done = subprocess.run([sys.executable, "-m", "handled_in_exec"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30, env=build_env())
+    assert done.returncode == 130, (done.returncode, done.stderr)
