@@ -159,9 +159,9 @@ def test_the_next_build_stops_commands_a_killed_build_left_running(fresh_proj):
 # --- the record itself --------------------------------------------------------------------
 
 def test_the_log_replays_starts_and_ends(tmp_path):
-    (tmp_path / "running").write_text("+10 5 7\n+11 6 8\n-10\n+12 9 9\nnoise\n+13 1\n")
-    assert leftovers.read_log(str(tmp_path / "running")) == {11: (6, 8), 12: (9, 9)}
-    assert leftovers.read_log(str(tmp_path / "absent")) == {}
+    (tmp_path / "running").write_text("=ab12\n+10 5 7\n+11 6 8\n-10\n+12 9 9\nnoise\n+13 1\n")
+    assert leftovers.read_log(str(tmp_path / "running")) == ({"ab12"}, {11: (6, 8), 12: (9, 9)})
+    assert leftovers.read_log(str(tmp_path / "absent")) == (set(), {})
 
 
 def _sleeper() -> subprocess.Popen:
@@ -199,8 +199,8 @@ def test_record_lists_running_commands_only_until_the_build_ends(tmp_path):
     try:
         record.started(child.pid, since)
         record.flush()
-        listed = leftovers.read_log(record.path)
-        assert list(listed) == [child.pid]
+        tokens, listed = leftovers.read_log(record.path)
+        assert tokens == {record.token} and list(listed) == [child.pid]
         assert leftovers.group_alive(child.pid, listed[child.pid])
         child.kill()
         child.wait()
@@ -237,3 +237,23 @@ def test_an_interrupt_handled_after_exec_still_exits_130(tmp_path):
     done = subprocess.run([sys.executable, "-m", "handled_in_exec"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=30, env=build_env())
     assert done.returncode == 130, (done.returncode, done.stderr)
+
+
+@pytest.mark.integration
+def test_a_command_started_but_not_yet_listed_is_found_by_its_token(tmp_path):
+    """rlmake killed between a spawn and the log line: the build's token, logged before
+    any spawn and in every command's environment, still finds the command."""
+    (tmp_path / "running").write_text("=feed01\n")
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                             env={**build_env(), leftovers.TOKEN_VARIABLE: "feed01"})
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                             env={**build_env(), leftovers.TOKEN_VARIABLE: "beef02"})
+    try:
+        said = []
+        assert leftovers.stop_leftovers(str(tmp_path), said.append) == 1, said
+        assert child.wait(timeout=5) == -signal.SIGTERM
+        assert other.poll() is None
+    finally:
+        for process in (child, other):
+            process.kill()
+            process.wait()

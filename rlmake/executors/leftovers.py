@@ -10,16 +10,24 @@ taken for it: the next build compares that with field 22 of /proc/PID/stat
 (clock ticks since boot). Reading that field right after the spawn costs half
 a millisecond (the child is busy in exec), so the executor records instead
 the boot clock's ticks just before and just after it: the start time lies
-between them, and a pid handed out again, after the command ended, cannot. The next build, once it holds the project lock, stops every
-group still alive from that file.
+between them, and a pid handed out again, after the command ended, cannot.
+The next build, once it holds the project lock, stops every group still
+alive from that file.
 
-The file is a log: `+GROUP START` when a command starts, `-GROUP` when it ends,
-appended once per turn of the executor's loop with a single write() to a
+The file is a log: `+GROUP SINCE UNTIL` when a command starts (written at
+once), `-GROUP` when it ends (batched), each write a single write() to a
 descriptor opened O_APPEND, which a SIGKILL cannot split. Appending costs a
 microsecond or two; replacing a file by rename costs ext4 milliseconds (it
 flushes the data first), which a 1,000-job build would feel. Writer and reader
 never overlap: the reader holds the project lock the writer held until it died.
 Without /proc or a boot clock nothing is recorded.
+
+A command's pid is known only once it runs, and a loaded machine may leave
+rlmake without the CPU for many milliseconds between a spawn and its log line:
+a SIGKILL then would leave a command nobody listed. So each build also puts a
+random token in every command's environment (RLMAKE_BUILD_TOKEN) and logs it
+before its first spawn; a build that finds the log of one that died looks
+for processes carrying that token in /proc/PID/environ as well.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import time
 from typing import Callable
 
 FILE_NAME = "running"
+TOKEN_VARIABLE = "RLMAKE_BUILD_TOKEN"
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _CAN_RECORD = os.path.isdir("/proc/self") and hasattr(time, "CLOCK_BOOTTIME")
 _GRACE_SECONDS = 1.0          # between SIGTERM and SIGKILL for a leftover group
@@ -44,17 +53,25 @@ class CommandRecord:
         self._running: set[int] = set()
         self._pending: list[str] = []           # log lines not written yet
         self._fd: int | None = None
+        self.token = os.urandom(8).hex()         # in every command's environment
 
     def clock(self) -> int:
         """Call just before starting a command; pass the answer to `started`."""
-        return boot_ticks() if _CAN_RECORD else -1
+        if not _CAN_RECORD:
+            return -1
+        if self._fd is None:                    # the token is on disk before any command
+            self._pending.insert(0, f"={self.token}\n")
+            self.flush()
+        return boot_ticks()
 
     def started(self, pid: int, since: int) -> None:
-        """A command leading its own process group `pid` has started since `clock()`."""
+        """A command leading its own process group `pid` has started since `clock()`:
+        written at once, so that rlmake killed a moment later still leaves it listed."""
         if since >= 0:
             self._running.add(pid)
             # a tick of slack each side: the kernel rounds its own clock to ticks
             self._pending.append(f"+{pid} {since - 1} {boot_ticks() + 1}\n")
+            self.flush()
 
     def ended(self, pid: int) -> None:
         if pid in self._running:
@@ -62,8 +79,8 @@ class CommandRecord:
             self._pending.append(f"-{pid}\n")
 
     def flush(self) -> None:
-        """Append what changed since the last call, in one write: called before rlmake
-        waits, so that every command that could outlive it is listed."""
+        """Append what changed since the last call, in one write. Ends wait for the next
+        start or the executor's next turn: listed a little longer, they cost nothing."""
         if not self._pending:
             return
         if self._fd is None:
@@ -82,16 +99,20 @@ class CommandRecord:
                 _remove(self.path)
 
 
-def read_log(path: str) -> dict[int, tuple[int, int]]:
-    """The groups a log lists as still running: group -> when its leader started (the
-    first and last tick it can have)."""
+def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
+    """The tokens of the builds that wrote a log, and the groups it lists as still running:
+    group -> when its leader started (the first and last tick it can have)."""
+    tokens: set[str] = set()
     running: dict[int, tuple[int, int]] = {}
     try:
         with open(path) as stream:
             lines = stream.read().splitlines()
     except OSError:
-        return running
+        return tokens, running
     for line in lines:
+        if line.startswith("=") and len(line) > 1 and line[1:].isalnum():
+            tokens.add(line[1:])
+            continue
         fields = line[1:].split()
         if not fields or not all(field.isdigit() for field in fields):
             continue                            # not a line this module wrote: skip it
@@ -99,14 +120,16 @@ def read_log(path: str) -> dict[int, tuple[int, int]]:
             running[int(fields[0])] = (int(fields[1]), int(fields[2]))
         elif line.startswith("-"):
             running.pop(int(fields[0]), None)
-    return running
+    return tokens, running
 
 
 def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
     """Stop every command an earlier build of this project left running (SIGTERM, a
     short grace, SIGKILL), and `say` so; how many there were. Call it holding the lock."""
     path = os.path.join(state_dir, FILE_NAME)
-    alive = [(group, started) for group, started in read_log(path).items()
+    tokens, listed = read_log(path)
+    groups = {**_groups_carrying(tokens), **listed} if tokens else listed
+    alive = [(group, started) for group, started in groups.items()
              if group_alive(group, started)]
     if alive:
         _signal(alive, signal.SIGTERM)
@@ -117,6 +140,27 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
             "by an earlier build")
     _remove(path)
     return len(alive)
+
+
+def _groups_carrying(tokens: set[str]) -> dict[int, tuple[int, int]]:
+    """The process groups of the processes whose environment holds one of the tokens,
+    each with its leader's start time (0 when the leader is gone)."""
+    marks = [f"{TOKEN_VARIABLE}={token}".encode() for token in tokens]
+    groups: dict[int, tuple[int, int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as stream:
+                environment = stream.read().split(b"\0")
+            with open(f"/proc/{name}/stat", "rb") as stream:
+                group = int(stream.read().rsplit(b")", 1)[1].split()[2])
+        except (OSError, IndexError, ValueError):
+            continue                            # gone, or not ours to read
+        if any(mark in environment for mark in marks):
+            started = start_time(group) or 0
+            groups[group] = (started, started)
+    return groups
 
 
 def start_time(pid: int) -> int | None:

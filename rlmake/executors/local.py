@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 
 from rlmake.errors import INTERRUPT_SIGNALS
 from rlmake.executors.base import Completion, Task
+from rlmake.executors import leftovers
 from rlmake.executors.leftovers import CommandRecord
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class LocalExecutor:
         self._cancelled = False
         self._made_dirs: set[str] = set()
         self._record = record
+        if record is not None:      # so that a command can be found even before it is listed
+            self._base_env[leftovers.TOKEN_VARIABLE] = record.token
 
     def start(self, task: Task) -> None:
         with self._lock:
@@ -68,7 +71,7 @@ class LocalExecutor:
         while True:
             self._spawn_queued()
             if self._record is not None:
-                self._record.flush()        # once a turn: every child started so far listed
+                self._record.flush()        # the ends of this turn, in one write
             if self._finished:
                 return self._finished.popleft()
             # short polls keep the main thread responsive to Ctrl-C
@@ -130,20 +133,25 @@ class LocalExecutor:
         argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
         since = self._record.clock() if self._record is not None else -1
-        try:
-            if child.task.cwd == self._spawn_here:
-                child.process = _Spawned(argv, child.env, write_end)
-            else:
-                child.process = _popen(argv, child.task.cwd, child.env, write_end)
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        self._running[read_end] = child
-        self._poll.register(read_end, select.POLLIN)
-        if self._record is not None:
-            self._record.started(child.process.pid, since)
+        here = child.task.cwd == self._spawn_here
+        # Ctrl-C waits until the child is known (to cancel and to the record), so that it
+        # cannot start one that nothing would stop. Not around Popen: its child would
+        # inherit the mask, and posix_spawn's clears it.
+        with _interrupts_deferred() if here else contextlib.nullcontext():
+            try:
+                if here:
+                    child.process = _Spawned(argv, child.env, write_end)
+                else:
+                    child.process = _popen(argv, child.task.cwd, child.env, write_end)
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            self._running[read_end] = child
+            self._poll.register(read_end, select.POLLIN)
+            if self._record is not None:
+                self._record.started(child.process.pid, since)
 
     def _read(self, fd: int, child: _Child) -> None:
         data = os.read(fd, _READ_SIZE)
@@ -191,6 +199,18 @@ class LocalExecutor:
 
 
 @contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT, SIGTERM and SIGHUP on this thread until the block ends: the one that
+    came meanwhile is delivered then. (A thread that does not hold them could still
+    take one; rlmake's threads, when it has any, are helpers that start no command.)"""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextlib.contextmanager
 def _interrupts_held():
     """Hold SIGINT, SIGTERM and SIGHUP while a cancel is under way, so that a second one
     cannot cut the cancel short before every command is killed; yields `interrupted(t)`:
@@ -228,6 +248,7 @@ class _Spawned:
 
     def __init__(self, argv: list[str], env: Mapping[str, str], output: int):
         self.pid = os.posix_spawn(argv[0], argv, env, setsid=True, setsigdef=_RESET_SIGNALS,
+                                  setsigmask=(),
                                   file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull,
                                                  os.O_RDONLY, 0),
                                                 (os.POSIX_SPAWN_DUP2, output, 1),
