@@ -36,7 +36,6 @@ pytestmark = pytest.mark.integration
 SOURCES = 140               # src/sI.txt -> l1/sI.txt (pattern) -> l2/pI.txt (foreach)
 GROUPS = 12                 # l3/gK.txt: ten l2 files and, through its depfile, extra/eK.txt
 KILLS = int(os.environ.get("RLMAKE_FAULT_KILLS", "100"))
-BUDGET_SECONDS = 110        # the whole test must stay under two minutes
 JOBS = "-j4"                # the commands mostly sleep: more than the CPUs keeps kills busy
 SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGHUP)
 EDITABLE = ("src/s3.txt", "src/s77.txt", "extra/e5.txt", "src/s139.txt")
