@@ -15,14 +15,14 @@ import signal
 import click
 
 from rlmake import __version__
-from rlmake.errors import Interrupted, RlmakeError, UsageError
+from rlmake.errors import INTERRUPT_SIGNALS, Interrupted, RlmakeError, UsageError
 
 
 class _Group(click.Group):
     """Where errors and signals become exit statuses, for every command."""
 
     def invoke(self, ctx: click.Context):
-        previous = _sigterm_as_ctrl_c()
+        previous = _signals_as_ctrl_c()
         try:
             return super().invoke(ctx)
         except RlmakeError as error:
@@ -32,18 +32,36 @@ class _Group(click.Group):
             click.echo("rlmake: interrupted", err=True)
             ctx.exit(Interrupted.exit_code)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
-def _sigterm_as_ctrl_c():
-    """SIGTERM stops rlmake the way Ctrl-C does: children stopped, nothing half recorded."""
+class _Signalled(KeyboardInterrupt):
+    """Ctrl-C as rlmake's own handler raises it. A subclass, because CPython flags a bare
+    KeyboardInterrupt that passes through source run by exec() (dataclasses and
+    namedtuples make their methods so) as unhandled, and then ends the process by
+    SIGINT however the program handled it: exit -2, not 130."""
+
+
+def _signals_as_ctrl_c() -> dict:
+    """SIGTERM and SIGHUP (the terminal or ssh connection closed) stop rlmake the way
+    Ctrl-C does: commands stopped, their changed outputs removed, nothing half recorded,
+    exit 130. A second one while the first is handled kills the commands at once (see
+    LocalExecutor.cancel). A signal ignored when rlmake started stays ignored, as make
+    does: `nohup rlmake build` must survive the hangup. Returns the handlers it replaced."""
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:              # not the main thread (a test runner): leave signals alone
-        return None
+        raise _Signalled
+    previous = {}
+    for signum in INTERRUPT_SIGNALS:
+        try:
+            handler = signal.signal(signum, interrupt)
+        except ValueError:          # not the main thread (a test runner): leave signals alone
+            break
+        if handler is signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_IGN)
+        if handler is not None:
+            previous[signum] = handler
+    return previous
 
 
 def project_options(command=None, *, file_flag: str = "--file"):

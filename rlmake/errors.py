@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import signal
 
 
 class RlmakeError(Exception):
@@ -74,9 +75,14 @@ class BuildFailed(RlmakeError):
 
 
 class Interrupted(RlmakeError):
-    """The user pressed Ctrl-C (or rlmake got SIGINT/SIGTERM)."""
+    """The user pressed Ctrl-C (or rlmake got SIGINT, SIGTERM or SIGHUP): 130 for each,
+    as a shell reports Ctrl-C, so that scripts test one status for "interrupted"."""
 
     exit_code = 130
+
+
+# The signals that interrupt a build; a second one while the first is handled kills at once.
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def did_you_mean(name: str, choices) -> str:

@@ -22,6 +22,7 @@ from rlmake.executors import make_executor
 from rlmake.executors.base import Executor
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
+from rlmake.executors.leftovers import stop_leftovers
 from rlmake.lock import ProjectLock
 from rlmake.model import (BuildOptions, ExecutionStatus, JobRecord, Outcome, Plan, Rulesfile,
                           Status)
@@ -109,6 +110,7 @@ class Project:
         lock = ProjectLock(self.state_dir)
         lock.acquire(config.wait, reporter.warning)
         try:
+            stop_leftovers(self.state_dir, reporter.warning)
             state = StateDB(self.state_dir)
             try:
                 return self._run(plan, config, reporter, mode, state, executor, clock)

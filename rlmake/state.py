@@ -347,7 +347,6 @@ class StateDB(StateReader):
 
     def __init__(self, state_dir: str, readonly: bool = False):
         self.path = os.path.join(state_dir, "state.db")
-        self._in_transaction = False
         self._uptodate_voided = False
         if readonly and not os.path.exists(self.path):
             check_state_dir(state_dir)
@@ -431,31 +430,29 @@ class StateDB(StateReader):
             self.conn.close()
 
     def _abandon_transaction(self) -> None:
-        if self._in_transaction:
-            self._in_transaction = False
+        if self.conn.in_transaction:
             try:
                 self.conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass                        # gone with the connection, or never begun
 
-    # --- transactions -------------------------------------------------------------------
+    # --- transactions ---------------------------------------------------------------------
+    # SQLite's own word on whether a transaction is open, never a flag of ours: an interrupt
+    # between COMMIT and setting a flag would leave the flag wrong.
 
     def _write(self, sql: str, parameters: Iterable = ()) -> sqlite3.Cursor:
-        if not self._in_transaction:
+        if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
-            self._in_transaction = True
         return self.conn.execute(sql, parameters)
 
     def _write_many(self, sql: str, rows: Iterable) -> None:
-        if not self._in_transaction:
+        if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
-            self._in_transaction = True
         self.conn.executemany(sql, rows)
 
     def commit(self) -> None:
-        if self._in_transaction:
+        if self.conn.in_transaction:
             self.conn.execute("COMMIT")
-            self._in_transaction = False
 
     # --- reads for a build --------------------------------------------------------------
 

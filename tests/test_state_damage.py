@@ -70,7 +70,7 @@ def test_a_damaged_page_found_while_writing_rolls_back_and_is_a_clear_error(tmp_
     state = StateDB(state_dir)
     with pytest.raises(StateError, match="is damaged"):
         state.record_run(RunRecord("e2", "b", "b", "k", Status.DONE, (), 1.0, 2.0, 0, NO_INPUTS))
-    assert not state._in_transaction        # nothing half written is left to commit
+    assert not state.conn.in_transaction    # nothing half written is left to commit
     state.close()
 
 
@@ -168,3 +168,32 @@ def test_every_command_on_a_damaged_database_exits_2_with_the_advice(tmp_path, c
     assert f"the state database {path} is damaged" in done.stderr
     assert "move it aside to start afresh" in done.stderr
     assert not (root / "out.txt").exists()      # nothing ran on records it cannot read
+
+
+class _InterruptAfterCommit:
+    """A connection that commits, then is interrupted before control comes back."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+    def execute(self, sql, *args):
+        result = self._conn.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return result
+
+
+def test_an_interrupt_right_after_a_commit_leaves_nothing_to_commit_again(tmp_path):
+    state = StateDB(str(tmp_path / ".rlmake"))
+    real = state.conn
+    state.conn = _InterruptAfterCommit(real)
+    with pytest.raises(KeyboardInterrupt):
+        state.record_noop("e1", 1.0, ["rlmake", "build"], 0)
+    state.conn = real
+    state.close()                   # used to commit again: "no transaction is active"
+    reopened = StateDB(str(tmp_path / ".rlmake"))
+    assert [e.id for e in reopened.executions()] == ["e1"]
+    reopened.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 
@@ -56,9 +57,10 @@ def check_scheduler_address(address: str) -> None:
 def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int,
                   shared_store_url: str | None, endpoint_url: str | None):
     if settings.kind == "local":
+        from rlmake.executors.leftovers import CommandRecord
         from rlmake.executors.local import LocalExecutor
 
-        return LocalExecutor(jobs)
+        return LocalExecutor(jobs, CommandRecord(os.path.join(project_dir, ".rlmake")))
     if settings.kind == "dask":
         from rlmake.executors.dask import DaskExecutor, StoreSpec
 

@@ -31,6 +31,7 @@ from rlmake.executors.local import run_task, wait_on
 from rlmake.hashing import digest_file
 
 CONNECT_TIMEOUT = "5s"
+_STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
 FILE_MODES = ("auto", "shared", "staged")
 
 
@@ -122,7 +123,7 @@ class DaskExecutor:
             future = self.client.submit(_run_staged, task, self.store, pure=False,
                                         key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
         else:
-            future = self.client.submit(run_task, task, pure=False,
+            future = self.client.submit(_run_shared, task, pure=False,
                                         key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
         self._futures[task.id] = future
         future.add_done_callback(lambda done, task=task: self._collect(task, done))
@@ -177,8 +178,22 @@ class DaskExecutor:
         return completion
 
     def cancel(self) -> None:
-        if self._futures:
-            self.client.cancel(list(self._futures.values()), force=True)
+        """Cancel every task, then wait (a few seconds at most) until the workers have
+        stopped their commands: a worker only notices between polls, and one of a
+        LocalCluster dies with rlmake, leaving its commands running, if it has not."""
+        if not self._futures:
+            return
+        keys = [future.key for future in self._futures.values()]
+        self.client.cancel(list(self._futures.values()), force=True)
+        deadline = time.monotonic() + _STOP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                still = self.client.run(_executing, keys)
+            except Exception:       # noqa: BLE001 - a lost worker runs nothing any more
+                return
+            if not any(still.values()):
+                return
+            time.sleep(0.05)
 
     def close(self) -> None:
         self.client.close()
@@ -187,6 +202,37 @@ class DaskExecutor:
 
 
 # --- run on the workers -----------------------------------------------------------------
+
+def _run_shared(task: Task) -> Completion:
+    """Run in place; stop the command's process group once the task is cancelled (Ctrl-C,
+    or the client gone)."""
+    return run_task(task, cancelled=_cancellation_check())
+
+
+def _cancellation_check():
+    """A function that says whether the task running on this worker thread is no longer
+    wanted. Dask cannot interrupt a running task; it only marks it cancelled."""
+    from distributed import get_worker
+    from distributed.worker import thread_state
+
+    try:
+        worker, key = get_worker(), thread_state.key
+    except (ValueError, AttributeError):     # not on a worker's thread: nothing cancels it
+        return lambda: False
+
+    def cancelled() -> bool:
+        state = worker.state.tasks.get(key)
+        return state is None or state.state in ("cancelled", "released", "forgotten")
+    return cancelled
+
+
+def _executing(keys: list[str]) -> list[str]:
+    """Which of these tasks a thread of this worker is still running."""
+    from distributed.worker import active_threads
+
+    wanted = set(keys)
+    return [key for key in list(active_threads.values()) if key in wanted]
+
 
 def _read_probe(path: str) -> str | None:
     try:
@@ -211,7 +257,7 @@ def _run_staged(task: Task, spec: StoreSpec) -> tuple[Completion, dict[str, tupl
                                   error=f"input {path} could not be staged intact"), {}
         local = task._replace(cwd=scratch, make_dirs=tuple(
             os.path.join(scratch, os.path.relpath(d, task.cwd)) for d in task.make_dirs))
-        completion = run_task(local)
+        completion = run_task(local, cancelled=_cancellation_check())
         written: dict[str, tuple[str, int]] = {}
         if completion.exit_code == 0:
             for path in (*task.outputs, *([task.depfile] if task.depfile else [])):

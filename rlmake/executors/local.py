@@ -11,6 +11,7 @@ back at their defaults, which Python ignores.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 import select
@@ -19,13 +20,17 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from rlmake.errors import INTERRUPT_SIGNALS
 from rlmake.executors.base import Completion, Task
+from rlmake.executors import leftovers
+from rlmake.executors.leftovers import CommandRecord
 
 if TYPE_CHECKING:
     import queue
     import subprocess
 
 _KILL_GRACE_SECONDS = 2.0
+_REAP_SECONDS = 2.0             # for SIGKILLed children to be gone
 _READ_SIZE = 65536
 
 
@@ -34,9 +39,12 @@ class LocalExecutor:
 
     No worker threads: children are spawned, read (through poll) and reaped by the
     waiting thread, so nothing contends for the GIL between one job's end and the
-    next one's start. `start` may be called from any thread."""
+    next one's start. `start` may be called from any thread.
 
-    def __init__(self, workers: int):
+    `record`, when given, lists the running commands in the project's `.rlmake/`, so
+    that a build after an rlmake that died without stopping them can stop them."""
+
+    def __init__(self, workers: int, record: CommandRecord | None = None):
         self._base_env = dict(os.environ)
         self._spawn_here = os.getcwd() if _no_inherited_descriptors() else None
         self._poll = select.poll()
@@ -49,6 +57,9 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._cancelled = False
         self._made_dirs: set[str] = set()
+        self._record = record
+        if record is not None:      # so that a command can be found even before it is listed
+            self._base_env[leftovers.TOKEN_VARIABLE] = record.token
 
     def start(self, task: Task) -> None:
         with self._lock:
@@ -59,6 +70,8 @@ class LocalExecutor:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._spawn_queued()
+            if self._record is not None:
+                self._record.flush()        # the ends of this turn, in one write
             if self._finished:
                 return self._finished.popleft()
             # short polls keep the main thread responsive to Ctrl-C
@@ -72,22 +85,30 @@ class LocalExecutor:
                 return None
 
     def cancel(self) -> None:
+        """SIGTERM to every command's group, up to a grace period for them to exit, then
+        SIGKILL; a second interrupt during the grace period cuts it short."""
         self._cancelled = True
         with self._lock:
             queued, self._queued = list(self._queued), collections.deque()
         for task in queued:
             self._finished.append(Completion(task.id, -signal.SIGTERM, b"", time.time(),
                                              time.time(), error="interrupted"))
-        self._signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + _KILL_GRACE_SECONDS
-        while time.monotonic() < deadline and any(c.process.poll() is None
-                                                  for c in self._running.values()):
-            time.sleep(0.05)
-        self._signal_all(signal.SIGKILL)
+        with _interrupts_held() as interrupted_again:
+            self._signal_all(signal.SIGTERM)
+            deadline = time.monotonic() + _KILL_GRACE_SECONDS
+            while time.monotonic() < deadline and any(c.process.poll() is None
+                                                      for c in self._running.values()):
+                if interrupted_again(0.05):
+                    break
+            self._signal_all(signal.SIGKILL)
+            self._reap_killed()
+            interrupted_again(0)        # one that came meanwhile is answered: all is stopped
 
     def close(self) -> None:
         os.close(self._wake_read)
         os.close(self._wake_write)
+        if self._record is not None:
+            self._record.close()
 
     # --- children -------------------------------------------------------------------------
 
@@ -111,18 +132,26 @@ class LocalExecutor:
     def _spawn(self, child: _Child) -> None:
         argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
-        try:
-            if child.task.cwd == self._spawn_here:
-                child.process = _Spawned(argv, child.env, write_end)
-            else:
-                child.process = _popen(argv, child.task.cwd, child.env, write_end)
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
-        self._running[read_end] = child
-        self._poll.register(read_end, select.POLLIN)
+        since = self._record.clock() if self._record is not None else -1
+        here = child.task.cwd == self._spawn_here
+        # Ctrl-C waits until the child is known (to cancel and to the record), so that it
+        # cannot start one that nothing would stop. Not around Popen: its child would
+        # inherit the mask, and posix_spawn's clears it.
+        with _interrupts_deferred() if here else contextlib.nullcontext():
+            try:
+                if here:
+                    child.process = _Spawned(argv, child.env, write_end)
+                else:
+                    child.process = _popen(argv, child.task.cwd, child.env, write_end)
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            self._running[read_end] = child
+            self._poll.register(read_end, select.POLLIN)
+            if self._record is not None:
+                self._record.started(child.process.pid, since)
 
     def _read(self, fd: int, child: _Child) -> None:
         data = os.read(fd, _READ_SIZE)
@@ -133,6 +162,8 @@ class LocalExecutor:
         os.close(fd)
         del self._running[fd]
         status = child.process.wait()
+        if self._record is not None:
+            self._record.ended(child.process.pid)
         task = child.task
         if status == 0 and child.index + 1 < len(task.commands) and not self._cancelled:
             child.index += 1
@@ -156,6 +187,58 @@ class LocalExecutor:
             except ProcessLookupError:
                 pass
 
+    def _reap_killed(self) -> None:
+        """Wait (briefly) for SIGKILLed children to be gone, so that none writes an output
+        after the build has removed it."""
+        deadline = time.monotonic() + _REAP_SECONDS
+        for child in self._running.values():
+            while child.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if child.process.poll() is not None and self._record is not None:
+                self._record.ended(child.process.pid)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT, SIGTERM and SIGHUP on this thread until the block ends: the one that
+    came meanwhile is delivered then. (A thread that does not hold them could still
+    take one; rlmake's threads, when it has any, are helpers that start no command.)"""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """Hold SIGINT, SIGTERM and SIGHUP while a cancel is under way, so that a second one
+    cannot cut the cancel short before every command is killed; yields `interrupted(t)`:
+    whether one came, waiting up to t seconds for it. Off the main thread, where signal
+    handlers cannot be set, it only waits."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda seconds: time.sleep(seconds) or False
+        return
+    came: list[int] = []
+    # a handler as well as the mask: another thread that does not block them may take one
+    previous = {signum: signal.signal(signum, lambda number, frame: came.append(number))
+                for signum in INTERRUPT_SIGNALS}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+
+    def interrupted(seconds: float) -> bool:
+        if not came and signal.sigtimedwait(INTERRUPT_SIGNALS, seconds) is not None:
+            came.append(0)
+        return bool(came)
+    try:
+        yield interrupted
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for signum, handler in previous.items():
+            if handler is not None:         # None: set outside Python, nothing to restore
+                signal.signal(signum, handler)
+
 
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
@@ -165,6 +248,7 @@ class _Spawned:
 
     def __init__(self, argv: list[str], env: Mapping[str, str], output: int):
         self.pid = os.posix_spawn(argv[0], argv, env, setsid=True, setsigdef=_RESET_SIGNALS,
+                                  setsigmask=(),
                                   file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull,
                                                  os.O_RDONLY, 0),
                                                 (os.POSIX_SPAWN_DUP2, output, 1),
@@ -274,7 +358,8 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
     """Run a task's commands in order with `/bin/sh -c`, stopping at the first failure.
 
     A plain function, so that any executor can run it, here or on another machine.
-    `track(process, running)` hears of each child, so that it can be stopped."""
+    `track(process, running)` hears of each child; `cancelled()`, asked every
+    _CANCEL_POLL_SECONDS while a command runs, stops its process group when true."""
     import subprocess
 
     started = time.time()
@@ -294,7 +379,7 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
             if track:
                 track(process, True)
             try:
-                output += process.communicate()[0]
+                output += _communicate(process, cancelled)
             finally:
                 if track:
                     track(process, False)
@@ -304,6 +389,36 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
         return Completion(task.id, 0, bytes(output), started, time.time())
     except Exception as error:      # noqa: BLE001 - the build must hear of any failure
         return Completion(task.id, 127, b"", started, time.time(), error=str(error))
+
+
+_CANCEL_POLL_SECONDS = 0.2
+
+
+def _communicate(process: "subprocess.Popen", cancelled: Callable[[], bool]) -> bytes:
+    """The command's output once it has ended; if `cancelled()` turns true first, its
+    process group is stopped: SIGTERM, up to the grace period, SIGKILL."""
+    import subprocess
+
+    while True:
+        try:
+            return process.communicate(timeout=_CANCEL_POLL_SECONDS)[0]
+        except subprocess.TimeoutExpired:
+            if cancelled():
+                break
+    _kill_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=_KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    _kill_group(process.pid, signal.SIGKILL)        # the rest of its group too
+    return process.communicate()[0]
+
+
+def _kill_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
 
 
 def wait_on(finished: queue.SimpleQueue, timeout: float | None) -> Completion | None:

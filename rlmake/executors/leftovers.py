@@ -1,0 +1,233 @@
+"""Commands an earlier build left running, and stopping them.
+
+Each command runs in a session of its own, so that a cancel reaches whatever it
+starts; the price is that a command outlives an rlmake that dies without
+stopping it (SIGKILL, a crash). Left alone it would go on writing outputs while
+the next build hashes and records them. So the local executor keeps in
+`.rlmake/running` each running command's process group and when its leader
+started, so that a pid the system has since given to another process is never
+taken for it: the next build compares that with field 22 of /proc/PID/stat
+(clock ticks since boot). Reading that field right after the spawn costs half
+a millisecond (the child is busy in exec), so the executor records instead
+the boot clock's ticks just before and just after it: the start time lies
+between them, and a pid handed out again, after the command ended, cannot.
+The next build, once it holds the project lock, stops every group still
+alive from that file.
+
+The file is a log: `+GROUP SINCE UNTIL` when a command starts (written at
+once), `-GROUP` when it ends (batched), each write a single write() to a
+descriptor opened O_APPEND, which a SIGKILL cannot split. Appending costs a
+microsecond or two; replacing a file by rename costs ext4 milliseconds (it
+flushes the data first), which a 1,000-job build would feel. Writer and reader
+never overlap: the reader holds the project lock the writer held until it died.
+Without /proc or a boot clock nothing is recorded.
+
+A command's pid is known only once it runs, and a loaded machine may leave
+rlmake without the CPU for many milliseconds between a spawn and its log line:
+a SIGKILL then would leave a command nobody listed. So each build also puts a
+random token in every command's environment (RLMAKE_BUILD_TOKEN) and logs it
+before its first spawn; a build that finds the log of one that died looks
+for processes carrying that token in /proc/PID/environ as well.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Callable
+
+FILE_NAME = "running"
+TOKEN_VARIABLE = "RLMAKE_BUILD_TOKEN"
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_CAN_RECORD = os.path.isdir("/proc/self") and hasattr(time, "CLOCK_BOOTTIME")
+_GRACE_SECONDS = 1.0          # between SIGTERM and SIGKILL for a leftover group
+_DEATH_SECONDS = 2.0          # for the kernel to finish a SIGKILLed group
+
+
+class CommandRecord:
+    """The process groups of the commands this build has running, logged to a file."""
+
+    def __init__(self, state_dir: str):
+        self.path = os.path.join(state_dir, FILE_NAME)
+        self._running: set[int] = set()
+        self._pending: list[str] = []           # log lines not written yet
+        self._fd: int | None = None
+        self.token = os.urandom(8).hex()         # in every command's environment
+
+    def clock(self) -> int:
+        """Call just before starting a command; pass the answer to `started`."""
+        if not _CAN_RECORD:
+            return -1
+        if self._fd is None:                    # the token is on disk before any command
+            self._pending.insert(0, f"={self.token}\n")
+            self.flush()
+        return boot_ticks()
+
+    def started(self, pid: int, since: int) -> None:
+        """A command leading its own process group `pid` has started since `clock()`:
+        written at once, so that rlmake killed a moment later still leaves it listed."""
+        if since >= 0:
+            self._running.add(pid)
+            # a tick of slack each side: the kernel rounds its own clock to ticks
+            self._pending.append(f"+{pid} {since - 1} {boot_ticks() + 1}\n")
+            self.flush()
+
+    def ended(self, pid: int) -> None:
+        if pid in self._running:
+            self._running.discard(pid)
+            self._pending.append(f"-{pid}\n")
+
+    def flush(self) -> None:
+        """Append what changed since the last call, in one write. Ends wait for the next
+        start or the executor's next turn: listed a little longer, they cost nothing."""
+        if not self._pending:
+            return
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+                               | os.O_CLOEXEC, 0o644)
+        os.write(self._fd, "".join(self._pending).encode())
+        self._pending.clear()
+
+    def close(self) -> None:
+        """The build is over: the file goes, unless a command could not be stopped."""
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            if not self._running:
+                _remove(self.path)
+
+
+def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
+    """The tokens of the builds that wrote a log, and the groups it lists as still running:
+    group -> when its leader started (the first and last tick it can have)."""
+    tokens: set[str] = set()
+    running: dict[int, tuple[int, int]] = {}
+    try:
+        with open(path) as stream:
+            lines = stream.read().splitlines()
+    except OSError:
+        return tokens, running
+    for line in lines:
+        if line.startswith("=") and len(line) > 1 and line[1:].isalnum():
+            tokens.add(line[1:])
+            continue
+        fields = line[1:].split()
+        if not fields or not all(field.isdigit() for field in fields):
+            continue                            # not a line this module wrote: skip it
+        if line.startswith("+") and len(fields) == 3:
+            running[int(fields[0])] = (int(fields[1]), int(fields[2]))
+        elif line.startswith("-"):
+            running.pop(int(fields[0]), None)
+    return tokens, running
+
+
+def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
+    """Stop every command an earlier build of this project left running (SIGTERM, a
+    short grace, SIGKILL), and `say` so; how many there were. Call it holding the lock."""
+    path = os.path.join(state_dir, FILE_NAME)
+    tokens, listed = read_log(path)
+    groups = {**_groups_carrying(tokens), **listed} if tokens else listed
+    alive = [(group, started) for group, started in groups.items()
+             if group_alive(group, started)]
+    if alive:
+        _signal(alive, signal.SIGTERM)
+        _wait_until_gone(alive, _GRACE_SECONDS)
+        _signal(alive, signal.SIGKILL)
+        _wait_until_gone(alive, _DEATH_SECONDS)
+        say(f"stopped {len(alive)} command{'s' if len(alive) > 1 else ''} left running "
+            "by an earlier build")
+    _remove(path)
+    return len(alive)
+
+
+def _groups_carrying(tokens: set[str]) -> dict[int, tuple[int, int]]:
+    """The process groups of the processes whose environment holds one of the tokens,
+    each with its leader's start time (0 when the leader is gone)."""
+    marks = [f"{TOKEN_VARIABLE}={token}".encode() for token in tokens]
+    groups: dict[int, tuple[int, int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as stream:
+                environment = stream.read().split(b"\0")
+            with open(f"/proc/{name}/stat", "rb") as stream:
+                group = int(stream.read().rsplit(b")", 1)[1].split()[2])
+        except (OSError, IndexError, ValueError):
+            continue                            # gone, or not ours to read
+        if any(mark in environment for mark in marks):
+            started = start_time(group) or 0
+            groups[group] = (started, started)
+    return groups
+
+
+def start_time(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot), None if it is gone or a zombie."""
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fields = os.read(fd, 4096).rsplit(b")", 1)[1].split()
+        finally:
+            os.close(fd)
+    except (OSError, IndexError):
+        return None
+    # fields[0] is field 3 (the state) of proc(5); the start time is field 22
+    return None if fields[0] == b"Z" else int(fields[19])
+
+
+def boot_ticks() -> int:
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS_PER_SECOND)
+
+
+def group_alive(group: int, started: tuple[int, int]) -> bool:
+    """Whether the recorded group still has a live process. Its leader, when there, must
+    be the recorded process; when it has exited, a group of that id can only be the
+    recorded one, since no pid is handed out while a group of that id exists."""
+    leader = start_time(group)
+    if leader is not None:
+        return started[0] <= leader <= started[1]
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return _has_live_member(group)
+
+
+def _has_live_member(group: int) -> bool:
+    """The leader has exited but its group exists: does anyone in it still run (zombies
+    waiting for a parent to reap them do not)? Rare, so a walk of /proc will do."""
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != group:
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stream:
+                    fields = stream.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == group and fields[0] != b"Z":   # field 5 is the group
+                return True
+    return False
+
+
+def _signal(groups, signum: int) -> None:
+    for group, started in groups:
+        if group_alive(group, started):
+            try:
+                os.killpg(group, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _wait_until_gone(groups, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while any(group_alive(group, started) for group, started in groups) \
+            and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
