@@ -284,7 +284,7 @@ class Project:
 
         path = normalise(path, self.directory)
         with self.records() as state:
-            digest = FileHasher(self.directory, state.stat_memo()).digest(path)
+            digest = FileHasher(self.directory, MemoOnDemand(state)).digest(path)
             return provenance(path, digest, state)
 
     def clean(self, targets: Iterable[str] = (), dry_run: bool = False,

@@ -525,7 +525,7 @@ class ModelCheck(RuleBasedStateMachine):
 
 
 ModelCheck.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=20, deadline=None,
+    max_examples=300, stateful_step_count=10, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 test_model_check = ModelCheck.TestCase
 
