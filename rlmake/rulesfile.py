@@ -274,11 +274,17 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     strings = lambda field: _string_list(  # noqa: E731
         body.get(field, []), field, Location(where.path, body.key_lines.get(field)), key,
         body.raw.get(field))
+    commands = tuple(c.rstrip("\n") for c in strings("command"))
+    outputs = strings("outputs")
+    if outputs and not commands:
+        # an aggregate writes nothing: it cannot stand for files that no command makes
+        raise fail("a rule without a command cannot have outputs (nothing would write them)",
+                   "outputs")
     return RuleSpec(
         key=key, where=where,
         deps=strings("deps"),
-        commands=tuple(c.rstrip("\n") for c in strings("command")),
-        outputs=strings("outputs"),
+        commands=commands,
+        outputs=outputs,
         phony=bool(body.get("phony", False)),
         always=bool(body.get("always", False)),
         env=_env(body, fail),

@@ -238,3 +238,19 @@ def test_why_explains_a_shared_job_once(tmp_path):
     assert len(result.lines) < 4 * levels, result.stdout[:2000]
     assert any(line.strip().startswith("gen: will be rebuilt because") for line in result.lines)
     assert any("(see above)" in line for line in result.lines)
+
+
+# --- found by tests/test_loader_fuzz.py -----------------------------------------------------
+
+@pytest.mark.parametrize("rules", [
+    # the resolver reached the aggregate again and again through its own output
+    "a: {deps: [a.c], outputs: [a.c]}",
+    # the aggregate's job came into the plan twice, and 'b' was said to fail
+    "all: {deps: [a, b]}\n  a: {deps: [a.c], outputs: [gen.c]}\n  b: {deps: [gen.c], command: x}",
+    "all: {deps: [q.d]}\n  '%.o':\n    deps: ['%.c']\n    outputs: ['%.d']",
+], ids=["own-output", "output-needed-elsewhere", "pattern"])
+def test_rule_without_a_command_cannot_have_outputs(tmp_path, rules):
+    write_project(tmp_path, f"rules:\n  {rules}\n", {"a.c": "", "q.c": ""})
+    stderr = failure(tmp_path)
+    assert "rule without a command cannot have outputs" in stderr
+    assert re.search(r"Rulesfile.yaml:\d+: rule '(a|%\.o)': ", stderr), stderr
