@@ -84,8 +84,13 @@ def project_options(command=None, *, file_flag: str = "--file"):
 
 def split_arguments(arguments) -> tuple[list[str], dict]:
     """Targets, and NAME=VALUE overrides of vars."""
+    from rlmake.paths import is_text, shown
+
     targets, overrides = [], {}
     for argument in arguments:
+        if not is_text(argument):
+            raise UsageError(f"argument '{shown(argument)}' is not UTF-8; rlmake keeps "
+                             "targets and paths as text")
         if "=" in argument and not argument.startswith(("/", ".")):
             from rlmake.rulesfile import parse_override     # YAML only when there are overrides
 

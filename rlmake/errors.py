@@ -18,21 +18,26 @@ class UsageError(RlmakeError):
 
 
 class RulesfileError(RlmakeError):
-    """A mistake in a Rulesfile, reported as `file:line: rule 'name': message`."""
+    """A mistake in a Rulesfile, reported as `file:line: rule 'name': message`, or
+    `rule 'name' (target 'path'): message` for one copy of a foreach or pattern rule."""
 
     def __init__(self, message: str, path: str | None = None,
-                 line: int | None = None, rule: str | None = None):
+                 line: int | None = None, rule: str | None = None, target: str | None = None):
         super().__init__(message)
         self.message = message
         self.path = path
         self.line = line
         self.rule = rule
+        self.target = target
 
     def __str__(self) -> str:
         where = ""
         if self.path:
             where = f"{self.path}:{self.line}: " if self.line else f"{self.path}: "
-        rule = f"rule '{self.rule}': " if self.rule is not None else ""
+        rule = ""
+        if self.rule is not None:
+            target = f" (target '{self.target}')" if self.target not in (None, self.rule) else ""
+            rule = f"rule '{self.rule}'{target}: "
         return f"{where}{rule}{self.message}"
 
 

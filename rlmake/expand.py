@@ -16,7 +16,7 @@ from typing import Any
 
 from rlmake.errors import RlmakeError, RulesfileError, UnreadableFile, UsageError, did_you_mean
 from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
-from rlmake.paths import normalise, probe
+from rlmake.paths import STATE_DIR, in_state_dir, normalise, probe
 from rlmake.templates import TemplateProblem, Templates
 
 MAX_PATTERN_CHAIN = 16
@@ -56,16 +56,20 @@ class Expander:
         claimed: dict[str, Instance] = {}
         for spec in self.rulesfile.rules:
             for names in self._foreach_copies(spec):
-                key = self._render(spec, spec.key, dict(names), "the target")
+                # the key sees every var and the copy's foreach names, as every template does
+                key = self._render(spec, spec.key, {**self.vars, **dict(names)}, "the target")
                 key = self._norm(key) if "%" not in key else key
                 instance = Instance(spec, key, names)
                 if key.count("%") > 1:
                     raise self._error(spec, "a pattern rule may contain only one '%'", key=key)
                 if "%" in key:
+                    self._refuse_state_dir(spec, self._norm(key), None, key)
                     self.patterns.append(instance)
                     continue
                 self.explicit_order.append(instance)
-                for path in (key, *self._outputs(instance)):
+                outputs = self._outputs(instance)
+                self._check_places(instance, outputs)
+                for path in (key, *outputs):
                     if path in claimed:
                         other = claimed[path].spec
                         raise self._error(spec, f"'{path}' is made by two rules: here and "
@@ -122,6 +126,8 @@ class Expander:
         context = self._context(instance)
         deps = self._deps(instance, context)
         outputs = [instance.target, *self._outputs(instance, context)]
+        if instance.stem is not None:           # explicit rules were checked by _index
+            self._check_places(instance, outputs[1:])
         render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
         commands = tuple(render(command, "command") for command in spec.commands)
         env = tuple((name, render(value, f"env '{name}'")) for name, value in spec.env)
@@ -164,9 +170,21 @@ class Expander:
 
     def _error(self, spec: RuleSpec, message: str, field: str | None = None,
                key: str | None = None) -> RulesfileError:
-        rule = spec.key if key is None or key == spec.key else f"{spec.key}' (target '{key}"
         line = spec.line_of(field) if field else spec.where.line
-        return RulesfileError(message, spec.where.path, line, rule)
+        return RulesfileError(message, spec.where.path, line, spec.key, key)
+
+    def _check_places(self, instance: Instance, outputs: list[str]) -> None:
+        self._refuse_state_dir(instance.spec, instance.target, None, instance.target)
+        for path in outputs:
+            self._refuse_state_dir(instance.spec, path, "outputs", instance.target)
+
+    def _refuse_state_dir(self, spec: RuleSpec, path: str, field: str | None,
+                          key: str) -> None:
+        """A rule must not make a file in .rlmake/: it would overwrite rlmake's own state."""
+        if in_state_dir(path):
+            raise self._error(spec, f"output '{path}' is in {STATE_DIR}/, where rlmake keeps its "
+                              "state; a rule cannot make files there (choose another path)",
+                              field, key)
 
     def _norm(self, path: str) -> str:
         return normalise(path, self.project_dir)
@@ -333,11 +351,19 @@ class _Resolver:
             return UsageError(message)
         return RulesfileError(message, needed_by.where.path, needed_by.where.line, needed_by.rule)
 
-    def _cycle(self, stack, on_stack, owner: str, dep: str):
+    @staticmethod
+    def _cycle(stack, on_stack, owner: str, dep: str):
+        """The cycle as the targets of its jobs, closed (`b -> a -> b`), whatever paths its
+        edges go through; an edge through another output of a job is named after it."""
         targets = [job.target for job, _ in stack]
-        start = targets.index(owner)
-        names = [on_stack[t] for t in targets[start:]] + [dep]
+        cycle = targets[targets.index(owner):]
+        # each job needs the path its successor was reached by; the last one needs `dep`
+        edges = [(needer, on_stack[maker], maker) for needer, maker in itertools.pairwise(cycle)]
+        edges.append((cycle[-1], dep, owner))
+        through = [f"'{needer}' needs '{path}', an output of '{maker}'"
+                   for needer, path, maker in edges if path != maker]
+        note = f" ({'; '.join(through)})" if through else ""
         job = stack[-1][0]
-        raise RulesfileError(f"dependency cycle: {' -> '.join(names)}",
+        raise RulesfileError(f"dependency cycle: {' -> '.join([*cycle, owner])}{note}",
                              job.where.path, job.where.line, job.rule)
 

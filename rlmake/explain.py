@@ -12,6 +12,7 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from rlmake.model import Job, Outcome, Plan, Reason, ReasonKind, Status, short
@@ -59,10 +60,27 @@ class Explainer:
         self.records = records
         self.project_dir = project_dir
         self.overrides = overrides
+        self._told: dict[tuple[str, Any], str] = {}    # what this answer has explained in full
 
     # --- the next build -------------------------------------------------------------------
 
     def next_build(self, target: str, depth: int = 0) -> Cause:
+        """Why the next build will (or won't) run `target`'s job, down to the sources."""
+        self._told = {}
+        return self._next_build(target, depth)
+
+    def _next_build(self, target: str, depth: int) -> Cause:
+        """A job that many others depend on is explained in full once per answer, and
+        named the other times: a tree that repeated it would grow exponentially."""
+        told = self._told.get(("next", target))
+        if told is not None:
+            return Cause(target, f"{told} (see above)")
+        cause = self._next_build_cause(target, depth)
+        if cause.causes:
+            self._told[("next", target)] = cause.sentence
+        return cause
+
+    def _next_build_cause(self, target: str, depth: int) -> Cause:
         if target not in self.plan.producers:
             return Cause(target, "a source file: no rule makes it")
         job = self.plan.job(target)
@@ -88,20 +106,29 @@ class Explainer:
         cause = Cause(job.target, "will be brought up to date because "
                       + _join([f"{owner} will be rebuilt" for owner in stale]))
         if depth < MAX_DEPTH:
-            cause.causes = [self.next_build(owner, depth + 1) for owner in stale]
+            cause.causes = [self._next_build(owner, depth + 1) for owner in stale]
         return cause
 
     def _stale_deps(self, job: Job) -> list[str]:
         """The jobs among `job`'s deps that the next build will run (or bring up to date)."""
         return [owner for owner in dict.fromkeys(self.plan.producers.get(d) for d in job.deps)
-                if owner and self._will_run(owner)]
+                if owner and self._will_run[owner]]
 
-    def _will_run(self, target: str) -> bool:
-        job = self.plan.job(target)
-        if not job.commands:
-            return bool(self._stale_deps(job))
-        outcome = self.outcomes.get(target)
-        return outcome is not None and outcome.status is Status.WOULD_RUN
+    @cached_property
+    def _will_run(self) -> dict[str, bool]:
+        """Whether the next build runs each job, or (an aggregate) any job among its deps.
+
+        One pass in dependency order, so a chain of aggregates of any length costs no
+        recursion, and a job shared by many dependents is decided once."""
+        will_run: dict[str, bool] = {}
+        for job in self.plan.jobs:
+            if job.commands:
+                outcome = self.outcomes.get(job.target)
+                will_run[job.target] = outcome is not None and outcome.status is Status.WOULD_RUN
+            else:
+                will_run[job.target] = any(will_run.get(self.plan.producers.get(dep), False)
+                                           for dep in job.deps)
+        return will_run
 
     def _elaborate(self, cause: Cause, job: Job, reasons: list[Reason], depth: int,
                    old_vars: dict[str, str] | None = None, run: RunRecord | None = None,
@@ -125,13 +152,13 @@ class Explainer:
                 continue
             owner = self.plan.producers.get(reason.path) if reason.path else None
             if reason.kind is ReasonKind.DEP_WILL_CHANGE and owner:
-                cause.causes.append(self.next_build(owner, depth + 1))
+                cause.causes.append(self._next_build(owner, depth + 1))
             elif reason.kind is ReasonKind.DEP_CHANGED and owner and reason.new:
                 writer = self.records.writer_of(reason.path, reason.new,
                                                 before=run.id if run else None)
                 if writer is not None:
-                    cause.causes.append(self.past_run(writer, depth + 1,
-                                                      run.execution if run else None))
+                    cause.causes.append(self._past_run(writer, depth + 1,
+                                                       run.execution if run else None))
 
     def _changed_vars(self, old: dict[str, str], new: dict[str, str]) -> list[str]:
         lines = []
@@ -184,10 +211,22 @@ class Explainer:
                 return Cause(target, "no recorded job wrote it")
             job = self.plan.job(target)
             return Cause(target, "has no command" if not job.commands else "no build has run it yet")
-        return self.past_run(run, 0, None, first=True)
+        self._told = {}
+        return self._past_run(run, 0, None, first=True)
 
-    def past_run(self, run: RunRecord, depth: int, parent_execution: str | None,
-                 first: bool = False) -> Cause:
+    def _past_run(self, run: RunRecord, depth: int, parent_execution: str | None,
+                  first: bool = False) -> Cause:
+        """As `_next_build`: a run that caused many others is explained in full once."""
+        told = self._told.get(("past", run.id))
+        if told is not None:
+            return Cause(run.target, f"{told} (see above)")
+        cause = self._past_run_cause(run, depth, parent_execution, first)
+        if cause.causes:
+            self._told[("past", run.id)] = cause.sentence
+        return cause
+
+    def _past_run_cause(self, run: RunRecord, depth: int, parent_execution: str | None,
+                        first: bool) -> Cause:
         reasons = list(run.reasons)
         verb = {Status.DONE: "rebuilt", Status.FAILED: "failed",
                 Status.RESTORED: f"restored from {run.cache_source}"}.get(run.status,

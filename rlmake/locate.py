@@ -5,16 +5,25 @@ from __future__ import annotations
 import os
 
 from rlmake.errors import UsageError
+from rlmake.paths import is_text, shown
 
 RULESFILE_NAMES = ("Rulesfile.yaml", "Rulesfile.yml", "Rulesfile")
 
 
 def find_rulesfile(directory: str, named: str | None) -> str:
     """The absolute path of the Rulesfile to use, after `-C` has been applied."""
+    path = _find(directory, named)
+    if not is_text(path):
+        raise UsageError(f"the Rulesfile's path '{shown(path)}' is not UTF-8; rlmake keeps "
+                         "paths as text: rename the directory")
+    return path
+
+
+def _find(directory: str, named: str | None) -> str:
     if named:
         path = os.path.join(directory, named)
         if not os.path.isfile(path):
-            raise UsageError(f"Rulesfile '{named}' not found")
+            raise UsageError(f"Rulesfile '{shown(named)}' not found")
         return os.path.abspath(path)
     for name in RULESFILE_NAMES:
         path = os.path.join(directory, name)

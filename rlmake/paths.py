@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 import stat
 
+STATE_DIR = ".rlmake"           # rlmake's own files, in the project directory
+
+
+def in_state_dir(path: str) -> bool:
+    """Whether the normalised project path `path` is rlmake's state directory or inside it."""
+    return path == STATE_DIR or path.startswith(STATE_DIR + "/")
+
 
 def normalise(path: str, project_dir: str) -> str:
     """`./x`, `a/../x` and `x` are one path; absolute paths inside the project become relative."""
@@ -41,6 +48,24 @@ def probe(path: str, dir_fd: int | None = None) -> str:
     except (FileNotFoundError, NotADirectoryError):
         return "missing"
     return "dir" if stat.S_ISDIR(mode) else "file"
+
+
+def is_text(path: str) -> bool:
+    """Whether `path` is valid UTF-8: a name the OS gave in other bytes arrives with
+    surrogate escapes, and cannot go into the JSON and SQLite where rlmake keeps paths."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(path: str) -> str:
+    """A path for a message, its undecodable bytes written as `\\xff`."""
+    try:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    except UnicodeError:            # a lone surrogate that no file name could have given
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def glob_files(project_dir: str, pattern: str) -> tuple[str, ...]:

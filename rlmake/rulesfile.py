@@ -112,17 +112,29 @@ class _LoadState:
         self.top_rule_count = 0
 
 
-def _read_yaml(path: str, shown: str) -> LineDict:
+def _read_text(path: str, shown: str) -> str:
     try:
-        with open(path, encoding="utf-8") as stream:
-            loader = _Loader(stream, shown)
-            try:
-                node = loader.get_single_node()
-                data = _construct(loader, node)
-            finally:
-                loader.dispose()
+        with open(path, "rb") as stream:
+            content = stream.read()
     except OSError as error:
         raise RulesfileError(f"cannot read: {error.strerror}", shown) from None
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = content.count(b"\n", 0, error.start) + 1
+        raise RulesfileError(f"not UTF-8 text: byte 0x{content[error.start]:02x} cannot be "
+                             "read; save the file as UTF-8", shown, line) from None
+
+
+def _read_yaml(path: str, shown: str) -> LineDict:
+    text = _read_text(path, shown)
+    try:
+        loader = _Loader(text, shown)
+        try:
+            node = loader.get_single_node()
+            data = _construct(loader, node)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else None
@@ -262,11 +274,17 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     strings = lambda field: _string_list(  # noqa: E731
         body.get(field, []), field, Location(where.path, body.key_lines.get(field)), key,
         body.raw.get(field))
+    commands = tuple(c.rstrip("\n") for c in strings("command"))
+    outputs = strings("outputs")
+    if outputs and not commands:
+        # an aggregate writes nothing: it cannot stand for files that no command makes
+        raise fail("a rule without a command cannot have outputs (nothing would write them)",
+                   "outputs")
     return RuleSpec(
         key=key, where=where,
         deps=strings("deps"),
-        commands=tuple(c.rstrip("\n") for c in strings("command")),
-        outputs=strings("outputs"),
+        commands=commands,
+        outputs=outputs,
         phony=bool(body.get("phony", False)),
         always=bool(body.get("always", False)),
         env=_env(body, fail),

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import jinja2
 import jinja2.meta
 
-from rlmake.paths import glob_files
+from rlmake.paths import glob_files, is_text, shown
 
 # A whole-`{{ ... }}` entry: evaluated as an expression so that a list stays a list.
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}\s*$", re.S)
@@ -74,7 +74,13 @@ class Templates:
     def glob(self, pattern: str) -> list[str]:
         """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
         if pattern not in self.globs_read:
-            self.globs_read[pattern] = glob_files(self.project_dir, pattern)
+            found = glob_files(self.project_dir, pattern)
+            for path in found:
+                if not is_text(path):
+                    raise TemplateProblem(
+                        f"glob('{pattern}') found '{shown(path)}', whose name is not UTF-8; "
+                        "rlmake keeps paths as text: rename the file or narrow the pattern")
+            self.globs_read[pattern] = found
         return list(self.globs_read[pattern])
 
     def render(self, source: str, context: dict[str, Any]) -> str:
@@ -85,7 +91,9 @@ class Templates:
         try:
             if template is None:
                 template = self._templates[source] = self._env.from_string(source)
-            return template.render(self._with_globals(context))
+            return _checked(template.render(self._with_globals(context)), source)
+        except TemplateProblem:
+            raise
         except Exception as error:  # noqa: BLE001 - any failure in a template is the user's to fix
             raise TemplateProblem(_explain(error, source)) from None
 
@@ -102,7 +110,8 @@ class Templates:
                 continue
             value = self._evaluate(match.group("expr"), entry, context)
             if isinstance(value, (list, tuple)):
-                result.extend(value if keep_types else (_text(item) for item in value))
+                result.extend(value if keep_types else (_checked(_text(item), entry)
+                                                        for item in value))
             else:
                 result.append(self.render(entry, context))
         return result
@@ -130,6 +139,8 @@ class Templates:
             if isinstance(value, jinja2.Undefined):
                 str(value)              # raises UndefinedError with the variable's name
             return value
+        except TemplateProblem:
+            raise
         except Exception as error:  # noqa: BLE001
             raise TemplateProblem(_explain(error, source)) from None
 
@@ -142,6 +153,15 @@ def _yaml_scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
+
+
+def _checked(text: str, source: str) -> str:
+    """`text`, unless it holds a lone surrogate (`"\\udcff"` in a template), which no
+    file, JSON record or SQLite row can hold as UTF-8."""
+    if not is_text(text):
+        raise TemplateProblem(f"template '{source}' gave '{shown(text)}', which is not "
+                              "valid Unicode text")
+    return text
 
 
 def _text(item: Any) -> str:
