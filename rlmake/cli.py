@@ -92,7 +92,7 @@ def split_arguments(arguments) -> tuple[list[str], dict]:
             raise UsageError(f"argument '{shown(argument)}' is not UTF-8; rlmake keeps "
                              "targets and paths as text")
         if "=" in argument and not argument.startswith(("/", ".")):
-            from rlmake.rulesfile import parse_override     # YAML only when there are overrides
+            from rlmake.rules.rulesfile import parse_override     # YAML only when there are overrides
 
             name, value = parse_override(argument)
             overrides[name] = value
@@ -225,7 +225,7 @@ def list_targets(directory, file):
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
 def graph(directory, file, output_format, arguments):
     """Print the job graph of TARGETs."""
-    from rlmake import graph as job_graph
+    from rlmake.rules import graph as job_graph
 
     targets, overrides = split_arguments(arguments)
     plan = open_project(directory, file, overrides).plan(targets)

@@ -27,8 +27,8 @@ from rlmake.paths import glob_files, probe
 FORMAT = 5
 _SEAL_SIZE = 2 * DIGEST_SIZE        # the hex digest of the rest, at the start of each file
 # The modules whose code decides what a Rulesfile expands to.
-_EXPANSION_CODE = ("rulesfile.py", "templates.py", "expand.py", "model.py", "paths.py",
-                   "plancache.py")
+_EXPANSION_CODE = ("rules/rulesfile.py", "rules/templates.py", "rules/expand.py", "model.py",
+                   "paths.py", "plancache.py")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from rlmake.uptodate import Freshness, capture, freshness, renew
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
-    from rlmake.expand import Expander
+    from rlmake.rules.expand import Expander
     from rlmake.scan import DependencyScan
     from rlmake.explain import Cause
     from rlmake.history import Origin
@@ -54,13 +54,13 @@ class Project:
 
     @cached_property
     def rulesfile(self) -> Rulesfile:
-        from rlmake import rulesfile
+        from rlmake.rules import rulesfile
 
         return rulesfile.load(self.path)
 
     @cached_property
     def expander(self) -> "Expander":
-        from rlmake.expand import Expander
+        from rlmake.rules.expand import Expander
 
         return Expander(self.rulesfile, self.overrides)
 

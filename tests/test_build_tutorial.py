@@ -25,7 +25,8 @@ COMPILES = {"prog.o", "prog2.o", "lib.o"}
 LINKS = {"prog", "prog2"}
 ALL_JOBS = COMPILES | LINKS
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")]
 
 
 def run(project: Project, program: str) -> str:

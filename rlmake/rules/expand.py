@@ -17,7 +17,7 @@ from typing import Any
 from rlmake.errors import RlmakeError, RulesfileError, UnreadableFile, UsageError, did_you_mean
 from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
 from rlmake.paths import STATE_DIR, in_state_dir, normalise, probe
-from rlmake.templates import TemplateProblem, Templates
+from rlmake.rules.templates import TemplateProblem, Templates
 
 MAX_PATTERN_CHAIN = 16
 
