@@ -374,12 +374,14 @@ class ModelCheck(RuleBasedStateMachine):
     def change_var(self, flag):
         self.flag = flag
 
+    @precondition(lambda self: self.specs_with_commands())
     @rule(data=st.data())
     def rewrite_command(self, data):
         spec = data.draw(st.sampled_from(self.specs_with_commands()))
         spec.version += 1
         self.write_rulesfile()
 
+    @precondition(lambda self: self.specs_with_commands())
     @rule(data=st.data(), where=st.sampled_from((None, "first", "last")))
     def make_command_fail_or_fix_it(self, data, where):
         spec = data.draw(st.sampled_from(self.specs_with_commands()))
@@ -535,6 +537,6 @@ class ModelCheckThroughTheCli(ModelCheck):
 
 
 ModelCheckThroughTheCli.TestCase.settings = settings(
-    max_examples=15, stateful_step_count=10, deadline=None,
+    max_examples=10, stateful_step_count=8, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 test_model_check_through_the_cli = pytest.mark.integration(ModelCheckThroughTheCli.TestCase)
