@@ -276,8 +276,8 @@ class Project:
                 stale = [target for target, outcome in outcomes.items()
                          if outcome.status is not Status.CACHED and outcome.job.commands]
                 return [(explainer.next_build(target, depth=MAX_DEPTH), None) for target in stale]
-            return [(explainer.next_build(target), explainer.last_build(target))
-                    for target in plan.requested]
+            jobs = dict.fromkeys(plan.producers.get(target, target) for target in plan.requested)
+            return [(explainer.next_build(job), explainer.last_build(job)) for job in jobs]
 
     def provenance(self, path: str) -> "Origin":
         from rlmake.history import provenance

@@ -10,6 +10,7 @@ from engine import Engine
 from fakes import FakeExecutor
 
 from rlmake.model import Status
+from rlmake.project import Project
 from rlmake.reporters.reportfile import build_status
 
 
@@ -160,3 +161,20 @@ rules:
     assert build_status(list(built.outcomes.values())) == "interrupted"
     assert engine.build().ran == ["b", "c"]
     assert engine.build().ran == []
+
+
+def test_why_answers_for_the_job_that_makes_an_extra_output(engine):
+    """`why OUT` for an extra output explains the job that writes it (was a KeyError)."""
+    engine.write("Rulesfile.yaml", """\
+rules:
+  t1:
+    deps: [in.txt]
+    outputs: [t1.x]
+    command: cp in.txt t1; cp in.txt t1.x
+""")
+    engine.write("in.txt", "a\n")
+    assert engine.build().ran == ["t1"]
+    engine.write("in.txt", "b\n")
+    [(now, last)] = Project(str(engine.root)).why(["t1.x", "t1"])
+    assert now.target == "t1" and now.sentence.startswith("will be rebuilt because in.txt changed")
+    assert last is not None and last.target == "t1"

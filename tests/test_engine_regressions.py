@@ -35,3 +35,4 @@ rules:
     assert dry.of(Status.WOULD_RUN) == {"a.o", "out"}
     assert [r.kind for r in dry.outcomes["out"].decision.reasons] == [ReasonKind.DEP_WILL_CHANGE]
     assert engine.build().ran == ["a.o", "out"]
+
