@@ -8,7 +8,7 @@ leaves its dependents cached (early cutoff).
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from rlmake.errors import UnreadableFile
 from rlmake.hashing import FileHasher, combined_digest, job_key
@@ -75,7 +75,7 @@ class DependencyScan:
             stack.pop()
         return self._digests[path]
 
-    def forget(self, paths) -> None:
+    def forget(self, paths: Iterable[str]) -> None:
         """These files were (re)written: read them afresh when next asked."""
         self.hasher.forget(paths)
         for path in paths:

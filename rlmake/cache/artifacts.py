@@ -23,7 +23,7 @@ import json
 import os
 import threading
 import time
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 from rlmake.cache.base import Store, StoreError, new_temporary
 from rlmake.hashing import digest_file, digest_regular_file, is_digest
@@ -204,7 +204,7 @@ class ArtifactCache:
 
     # --- storing --------------------------------------------------------------------------
 
-    def store(self, key: str, outputs: list[tuple[str, str]], output: bytes,
+    def store(self, key: str, outputs: Sequence[tuple[str, str | None]], output: bytes,
               depfile_deps: dict[str, str | None]) -> None:
         """Queue a successful job's outputs for every writable store (uploaded in the
         background; `close` waits for them)."""
@@ -306,7 +306,7 @@ def _foreign_path(record: dict) -> str | None:
     return next((path for path in paths if not is_project_path(path)), None)
 
 
-def _storable(outputs: list[tuple[str, str]], depfile_deps: dict) -> bool:
+def _storable(outputs: Sequence[tuple[str, str | None]], depfile_deps: dict) -> bool:
     """A record every lookup would refuse is not written: outputs or depfile deps outside
     the project (gcc -MD's system headers), or digests that are not of content (--hash fast)."""
     return (all(is_project_path(path) and is_digest(digest) for path, digest in outputs)
