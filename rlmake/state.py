@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
@@ -440,12 +440,12 @@ class StateDB(StateReader):
     # SQLite's own word on whether a transaction is open, never a flag of ours: an interrupt
     # between COMMIT and setting a flag would leave the flag wrong.
 
-    def _write(self, sql: str, parameters: Iterable = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
         return self.conn.execute(sql, parameters)
 
-    def _write_many(self, sql: str, rows: Iterable) -> None:
+    def _write_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
         self.conn.executemany(sql, rows)
@@ -516,6 +516,8 @@ class StateDB(StateReader):
              _encode_reasons(run.reasons), run.started,
              run.ended, run.exit_code, inputs, run.output_tail, run.cache_source))
         run_id = cursor.lastrowid
+        if run_id is None:                  # SQLite gives every inserted row one
+            raise StateError(f"the state database gave no row to the run of {run.target}")
         self._void_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
                          [(run_id, path, digest, "r") for path, digest in run.reads]
