@@ -91,6 +91,9 @@ class Explainer:
             return Cause(target, "up to date")
         if outcome.status is Status.FAILED:
             return Cause(target, f"cannot be built: {outcome.error}")
+        if outcome.decision is None:        # skipped: the survey stopped at a failure first
+            return Cause(target, "not reached: the next build stops at a job that cannot "
+                                 "be built before it")
         reasons = list(outcome.decision.reasons)
         cause = Cause(target, "will be rebuilt because " + self._phrases(reasons, upcoming=True),
                       reasons=[r.to_json() for r in reasons])
@@ -126,8 +129,9 @@ class Explainer:
                 outcome = self.outcomes.get(job.target)
                 will_run[job.target] = outcome is not None and outcome.status is Status.WOULD_RUN
             else:
-                will_run[job.target] = any(will_run.get(self.plan.producers.get(dep), False)
-                                           for dep in job.deps)
+                producers = (self.plan.producers.get(dep) for dep in job.deps)
+                will_run[job.target] = any(will_run.get(producer, False)
+                                           for producer in producers if producer is not None)
         return will_run
 
     def _elaborate(self, cause: Cause, job: Job, reasons: list[Reason], depth: int,
@@ -148,9 +152,9 @@ class Explainer:
                                            labels))
                 if old_vars is not None:
                     cause.details.extend(self._changed_vars(old_vars, dict(job.vars)))
-            if depth >= MAX_DEPTH:
+            if depth >= MAX_DEPTH or not reason.path:
                 continue
-            owner = self.plan.producers.get(reason.path) if reason.path else None
+            owner = self.plan.producers.get(reason.path)
             if reason.kind is ReasonKind.DEP_WILL_CHANGE and owner:
                 cause.causes.append(self._next_build(owner, depth + 1))
             elif reason.kind is ReasonKind.DEP_CHANGED and owner and reason.new:

@@ -57,7 +57,7 @@ def digest_regular_file(path: str) -> str:
         os.close(fd)
 
 
-def is_digest(value) -> bool:
+def is_digest(value: object) -> bool:
     """A content digest as digest_file writes it (what a blob may be stored under)."""
     return (isinstance(value, str) and len(value) == 2 * DIGEST_SIZE
             and all(c in "0123456789abcdef" for c in value))

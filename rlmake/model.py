@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from collections.abc import Sequence
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, overload
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,13 @@ class JobList(Sequence[Job]):
         self._jobs = tuple(jobs)
         self._positions: dict[str, int] | None = None
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Job]: ...
+
+    def __getitem__(self, index: int | slice) -> Job | Sequence[Job]:
         return self._jobs[index]
 
     def __len__(self) -> int:
@@ -219,7 +225,7 @@ class Reason:
             return f"output {self.path} was changed since the last run wrote it"
         if kind is ReasonKind.DEP_LIST_CHANGED:
             return f"dep list changed ({', '.join(self.old)} -> {', '.join(self.new)})"
-        return kind.value
+        return self.kind.value      # not `kind`: narrowed by the tests above, it loses its type
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind.name, "path": self.path, "old": self.old, "new": self.new}

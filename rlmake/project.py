@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rlmake import buildconfig, plancache
 from rlmake.buildconfig import BuildConfig
@@ -24,12 +24,12 @@ from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
 from rlmake.executors.leftovers import stop_leftovers
 from rlmake.lock import ProjectLock
-from rlmake.model import (BuildOptions, ExecutionStatus, JobRecord, Outcome, Plan, Rulesfile,
+from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, Rulesfile,
                           Status)
 from rlmake.paths import normalise
 from rlmake.reporters.base import Reporter, SilentReporter
 from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
-from rlmake.uptodate import Freshness, capture, freshness, renew
+from rlmake.uptodate import Freshness, Snapshot, capture, freshness, renew
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
@@ -195,11 +195,11 @@ class Project:
         """With an up-to-date snapshot only the jobs that touch a changed file are decided,
         so records and memo are read on demand; without one, every job is, and they are
         read at once."""
-        from rlmake.scan import DependencyScan
+        from rlmake.scan import DependencyScan, JobRecords
 
         if fresh.dirty is None:
             hasher = FileHasher(self.directory, state.stat_memo(), mode)
-            records: Mapping[str, JobRecord] = state.job_records()
+            records: JobRecords = state.job_records()
         else:
             hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
             records = RecordsOnDemand(state)
@@ -217,6 +217,7 @@ class Project:
                 if target not in readers.get(dep, ()):
                     readers[dep] = (*readers.get(dep, ()), target)
         hasher = scan.hasher
+        taken: tuple[Snapshot, Iterable[int]] | None
         if previous is not None and readers.keys() <= previous.depfile_readers.keys():
             # the same plan, so the same files: rewrite only the pieces that changed
             taken = renew(previous, hasher.updated, hasher.memo.get, fresh.changed, readers)

@@ -8,7 +8,7 @@ leaves its dependents cached (early cutoff).
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Protocol
 
 from rlmake.errors import UnreadableFile
 from rlmake.hashing import FileHasher, combined_digest, job_key
@@ -21,8 +21,14 @@ _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 DepDigests = list[tuple[str, "str | None"]]
 
 
+class JobRecords(Protocol):
+    """Each job's last successful run by target: a dict, or records read on demand."""
+
+    def get(self, target: str, /) -> JobRecord | None: ...
+
+
 class DependencyScan:
-    def __init__(self, plan: Plan, hasher: FileHasher, records: Mapping[str, JobRecord],
+    def __init__(self, plan: Plan, hasher: FileHasher, records: JobRecords,
                  failed_last: Callable[[], set[str]], force: bool = False):
         """`records`: each job's last successful run; `failed_last()`: the targets whose
         last run failed (asked once, only if a job was never built)."""
@@ -75,7 +81,7 @@ class DependencyScan:
             stack.pop()
         return self._digests[path]
 
-    def forget(self, paths) -> None:
+    def forget(self, paths: Iterable[str]) -> None:
         """These files were (re)written: read them afresh when next asked."""
         self.hasher.forget(paths)
         for path in paths:

@@ -94,7 +94,7 @@ class Scheduler:
                 self._start_ready()
                 if not self._running:
                     break
-                completion = self.executor.wait()   # type: ignore[union-attr]
+                completion = self._next_completion()
                 running = self._running.pop(completion.id)
                 self._queue.release(running.job)
                 if completion.exit_code == 0 and not completion.error:
@@ -106,6 +106,16 @@ class Scheduler:
             raise
         self._settle_unreached(Status.SKIPPED)
         return self.outcomes_in_order()
+
+    def _next_completion(self) -> Completion:
+        """Wait for a running job to end. Jobs run only in a real build, which has an
+        executor; its wait without a timeout returns only once a job has ended."""
+        if self.executor is None:
+            raise RuntimeError("jobs are running without an executor")
+        completion = self.executor.wait()
+        if completion is None:
+            raise RuntimeError("the executor's wait without a timeout returned no job")
+        return completion
 
     def outcomes_in_order(self) -> list[Outcome]:
         position = self.plan.jobs.positions()
@@ -190,6 +200,8 @@ class Scheduler:
     # --- running --------------------------------------------------------------------------
 
     def _start(self, job: Job, decision: Decision, dep_digests: DepDigests) -> None:
+        if self.executor is None:
+            raise RuntimeError("a dry run cannot start a job")
         inputs = self.scan.file_inputs(job, dep_digests)
         dirs = {os.path.dirname(os.path.join(self.project_dir, path))
                 for path in (*job.outputs, *([job.depfile] if job.depfile else []))}
@@ -200,7 +212,7 @@ class Scheduler:
         started = jobfiles.watch(self.project_dir, job.outputs, inputs)
         self._running[job.target] = _Running(job, decision, dep_digests, started)
         self.reporter.job_started(job, decision)
-        self.executor.start(task)       # type: ignore[union-attr]
+        self.executor.start(task)
 
     def _finish(self, running: _Running, completion: Completion) -> None:
         self.scan.forget(running.job.outputs)
@@ -230,7 +242,7 @@ class Scheduler:
         if problem is None and completion.restored_from is not None:
             depfile_deps = dict(completion.depfile_deps or {})
         elif problem is None and job.depfile:
-            depfile_deps, problem = self._read_depfile(job)
+            depfile_deps, problem = self._read_depfile(job.depfile)
         if problem is None:
             problem = jobfiles.changed_input(self.project_dir, running.started, self._reread)
         return problem, depfile_deps
@@ -242,18 +254,18 @@ class Scheduler:
         except UnreadableFile:
             return None                 # unreadable now: it changed, as far as the job knows
 
-    def _read_depfile(self, job: Job) -> tuple[dict[str, str | None], str | None]:
+    def _read_depfile(self, depfile: str) -> tuple[dict[str, str | None], str | None]:
         from rlmake import depfile as depfiles      # only builds with depfiles need it
         from rlmake.paths import normalise
 
-        path = os.path.join(self.project_dir, job.depfile)     # type: ignore[arg-type]
+        path = os.path.join(self.project_dir, depfile)
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as stream:
                 listed = depfiles.parse(stream.read())
         except FileNotFoundError:
-            return {}, f"the command did not write its depfile '{job.depfile}'"
+            return {}, f"the command did not write its depfile '{depfile}'"
         except depfiles.DepfileError as error:
-            return {}, f"malformed depfile {job.depfile}:{error.line}: {error}"
+            return {}, f"malformed depfile {depfile}:{error.line}: {error}"
         deps: dict[str, str | None] = {}
         for listed_path in listed:
             dep = normalise(listed_path, self.project_dir)
@@ -290,7 +302,8 @@ class Scheduler:
         self.reporter.job_finished(self.outcomes[job.target])
         self._stopping = self._stopping or not self.options.keep_going
 
-    def _record(self, running: _Running, completion: Completion, status: Status, writes,
+    def _record(self, running: _Running, completion: Completion, status: Status,
+                writes: tuple[tuple[str, str | None], ...],
                 depfile_deps: dict[str, str | None]) -> None:
         if self.recorder is None:
             return

@@ -24,8 +24,9 @@ def decide(job: Job, key: str, dep_digests: Sequence[tuple[str, str | None]],
     return Decision(key, tuple(itertools.islice(reasons, None if all_reasons else 1)))
 
 
-def _reasons(job, key, dep_digests, record, current_digest, forced,
-             last_run_failed) -> Iterator[Reason]:
+def _reasons(job: Job, key: str, dep_digests: Sequence[tuple[str, str | None]],
+             record: JobRecord | None, current_digest: DigestOf, forced: bool,
+             last_run_failed: bool) -> Iterator[Reason]:
     if record is None:
         yield Reason(ReasonKind.LAST_RUN_FAILED if last_run_failed else ReasonKind.NEVER_BUILT)
         return
@@ -47,7 +48,8 @@ def _reasons(job, key, dep_digests, record, current_digest, forced,
             yield Reason(ReasonKind.OUTPUT_EDITED, path, record.outputs.get(path), now)
 
 
-def _input_changes(job: Job, dep_digests, old: JobInputs) -> Iterator[Reason]:
+def _input_changes(job: Job, dep_digests: Sequence[tuple[str, str | None]],
+                   old: JobInputs) -> Iterator[Reason]:
     found = False
     if tuple(job.commands) != old.commands:
         found = True

@@ -15,7 +15,8 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Iterable
+from typing import (Any, Callable, Concatenate, Iterable, ParamSpec, Sequence, TypeVar,
+                    overload)
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
@@ -159,6 +160,16 @@ def _decode_inputs(text: str) -> JobInputs:
                      data.get("depfile_deps", {}), data.get("vars", {}))
 
 
+# A row as sqlite3 returns it: the types of its values are the schema's, which Python
+# does not see.
+Row = tuple[Any, ...]
+
+_Class = TypeVar("_Class", bound=type)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+
+
 def _encode_reasons(reasons: tuple[Reason, ...]) -> str:
     return json.dumps([reason.to_json() for reason in reasons])
 
@@ -167,7 +178,7 @@ def _decode_reasons(text: str) -> tuple[Reason, ...]:
     return tuple(Reason.from_json(data) for data in json.loads(text))
 
 
-def _job_record(row) -> JobRecord:
+def _job_record(row: Row) -> JobRecord:
     target, run, key, outputs, depfile_deps, inputs = row
     return JobRecord(target, run, key, json.loads(outputs), json.loads(depfile_deps),
                      lambda: _decode_inputs(inputs))
@@ -193,7 +204,7 @@ _RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, ru
                 "runs.ended, exit_code, inputs, output_tail, cache_source")
 
 
-def _run(row) -> RunRecord:
+def _run(row: Row) -> RunRecord:
     (run_id, execution, target, rule, key, status, reasons, started, ended, exit_code,
      inputs, output_tail, cache_source) = row
     return RunRecord(execution, target, rule, key, Status(status), _decode_reasons(reasons),
@@ -201,7 +212,7 @@ def _run(row) -> RunRecord:
                      cache_source=cache_source, id=run_id)
 
 
-def _execution(row) -> Execution:
+def _execution(row: Row) -> Execution:
     return Execution(row[0], row[1], row[2], json.loads(row[3]), ExecutionStatus(row[4]),
                      *row[5:])
 
@@ -228,14 +239,15 @@ def _state_error(path: str, error: sqlite3.DatabaseError) -> StateError:
     return StateError(f"cannot use the state database {path}: {error}; {advice}")
 
 
-def _translating_errors(cls):
+def _translating_errors(cls: _Class) -> _Class:
     """Wrap every public method of `cls` so that an error from SQLite (a page found damaged by a
     query long after opening, a read-only file, a lock held too long) becomes a StateError
     naming the database, for every caller at once. A pending transaction is rolled back
     first: half a batch of records is never committed."""
-    def guard(method):
+    def guard(method: Callable[Concatenate[StateReader, _P], _R]
+              ) -> Callable[Concatenate[StateReader, _P], _R]:
         @functools.wraps(method)
-        def guarded(self, *args, **kwargs):
+        def guarded(self: StateReader, *args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.ProgrammingError:
@@ -388,7 +400,7 @@ class StateDB(StateReader):
                 time.sleep(0.005)
 
     def _schema_version(self) -> int:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        version: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StateError(f"{self.path} has schema version {version}, but this rlmake "
                              f"knows only up to {SCHEMA_VERSION}: upgrade rlmake")
@@ -440,12 +452,12 @@ class StateDB(StateReader):
     # SQLite's own word on whether a transaction is open, never a flag of ours: an interrupt
     # between COMMIT and setting a flag would leave the flag wrong.
 
-    def _write(self, sql: str, parameters: Iterable = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
         return self.conn.execute(sql, parameters)
 
-    def _write_many(self, sql: str, rows: Iterable) -> None:
+    def _write_many(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN IMMEDIATE")
         self.conn.executemany(sql, rows)
@@ -516,6 +528,8 @@ class StateDB(StateReader):
              _encode_reasons(run.reasons), run.started,
              run.ended, run.exit_code, inputs, run.output_tail, run.cache_source))
         run_id = cursor.lastrowid
+        if run_id is None:                  # SQLite gives every inserted row one
+            raise StateError(f"the state database gave no row to the run of {run.target}")
         self._void_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
                          [(run_id, path, digest, "r") for path, digest in run.reads]
@@ -604,14 +618,23 @@ class RecordsOnDemand:
         return self._read[target]
 
 
-class MemoOnDemand(dict):
+class MemoOnDemand(dict[str, StatMemo]):
     """The digest memo, read one path at a time (a dict of what has been read or updated)."""
 
     def __init__(self, state: StateDB):
         super().__init__()
         self._state = state
 
-    def get(self, path: str, default=None):
+    @overload
+    def get(self, path: str, default: None = None, /) -> StatMemo | None: ...
+
+    @overload
+    def get(self, path: str, default: StatMemo, /) -> StatMemo: ...
+
+    @overload
+    def get(self, path: str, default: _T, /) -> StatMemo | _T: ...
+
+    def get(self, path: str, default: _T | None = None, /) -> StatMemo | _T | None:
         if path not in self:
             found = self._state.stat_memo_of(path)
             if found is None:

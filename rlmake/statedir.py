@@ -12,7 +12,7 @@ import os
 
 from rlmake.errors import StateError
 
-_ADVICE = {
+_ADVICE: dict[int | None, str] = {     # by errno, which an OSError may lack
     errno.EACCES: "make it writable, or build a writable copy of the project",
     errno.EPERM: "make it writable (is it immutable?), or build a writable copy of the project",
     errno.EROFS: "the file system is read-only: build a writable copy of the project",

@@ -26,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Mapping, NamedTuple
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 from rlmake.model import Plan
@@ -35,11 +35,15 @@ FORMAT = 4
 PIECE_SIZE = 512
 _path_of = itemgetter(0)
 
+# One file as a snapshot saw it: (path, dev, ino, size, mtime_ns, ctime_ns, digest).
+Entry = tuple[str, int, int, int, int, int, str]
+MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a path
+
 
 @dataclass(frozen=True)
 class Piece:
     taken_ns: int               # no later than the moment its entries' digests were read
-    entries: tuple[tuple, ...]  # (path, dev, ino, size, mtime_ns, ctime_ns, digest)
+    entries: tuple[Entry, ...]
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Snapshot:
     def encode_readers(self) -> bytes:
         return marshal.dumps((FORMAT, self.depfile_readers))
 
-    def encode_pieces(self, numbers) -> dict[int, tuple[int, bytes]]:
+    def encode_pieces(self, numbers: Iterable[int]) -> dict[int, tuple[int, bytes]]:
         return {n: (self.pieces[n].taken_ns, marshal.dumps(self.pieces[n].entries))
                 for n in numbers}
 
@@ -65,7 +69,7 @@ class Snapshot:
         except (EOFError, ValueError, TypeError):
             return None
 
-    def entries(self) -> dict[str, tuple]:
+    def entries(self) -> dict[str, Entry]:
         return {entry[0]: entry for piece in self.pieces for entry in piece.entries}
 
 
@@ -157,7 +161,7 @@ def _digest_at(project_dir: str, path: str) -> str | None:
         return None
 
 
-def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
+def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of: MemoOf,
             previous: Snapshot | None, changed: set[str],
             depfile_readers: dict[str, tuple[str, ...]], now_ns: int
             ) -> tuple[Snapshot, range] | None:
@@ -167,7 +171,7 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
     `fresh`: files hashed during this build; `previous`: the last snapshot, whose
     entries are good for files not changed since; `memo_of(path)`: the digest memo."""
     known = previous.entries() if previous is not None else {}
-    entries = []
+    entries: list[Entry] = []
     for path in paths:
         entry = _entry(path, fresh.get(path))
         if entry is None and path not in changed:
@@ -182,21 +186,21 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of,
     return Snapshot(pieces, depfile_readers), range(len(pieces))
 
 
-def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of, changed: set[str],
+def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, changed: set[str],
           depfile_readers: dict[str, tuple[str, ...]]) -> tuple[Snapshot, set[int]] | None:
     """The same files as `previous`, with new entries for those this build hashed or saw
     change; also the numbers of the pieces that hold them, the only ones to store.
 
     A rewritten piece keeps its old time: its new entries are then checked by content
     once more on the next build, which is what their fresh mtimes would ask anyway."""
-    renewed = {}
+    renewed: dict[str, Entry] = {}
     for path in changed.union(fresh):
         entry = _entry(path, fresh.get(path)) or _entry(path, memo_of(path))
         if entry is None:
             return None
         renewed[path] = entry
     pieces = list(previous.pieces)
-    touched = set()
+    touched: set[int] = set()
     for number, piece in enumerate(pieces):
         if not renewed.keys().isdisjoint(map(_path_of, piece.entries)):
             entries = tuple(renewed.get(entry[0], entry) for entry in piece.entries)
@@ -205,7 +209,7 @@ def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of, changed: s
     return Snapshot(tuple(pieces), depfile_readers), touched
 
 
-def _entry(path: str, memo: StatMemo | None) -> tuple | None:
+def _entry(path: str, memo: StatMemo | None) -> Entry | None:
     if memo is None:
         return None
     return (path, memo.dev, memo.ino, memo.size, memo.mtime_ns, memo.ctime_ns, memo.digest)

@@ -21,7 +21,5 @@ def test_ruff():
     check("ruff", "check", "rlmake", "tests", "bench")
 
 
-@pytest.mark.xfail(reason="typing of the modules outside the engine is being completed",
-                   strict=False)
 def test_mypy():
     check("mypy")

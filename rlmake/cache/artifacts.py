@@ -23,11 +23,14 @@ import json
 import os
 import threading
 import time
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 from rlmake.cache.base import Store, StoreError, new_temporary
 from rlmake.hashing import digest_file, digest_regular_file, is_digest
 from rlmake.paths import is_project_path
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 FORMAT = 1
 RESTORE_PREFIX = ".rlmake-restore-"     # a blob being fetched beside its output (`clean` removes strays)
@@ -60,7 +63,7 @@ class _StoreState:
 class ArtifactCache:
     """Stores in lookup order; `signing_key` signs and checks action records (HMAC-SHA256)."""
 
-    def __init__(self, stores: list[tuple[Store, bool]], project_dir: str,
+    def __init__(self, stores: Sequence[tuple[Store, bool]], project_dir: str,
                  warn: Callable[[str], None], signing_key: bytes | None = None):
         """`stores`: (store, writable) pairs."""
         self.project_dir = project_dir
@@ -70,7 +73,7 @@ class ArtifactCache:
         self._states = [_StoreState(store, writable) for store, writable in stores]
         self._lock = threading.Lock()
         self._warned: set[str] = set()
-        self._uploads = None                # a pool, made for the first remote upload
+        self._uploads: ThreadPoolExecutor | None = None     # made for the first remote upload
         # Local stores wait for the build to be idle (`store_one`), on the thread that runs
         # it: a writer thread cost more in handing the GIL back and forth than it saved.
         self._local_writes: collections.deque = collections.deque()
@@ -125,17 +128,20 @@ class ArtifactCache:
         except (ValueError, RecursionError):
             record = None
         if not _well_formed(record, key, outputs):
-            return self._refuse(f"the action record for {key[:8]} in {store} is malformed")
+            self._refuse(f"the action record for {key[:8]} in {store} is malformed")
+            return None
         if self.signing_key is not None:
             expected = _sign(self.signing_key, record)
             if not _same(str(record.get("signature", "")), expected):
-                return self._refuse(f"the action record for {key[:8]} in {store} has a wrong or "
-                                    "missing signature (check RLMAKE_CACHE_KEY)")
+                self._refuse(f"the action record for {key[:8]} in {store} has a wrong or "
+                             "missing signature (check RLMAKE_CACHE_KEY)")
+                return None
         foreign = _foreign_path(record)
         if foreign is not None:
-            return self._refuse(f"the action record for {key[:8]} in {store} names "
-                                f"'{terminal_safe(foreign[:_SHOWN_PATH])}', which is not a "
-                                "file path in the project")
+            self._refuse(f"the action record for {key[:8]} in {store} names "
+                         f"'{terminal_safe(foreign[:_SHOWN_PATH])}', which is not a "
+                         "file path in the project")
+            return None
         return record
 
     def _depfile_deps_match(self, record: dict) -> bool:
@@ -163,12 +169,14 @@ class ArtifactCache:
                 temporary = new_temporary(os.path.dirname(final) or ".", RESTORE_PREFIX)
                 staged.append((temporary, final))
                 if not store.fetch_blob(output["digest"], temporary):
-                    return self._discard(staged, None)
+                    self._discard(staged, None)
+                    return None
                 if digest_file(temporary) != output["digest"]:
                     with self._lock:
                         self._corrupt.add(output["digest"])
-                    return self._discard(staged, f"a blob for {output['path']} in {store.name} "
-                                                 "does not match its digest")
+                    self._discard(staged, f"a blob for {output['path']} in {store.name} "
+                                          "does not match its digest")
+                    return None
                 os.chmod(temporary, output.get("mode", 0o644) & _MODE_BITS)
             size = sum(os.path.getsize(temporary) for temporary, _ in staged)
             for temporary, final in staged:
@@ -204,7 +212,7 @@ class ArtifactCache:
 
     # --- storing --------------------------------------------------------------------------
 
-    def store(self, key: str, outputs: list[tuple[str, str]], output: bytes,
+    def store(self, key: str, outputs: Sequence[tuple[str, str | None]], output: bytes,
               depfile_deps: dict[str, str | None]) -> None:
         """Queue a successful job's outputs for every writable store (uploaded in the
         background; `close` waits for them)."""
@@ -306,7 +314,7 @@ def _foreign_path(record: dict) -> str | None:
     return next((path for path in paths if not is_project_path(path)), None)
 
 
-def _storable(outputs: list[tuple[str, str]], depfile_deps: dict) -> bool:
+def _storable(outputs: Sequence[tuple[str, str | None]], depfile_deps: dict) -> bool:
     """A record every lookup would refuse is not written: outputs or depfile deps outside
     the project (gcc -MD's system headers), or digests that are not of content (--hash fast)."""
     return (all(is_project_path(path) and is_digest(digest) for path, digest in outputs)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from rlmake.cache.base import StoreError
+from rlmake.cache.base import Store, StoreError
 from rlmake.config import Config
 from rlmake.errors import UsageError
 
@@ -47,32 +47,33 @@ class CacheSettings:
             local=next(v for v in (local, config.get("cache", "local"), True) if v is not None),
             signing_key=key.encode() if key else None)
 
-    def open(self, state_dir: str, project_dir: str, warn) -> "ArtifactCache | None":
+    def open(self, state_dir: str, project_dir: str,
+             warn: Callable[[str], None]) -> "ArtifactCache | None":
         """The cache for one build; None when no store is enabled."""
         from rlmake.cache.artifacts import ArtifactCache
         from rlmake.cache.local import LocalStore
 
-        stores = []
+        stores: list[tuple[Store, bool]] = []
         if self.local:
             stores.append((LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE), True))
         if self.url:
-            stores.append((self._shared_store(project_dir), self.write))
+            stores.append((_shared_store(self.url, self.endpoint_url, project_dir), self.write))
         if not stores:
             return None
         return ArtifactCache(stores, project_dir, warn, self.signing_key)
 
-    def _shared_store(self, project_dir: str):
-        url = self.url
-        if url.startswith("s3://"):
-            from rlmake.cache.s3 import S3Store
 
-            try:
-                return S3Store(url, self.endpoint_url)
-            except StoreError as error:
-                raise UsageError(str(error)) from None
-        if "://" in url and not url.startswith("file://"):
-            raise UsageError(f"unknown cache URL '{url}': use s3://bucket/prefix or a directory")
-        from rlmake.cache.local import LocalStore
+def _shared_store(url: str, endpoint_url: str | None, project_dir: str) -> Store:
+    if url.startswith("s3://"):
+        from rlmake.cache.s3 import S3Store
 
-        path = url.removeprefix("file://")
-        return LocalStore(os.path.join(project_dir, path), url)
+        try:
+            return S3Store(url, endpoint_url)
+        except StoreError as error:
+            raise UsageError(str(error)) from None
+    if "://" in url and not url.startswith("file://"):
+        raise UsageError(f"unknown cache URL '{url}': use s3://bucket/prefix or a directory")
+    from rlmake.cache.local import LocalStore
+
+    path = url.removeprefix("file://")
+    return LocalStore(os.path.join(project_dir, path), url)

@@ -15,14 +15,18 @@ import collections
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from rlmake.cache.artifacts import ArtifactCache
 from rlmake.executors.base import Completion, Executor, Task
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 _POLL_SECONDS = 0.02       # how long a remote hit may wait to be noticed
 
 
-def _lookup_pool(lookups: int):
+def _lookup_pool(lookups: int) -> ThreadPoolExecutor:
     from concurrent.futures import ThreadPoolExecutor   # 5 ms of imports a local cache never needs
 
     return ThreadPoolExecutor(max_workers=max(1, lookups), thread_name_prefix="rlmake-restore")
@@ -45,16 +49,16 @@ class CachingExecutor:
         if task.cache_key is None:
             self._run(task)
         elif self._lookups is None:
-            self._look_up(task)
+            self._look_up(task, task.cache_key)
         else:
             with self._lock:
                 self._pending += 1
-            self._lookups.submit(self._look_up, task)
+            self._lookups.submit(self._look_up, task, task.cache_key)
 
-    def _look_up(self, task: Task) -> None:
+    def _look_up(self, task: Task, key: str) -> None:
         started = time.time()
         try:
-            restored = self._cache.restore(task.cache_key, task.outputs)
+            restored = self._cache.restore(key, task.outputs)
         except Exception as error:      # noqa: BLE001 - a cache problem must not fail the job
             self._cache.warn(f"cache lookup failed, running the job instead: {error}")
             restored = None
@@ -97,6 +101,7 @@ class CachingExecutor:
                     return self._hits.popleft()
                 polling = self._pending > 0
             stored = self._cache.store_one()    # idle: a queued local store, then look again
+            step: float | None
             if stored:
                 step = 0.0
             else:

@@ -24,15 +24,24 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rlmake.errors import UsageError
 from rlmake.executors.base import Completion, Task
 from rlmake.executors.local import run_task, wait_on
 from rlmake.hashing import digest_file
 
+if TYPE_CHECKING:
+    from distributed import Future, Worker
+
+    from rlmake.cache.base import Store
+
 CONNECT_TIMEOUT = "5s"
 _STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
 FILE_MODES = ("auto", "shared", "staged")
+
+# What a staged job returns: its completion, and each file it wrote as (digest, mode).
+_Staged = tuple[Completion, dict[str, tuple[str, int]]]
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class StoreSpec:
     url: str
     endpoint_url: str | None = None
 
-    def open(self):
+    def open(self) -> Store:
         if self.url.startswith("s3://"):
             from rlmake.cache.s3 import S3Store
 
@@ -62,7 +71,7 @@ class DaskExecutor:
                              "pip install 'rlmake[dask]'") from None
         self.project_dir = project_dir
         self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
-        self._futures: dict[str, object] = {}
+        self._futures: dict[str, Future[Completion | _Staged]] = {}
         self._cluster = None
         try:
             if scheduler:
@@ -75,12 +84,12 @@ class DaskExecutor:
             raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
         self.mode = self._choose_mode(file_mode, store)
         self.store = store if self.mode == "staged" else None
-        self._client_store = self.store.open() if self.store else None
+        self._client_store = self.store.open() if self.store is not None else None
         where = scheduler or "a local Dask cluster"
         say(f"rlmake: running jobs on {where}, files {self._describe_mode()}")
 
     def _describe_mode(self) -> str:
-        if self.mode == "shared":
+        if self.store is None:
             return f"on a shared filesystem at {self.project_dir}"
         return f"staged through {self.store.url}"
 
@@ -118,7 +127,8 @@ class DaskExecutor:
     # --- the executor protocol ----------------------------------------------------------
 
     def start(self, task: Task) -> None:
-        if self.mode == "staged":
+        future: Future[Completion | _Staged]
+        if self.store is not None:
             self._upload_inputs(task)
             future = self.client.submit(_run_staged, task, self.store, pure=False,
                                         key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
@@ -128,13 +138,19 @@ class DaskExecutor:
         self._futures[task.id] = future
         future.add_done_callback(lambda done, task=task: self._collect(task, done))
 
+    def _staging_store(self) -> Store:
+        """The shared store as the client opened it; only a staged executor has one."""
+        if self._client_store is None:
+            raise RuntimeError("files are staged only through a shared store")
+        return self._client_store
+
     def _upload_inputs(self, task: Task) -> None:
-        store = self._client_store
+        store = self._staging_store()
         for path, digest in task.inputs:
             if not store.has_blob(digest):
                 store.put_blob(digest, os.path.join(self.project_dir, path))
 
-    def _collect(self, task: Task, future) -> None:
+    def _collect(self, task: Task, future: Future[Completion | _Staged]) -> None:
         started = time.time()
         try:
             result = future.result()
@@ -143,14 +159,14 @@ class DaskExecutor:
                                           error=f"the Dask cluster could not run it: "
                                                 f"{type(error).__name__}: {error}"))
             return
-        if self.mode == "staged" and isinstance(result, tuple):
-            completion, written = result
-            problem = self._restore_outputs(written) if completion.exit_code == 0 else None
-            if problem:
-                completion = completion._replace(exit_code=1, error=problem)
-            self._finished.put(completion)
+        if isinstance(result, Completion):      # ran in place: nothing to bring back
+            self._finished.put(result)
             return
-        self._finished.put(result)
+        completion, written = result
+        problem = self._restore_outputs(written) if completion.exit_code == 0 else None
+        if problem:
+            completion = completion._replace(exit_code=1, error=problem)
+        self._finished.put(completion)
 
     def _restore_outputs(self, written: dict[str, tuple[str, int]]) -> str | None:
         """Bring a staged job's outputs into the project, each verified against its digest."""
@@ -161,7 +177,7 @@ class DaskExecutor:
                                                      prefix=".rlmake-staged-")
             os.close(descriptor)
             try:
-                if not self._client_store.fetch_blob(digest, temporary) \
+                if not self._staging_store().fetch_blob(digest, temporary) \
                         or digest_file(temporary) != digest:
                     return f"staged output {path} did not arrive intact"
                 os.chmod(temporary, mode)
@@ -226,12 +242,11 @@ def _cancellation_check():
     return cancelled
 
 
-def _executing(keys: list[str]) -> list[str]:
-    """Which of these tasks a thread of this worker is still running."""
-    from distributed.worker import active_threads
-
+def _executing(keys: list[str], dask_worker: Worker) -> list[str]:
+    """Which of these tasks a thread of this worker is still running (Client.run passes
+    the worker as `dask_worker`)."""
     wanted = set(keys)
-    return [key for key in list(active_threads.values()) if key in wanted]
+    return [key for key in list(dask_worker.active_threads.values()) if key in wanted]
 
 
 def _read_probe(path: str) -> str | None:
@@ -242,7 +257,7 @@ def _read_probe(path: str) -> str | None:
         return None
 
 
-def _run_staged(task: Task, spec: StoreSpec) -> tuple[Completion, dict[str, tuple[str, int]]]:
+def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
     """Fetch the inputs into a scratch directory, run, upload what the job wrote."""
     store = spec.open()
     scratch = tempfile.mkdtemp(prefix="rlmake-job-")

@@ -18,7 +18,7 @@ import select
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 from rlmake.errors import INTERRUPT_SIGNALS
 from rlmake.executors.base import Completion, Task
@@ -243,6 +243,16 @@ def _interrupts_held():
 _RESET_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
+class _Process(Protocol):
+    """What is used of a started command: a Popen or a _Spawned."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
 class _Spawned:
     """A child started by posix_spawn, with the part of Popen's interface used here."""
 
@@ -303,7 +313,18 @@ class _Child:
         self.started = started
         self.index = 0
         self.output = bytearray()
-        self.process: subprocess.Popen | _Spawned | None = None
+        self._process: _Process | None = None
+
+    @property
+    def process(self) -> _Process:
+        """Its current command's process. A child is watched only once one has started."""
+        if self._process is None:
+            raise RuntimeError(f"no command of {self.task.id} has started")
+        return self._process
+
+    @process.setter
+    def process(self, process: _Process) -> None:
+        self._process = process
 
 
 def _drain(fd: int) -> None:

@@ -52,7 +52,7 @@ class ConsoleReporter:
         self.finished += 1
         job = outcome.job
         if outcome.status is Status.WOULD_RUN:
-            if self.verbose:
+            if self.verbose and outcome.decision is not None and outcome.decision.reasons:
                 self._line(f"# {job.target}: {outcome.decision.reasons[0]}")
             for command in job.commands:
                 self._line(command)
@@ -154,7 +154,7 @@ def status_table(outcomes: list[Outcome], max_rules: int = 15, up_to_date: int =
     shown = set(chosen)
     rows = {rule: Counter({c: pairs[(rule, c)] for c in _COLUMNS if (rule, c) in pairs})
             for rule in rules if rule in shown}
-    everything = Counter()
+    everything: Counter[str] = Counter()
     for (_, column), number in pairs.items():
         everything[column] += number
     if len(rules) > len(shown):

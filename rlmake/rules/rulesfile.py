@@ -7,7 +7,7 @@ data (see model.py); templates stay unrendered until expand.py.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -19,14 +19,17 @@ TOP_KEYS = ("vars", "default", "include", "pools", "rules")
 RULE_KEYS = ("deps", "command", "outputs", "phony", "always", "env",
              "description", "pool", "depfile", "foreach")
 
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    from yaml import SafeLoader as _BaseLoader
+else:       # the C loader where libyaml is installed: the same results, ten times faster
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class LineDict(dict):
     """A YAML mapping that remembers the line of each key, and the text of scalar
     values as written (`on`, `1.10`), for fields that are strings whatever they look like."""
 
-    line: int = 0
+    line: int | None = 0
     key_lines: dict[str, int]
     raw: dict[str, Any]          # key -> scalar text, or list of item texts (None: not a scalar)
 
@@ -143,7 +146,7 @@ def _read_yaml(path: str, shown: str) -> LineDict:
         raise RulesfileError(f"bad YAML: {error}", shown) from None
     if data is None:
         data = _empty_mapping(1)
-    if not isinstance(data, dict):
+    if not isinstance(data, LineDict):      # every mapping the loader makes is one
         raise RulesfileError("the top level must be a mapping of keys "
                              f"({', '.join(TOP_KEYS)})", shown, 1)
     return data
@@ -193,7 +196,7 @@ def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
         _merge_pools(state, data["pools"], where("pools"))
     rules = data.get("rules")
     if rules is not None:
-        if not isinstance(rules, dict):
+        if not isinstance(rules, LineDict):
             raise RulesfileError("'rules' must be a mapping from targets to rules",
                                  shown, data.key_lines["rules"])
         for key, body in rules.items():
@@ -211,7 +214,7 @@ def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
 
 
 def _merge_vars(state: _LoadState, values: Any, where: Location) -> None:
-    if not isinstance(values, dict):
+    if not isinstance(values, LineDict):
         raise RulesfileError("'vars' must be a mapping of names to values", where.path, where.line)
     for name, value in values.items():
         if not name.isidentifier():
@@ -221,7 +224,7 @@ def _merge_vars(state: _LoadState, values: Any, where: Location) -> None:
 
 
 def _merge_pools(state: _LoadState, pools: Any, where: Location) -> None:
-    if not isinstance(pools, dict):
+    if not isinstance(pools, LineDict):
         raise RulesfileError("'pools' must be a mapping of names to sizes", where.path, where.line)
     for name, size in pools.items():
         here = Location(where.path, pools.key_lines[name])
@@ -259,7 +262,7 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
         message, where.path, body.key_lines.get(field, where.line) if field else where.line, key)
     if body is None:
         body = _empty_mapping(where.line)
-    if not isinstance(body, dict):
+    if not isinstance(body, LineDict):
         raise fail("a rule must be a mapping of keys (deps, command, ...)")
     for field in body:
         if field not in RULE_KEYS:
@@ -296,7 +299,7 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     )
 
 
-def _empty_mapping(line: int) -> LineDict:
+def _empty_mapping(line: int | None) -> LineDict:
     mapping = LineDict()
     mapping.line, mapping.key_lines, mapping.raw = line, {}, {}
     return mapping
@@ -328,11 +331,11 @@ def _optional_string(body: LineDict, field: str, fail) -> str | None:
     return value if isinstance(value, str) else body.raw.get(field) or _scalar_text(value)
 
 
-def _env(body: dict, fail) -> tuple[tuple[str, str], ...]:
+def _env(body: LineDict, fail) -> tuple[tuple[str, str], ...]:
     env = body.get("env")
     if env is None:
         return ()
-    if not isinstance(env, dict):
+    if not isinstance(env, LineDict):
         raise fail("'env' must be a mapping of variable names to values", "env")
     for name, value in env.items():
         if isinstance(value, (dict, list)) or value is None:
@@ -341,7 +344,7 @@ def _env(body: dict, fail) -> tuple[tuple[str, str], ...]:
                  for name, value in env.items())
 
 
-def _foreach(body: dict, fail) -> tuple[tuple[str, Any], ...]:
+def _foreach(body: LineDict, fail) -> tuple[tuple[str, Any], ...]:
     foreach = body.get("foreach")
     if foreach is None:
         return ()
