@@ -29,11 +29,16 @@ class Watch(NamedTuple):
     inputs: dict[str, tuple[str, Signature | None]]     # path -> (digest keyed on, stat)
 
 
-def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str]) -> Watch:
+def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str],
+          hashed_as: Callable[[str, str], Signature | None]) -> Watch:
+    """`hashed_as(path, digest)`: the stat `path` had when it was read and found to hold
+    `digest`, or None if unknown. An input's stat is taken from then, not from the
+    job's start: a job may wait in the queue, and an edit made meanwhile must count as
+    one made while it ran (None makes the check read the file again)."""
     def at(path: str) -> Signature | None:
         return signature(os.path.join(project_dir, path))
     return Watch({path: at(path) for path in outputs},
-                 {path: (digest, at(path)) for path, digest in inputs.items()})
+                 {path: (digest, hashed_as(path, digest)) for path, digest in inputs.items()})
 
 
 def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str], str | None],

@@ -197,7 +197,8 @@ class Scheduler:
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
                     tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
                     tuple(inputs.items()), job.depfile)
-        started = jobfiles.watch(self.project_dir, job.outputs, inputs)
+        started = jobfiles.watch(self.project_dir, job.outputs, inputs,
+                                 self.scan.hasher.hashed_as)
         self._running[job.target] = _Running(job, decision, dep_digests, started)
         self.reporter.job_started(job, decision)
         self.executor.start(task)       # type: ignore[union-attr]

@@ -1,0 +1,69 @@
+"""Problems found by trying to break rlmake as a hostile user, each kept from coming back."""
+
+from __future__ import annotations
+
+import pytest
+from engine import Engine
+from fakes import FakeExecutor
+
+from rlmake.errors import StateError
+
+
+@pytest.fixture
+def engine(tmp_path) -> Engine:
+    return Engine(tmp_path)
+
+
+# --- an input edited while its job waits in the queue ----------------------------------
+
+QUEUED = """\
+rules:
+  all: {phony: true, deps: [a.txt, b.txt]}
+  a.txt: {command: echo a > a.txt}
+  b.txt: {deps: [in.txt], command: cp in.txt b.txt}
+"""
+
+
+def test_an_input_edited_while_its_job_waits_to_start_is_not_recorded(engine):
+    """b.txt is decided (in.txt hashed) at once but waits behind a.txt under -j1; in.txt
+    is edited meanwhile. b.txt then copies the new bytes: recorded under the old digest,
+    reverting in.txt would leave the new bytes taken as up to date."""
+    engine.write("Rulesfile.yaml", QUEUED)
+    engine.write("in.txt", "old\n")
+    executor = FakeExecutor(engine.clock,
+                            during={"a.txt": lambda task: engine.write("in.txt", "new\n")})
+    built = engine.build(executor=executor, jobs=1, keep_going=True)
+    assert built.ran == ["a.txt", "b.txt"]
+    assert built.status == "failed"
+    assert "input 'in.txt' changed while the command ran" in built.outcomes["b.txt"].error
+    engine.write("in.txt", "old\n")
+    engine.build(jobs=1)
+    assert engine.read("b.txt") == "old\n"
+
+
+def test_a_job_that_waited_with_its_inputs_untouched_still_counts(engine):
+    engine.write("Rulesfile.yaml", QUEUED)
+    engine.write("in.txt", "old\n")
+    built = engine.build(jobs=1)
+    assert built.status == "ok" and built.ran == ["a.txt", "b.txt"]
+    assert engine.build(jobs=1).ran == []
+
+
+# --- a damaged record of running commands ----------------------------------------------
+
+def test_a_running_log_of_garbage_bytes_is_skipped(engine):
+    engine.write("Rulesfile.yaml", "rules:\n  out: {command: echo hi > out}\n")
+    running = engine.root / ".rlmake" / "running"
+    running.parent.mkdir()
+    running.write_bytes(b"\xfe\xff+12 \x00\n+99999999999999999999 1 2\n+1 0 99999999999\n=\xe9\n")
+    built = engine.build()
+    assert built.status == "ok" and built.ran == ["out"]
+    assert not running.exists()
+
+
+def test_a_running_log_that_is_a_directory_is_a_clear_error(engine):
+    engine.write("Rulesfile.yaml", "rules:\n  out: {command: echo hi > out}\n")
+    (engine.root / ".rlmake" / "running").mkdir(parents=True)
+    with pytest.raises(StateError, match=r"running: Is a directory; it is a directory"):
+        engine.build()
+    assert (engine.root / ".rlmake" / "running").is_dir()
