@@ -43,6 +43,7 @@ _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _CAN_RECORD = os.path.isdir("/proc/self") and hasattr(time, "CLOCK_BOOTTIME")
 _GRACE_SECONDS = 1.0          # between SIGTERM and SIGKILL for a leftover group
 _DEATH_SECONDS = 2.0          # for the kernel to finish a SIGKILLed group
+_PID_MAX = 1 << 22            # Linux's limit: a larger "pid" is damage (and overflows kill)
 
 
 class CommandRecord:
@@ -105,8 +106,8 @@ def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
     tokens: set[str] = set()
     running: dict[int, tuple[int, int]] = {}
     try:
-        with open(path) as stream:
-            lines = stream.read().splitlines()
+        with open(path, "rb") as stream:        # damage must not stop the build: bytes
+            lines = stream.read().decode("ascii", "replace").splitlines()
     except OSError:
         return tokens, running
     for line in lines:
@@ -114,7 +115,8 @@ def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
             tokens.add(line[1:])
             continue
         fields = line[1:].split()
-        if not fields or not all(field.isdigit() for field in fields):
+        if not fields or not all(field.isdigit() for field in fields) \
+                or not 1 < int(fields[0]) <= _PID_MAX:
             continue                            # not a line this module wrote: skip it
         if line.startswith("+") and len(fields) == 3:
             running[int(fields[0])] = (int(fields[1]), int(fields[2]))
@@ -138,7 +140,11 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
         _wait_until_gone(alive, _DEATH_SECONDS)
         say(f"stopped {len(alive)} command{'s' if len(alive) > 1 else ''} left running "
             "by an earlier build")
-    _remove(path)
+    try:
+        _remove(path)
+    except OSError as error:        # a directory, an immutable .rlmake: say which, and why
+        from rlmake.statedir import unusable
+        raise unusable("record of running commands", path, error) from None
     return len(alive)
 
 
