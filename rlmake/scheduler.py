@@ -249,10 +249,11 @@ class Scheduler:
 
         path = os.path.join(self.project_dir, job.depfile)     # type: ignore[arg-type]
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as stream:
-                listed = depfiles.parse(stream.read())
+            listed = depfiles.parse(depfiles.read(path))
         except FileNotFoundError:
             return {}, f"the command did not write its depfile '{job.depfile}'"
+        except OSError as error:
+            return {}, f"cannot read its depfile '{job.depfile}': {error.strerror or error}"
         except depfiles.DepfileError as error:
             return {}, f"malformed depfile {job.depfile}:{error.line}: {error}"
         deps: dict[str, str | None] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from engine import Engine
 from fakes import FakeExecutor
@@ -67,3 +69,33 @@ def test_a_running_log_that_is_a_directory_is_a_clear_error(engine):
     with pytest.raises(StateError, match=r"running: Is a directory; it is a directory"):
         engine.build()
     assert (engine.root / ".rlmake" / "running").is_dir()
+
+
+# --- a depfile that is not a regular file -----------------------------------------------
+
+def test_a_depfile_left_as_a_fifo_fails_the_job_without_waiting(engine):
+    engine.write("Rulesfile.yaml", """\
+rules:
+  out.txt: {deps: [in.txt], depfile: out.d, command: [cp in.txt out.txt, "true"]}
+""")
+    engine.write("in.txt", "a\n")
+    executor = FakeExecutor(engine.clock,
+                            during={"out.txt": lambda task: os.mkfifo(engine.root / "out.d")})
+    built = engine.build(executor=executor)
+    assert built.status == "failed"
+    assert built.outcomes["out.txt"].error == (
+        "cannot read its depfile 'out.d': not a regular file (a directory, FIFO, socket or "
+        "device)")
+    assert not (engine.root / "out.txt").exists()
+
+
+def test_a_depfile_left_as_a_directory_fails_the_job(engine):
+    engine.write("Rulesfile.yaml", """\
+rules:
+  out.txt: {deps: [in.txt], depfile: out.d, command: mkdir -p out.d && cp in.txt out.txt}
+""")
+    engine.write("in.txt", "a\n")
+    built = engine.build()
+    assert built.status == "failed"
+    assert "cannot read its depfile 'out.d': not a regular file" in built.outcomes["out.txt"].error
+    assert (engine.root / "out.d").is_dir()
