@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 from engine import Engine
@@ -99,3 +100,32 @@ rules:
     assert built.status == "failed"
     assert "cannot read its depfile 'out.d': not a regular file" in built.outcomes["out.txt"].error
     assert (engine.root / "out.d").is_dir()
+
+
+# --- a FIFO in a cache store ------------------------------------------------------------
+
+@pytest.fixture
+def deadline():
+    """Fail, instead of hanging the test run, if the build blocks for 10 seconds."""
+    def expire(signum, frame):
+        raise TimeoutError("the build blocked")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("kind", ["cas", "ac"])
+def test_a_fifo_in_the_store_is_refused_without_waiting(engine, deadline, kind):
+    engine.write("Rulesfile.yaml", "rules:\n  out: {deps: [in.txt], command: cp in.txt out}\n")
+    engine.write("in.txt", "a\n")
+    assert engine.build(local_cache=True).ran == ["out"]
+    (entry,) = (path for path in (engine.root / ".rlmake" / "cache" / kind).rglob("*")
+                if path.is_file())
+    entry.unlink()
+    os.mkfifo(entry)
+    (engine.root / "out").unlink()
+    built = engine.build(local_cache=True)
+    assert built.status == "ok" and built.ran == ["out"] and engine.read("out") == "a\n"
+    assert any("not a regular file" in warning for warning in built.warnings)
