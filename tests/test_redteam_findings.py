@@ -129,3 +129,40 @@ def test_a_fifo_in_the_store_is_refused_without_waiting(engine, deadline, kind):
     built = engine.build(local_cache=True)
     assert built.status == "ok" and built.ran == ["out"] and engine.read("out") == "a\n"
     assert any("not a regular file" in warning for warning in built.warnings)
+
+
+# --- a full disk while the state database is made ---------------------------------------
+
+def test_a_full_disk_while_the_database_is_made_says_so(tmp_path, monkeypatch):
+    """SQLite rolls the migration back itself on SQLITE_FULL; rlmake's own ROLLBACK then
+    failed with 'no transaction is active', and that error hid the one to act on."""
+    import sqlite3
+
+    from rlmake import state
+
+    connect = sqlite3.connect
+
+    def connect_to_a_full_disk(*args, **kwargs):
+        connection = connect(*args, **kwargs)
+        connection.execute("PRAGMA max_page_count = 2")       # as good as a full disk
+        return connection
+    monkeypatch.setattr(state.sqlite3, "connect", connect_to_a_full_disk)
+    with pytest.raises(StateError, match="database or disk is full; the disk is full"):
+        state.StateDB(str(tmp_path / ".rlmake"))
+
+
+def test_an_error_after_which_sqlite_rolled_back_itself_is_not_hidden(tmp_path, monkeypatch):
+    """On a real full disk SQLite ends the transaction itself (as it may for SQLITE_FULL
+    and I/O errors); rlmake's ROLLBACK then failed and its error was the one shown."""
+    import sqlite3
+
+    from rlmake import state
+
+    def fail_as_a_full_disk_does(self, number, found):
+        self.conn.execute("ROLLBACK")       # what SQLite did on its own
+        error = sqlite3.OperationalError("database or disk is full")
+        error.sqlite_errorcode = sqlite3.SQLITE_FULL
+        raise error
+    monkeypatch.setattr(state.StateDB, "_apply_migration", fail_as_a_full_disk_does)
+    with pytest.raises(StateError, match="database or disk is full; the disk is full"):
+        state.StateDB(str(tmp_path / ".rlmake"))
