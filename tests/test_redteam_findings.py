@@ -166,3 +166,22 @@ def test_an_error_after_which_sqlite_rolled_back_itself_is_not_hidden(tmp_path, 
     monkeypatch.setattr(state.StateDB, "_apply_migration", fail_as_a_full_disk_does)
     with pytest.raises(StateError, match="database or disk is full; the disk is full"):
         state.StateDB(str(tmp_path / ".rlmake"))
+
+
+# --- the record of running commands on a full disk --------------------------------------
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_under_the_running_log_does_not_stop_the_build(tmp_path):
+    """Every write to /dev/full fails with ENOSPC, as on a full disk: the log of running
+    commands used to raise out of the executor's wait, past the cancel, leaving the
+    build's commands running and the user a traceback."""
+    from rlmake.executors.leftovers import CommandRecord
+
+    record = CommandRecord(str(tmp_path))
+    os.symlink("/dev/full", record.path)
+    since = record.clock()
+    record.started(os.getpid(), since)
+    record.ended(os.getpid())
+    record.flush()
+    record.close()
+    assert not os.path.lexists(record.path)

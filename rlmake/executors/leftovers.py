@@ -54,6 +54,7 @@ class CommandRecord:
         self._running: set[int] = set()
         self._pending: list[str] = []           # log lines not written yet
         self._fd: int | None = None
+        self._failed = False                    # a write failed: the log is given up
         self.token = os.urandom(8).hex()         # in every command's environment
 
     def clock(self) -> int:
@@ -82,12 +83,19 @@ class CommandRecord:
     def flush(self) -> None:
         """Append what changed since the last call, in one write. Ends wait for the next
         start or the executor's next turn: listed a little longer, they cost nothing."""
-        if not self._pending:
+        if not self._pending or self._failed:
+            self._pending.clear()
             return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-                               | os.O_CLOEXEC, 0o644)
-        os.write(self._fd, "".join(self._pending).encode())
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                                   | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            os.write(self._fd, "".join(self._pending).encode())
+        except OSError:
+            # A full disk or an immutable file: the log only helps the build after an
+            # rlmake killed outright, and must not stop this one (and leave its commands
+            # running). The token, if written, still finds them; else nothing is listed.
+            self._failed = True
         self._pending.clear()
 
     def close(self) -> None:
