@@ -9,6 +9,7 @@ job that fails or is interrupted loses every output it created or changed.
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, NamedTuple
 
 Signature = tuple[int, int, int, int]       # inode, size, mtime, ctime
@@ -27,6 +28,7 @@ class Watch(NamedTuple):
 
     outputs: dict[str, Signature | None]
     inputs: dict[str, tuple[str, Signature | None]]     # path -> (digest keyed on, stat)
+    since_ns: int = 0           # the job's start, on the clock file timestamps are taken from
 
 
 def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str],
@@ -38,7 +40,20 @@ def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str],
     def at(path: str) -> Signature | None:
         return signature(os.path.join(project_dir, path))
     return Watch({path: at(path) for path in outputs},
-                 {path: (digest, hashed_as(path, digest)) for path, digest in inputs.items()})
+                 {path: (digest, hashed_as(path, digest)) for path, digest in inputs.items()},
+                 _file_clock_ns())
+
+
+def _file_clock_ns() -> int:
+    """Now, as the kernel stamps files: its coarse clock, which may lag the precise one by
+    a tick, so a file written before this moment never looks written after it."""
+    try:
+        return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+    except OSError:
+        return time.time_ns() - 10_000_000      # no coarse clock: allow a 10 ms tick
+
+
+_CLOCK_REALTIME_COARSE = 5      # Linux; the time module does not name it
 
 
 def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str], str | None],
@@ -71,6 +86,25 @@ def changed_input(project_dir: str, started: Watch,
         if digest_after(path) != digest:
             return (f"input '{path}' changed while the command ran, so its outputs may "
                     "mix old and new content; they were removed and the job will run again")
+    return None
+
+
+def written_while_running(project_dir: str, started: Watch, listed) -> str | None:
+    """The first file a depfile listed that was written after the job started, as a
+    sentence, or None. For files the job was not keyed on (a depfile's first listing):
+    they were never hashed before, so only their ctime, which no one can set back, can
+    say the command may have read other bytes than those recorded now."""
+    for path in listed:
+        if path in started.inputs or path in started.outputs:
+            continue                # checked by content, or the job's own
+        try:
+            changed = os.stat(os.path.join(project_dir, path)).st_ctime_ns
+        except OSError:
+            continue
+        if changed > started.since_ns:
+            return (f"'{path}', which its depfile lists, changed while the command ran, so "
+                    "its outputs may mix old and new content; they were removed and the job "
+                    "will run again")
     return None
 
 

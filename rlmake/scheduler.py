@@ -232,6 +232,9 @@ class Scheduler:
             depfile_deps = dict(completion.depfile_deps or {})
         elif problem is None and job.depfile:
             depfile_deps, problem = self._read_depfile(job)
+            if problem is None:
+                problem = jobfiles.written_while_running(self.project_dir, running.started,
+                                                         depfile_deps)
         if problem is None:
             problem = jobfiles.changed_input(self.project_dir, running.started, self._reread)
         return problem, depfile_deps

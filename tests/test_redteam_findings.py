@@ -185,3 +185,34 @@ def test_a_full_disk_under_the_running_log_does_not_stop_the_build(tmp_path):
     record.flush()
     record.close()
     assert not os.path.lexists(record.path)
+
+
+# --- a header its depfile lists for the first time, edited while the job runs -----------
+
+def test_a_first_time_depfile_dep_edited_while_its_job_runs_fails_the_job(engine):
+    """The header was never hashed before the job (no depfile yet), so it was hashed after:
+    the edit's bytes were recorded against an output made from the old ones, and an edit
+    that kept the size and put the mtime back left that wrong output up to date for good."""
+    engine.write("Rulesfile.yaml", """\
+rules:
+  out:
+    deps: [in.txt]
+    depfile: out.d
+    command: ["cat in.txt h.h > out", "echo 'out: in.txt h.h' > out.d"]
+""")
+    engine.write("in.txt", "in\n")
+    engine.write("h.h", "header\n")
+
+    def edit_keeping_size_and_mtime(task):
+        header = engine.root / "h.h"
+        before = header.stat()
+        header.write_text("beader\n")
+        os.utime(header, ns=(before.st_atime_ns, before.st_mtime_ns))
+    executor = FakeExecutor(engine.clock, during={"out": edit_keeping_size_and_mtime})
+    built = engine.build(executor=executor)
+    assert built.status == "failed"
+    assert "'h.h', which its depfile lists, changed while the command ran" in \
+        built.outcomes["out"].error
+    assert not (engine.root / "out").exists()
+    assert engine.build().ran == ["out"] and engine.read("out") == "in\nbeader\n"
+    assert engine.build().ran == []
