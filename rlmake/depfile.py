@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 
 class DepfileError(Exception):
     def __init__(self, message: str, line: int | None = None):
         super().__init__(message)
         self.line = line
+
+
+def read(path: str) -> str:
+    """The text of the depfile at `path`. A command may leave a FIFO, a device or a
+    directory there: OSError, without blocking on it or reading without end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a directory, FIFO, socket or "
+                                        "device)")
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
 def parse(text: str) -> list[str]:

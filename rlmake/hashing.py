@@ -146,6 +146,14 @@ class FileHasher:
         self.memo[path] = self.updated[path] = entry
         return digest
 
+    def hashed_as(self, path: str, digest: str) -> tuple[int, int, int, int] | None:
+        """(inode, size, mtime, ctime) of `path` when it was last found to hold `digest`,
+        or None if the memo does not say (fast mode keeps none)."""
+        known = self.memo.get(path)
+        if known is None or known.digest != digest:
+            return None
+        return (known.ino, known.size, known.mtime_ns, known.ctime_ns)
+
     def forget(self, paths: Iterable[str]) -> None:
         """Drop memo entries of files a job may have rewritten, so they are rehashed."""
         for path in paths:

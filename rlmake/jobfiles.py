@@ -9,7 +9,8 @@ job that fails or is interrupted loses every output it created or changed.
 from __future__ import annotations
 
 import os
-from typing import Callable, NamedTuple
+import time
+from typing import Callable, Iterable, NamedTuple
 
 Signature = tuple[int, int, int, int]       # inode, size, mtime, ctime
 
@@ -27,13 +28,32 @@ class Watch(NamedTuple):
 
     outputs: dict[str, Signature | None]
     inputs: dict[str, tuple[str, Signature | None]]     # path -> (digest keyed on, stat)
+    since_ns: int = 0           # the job's start, on the clock file timestamps are taken from
 
 
-def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str]) -> Watch:
+def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str],
+          hashed_as: Callable[[str, str], Signature | None]) -> Watch:
+    """`hashed_as(path, digest)`: the stat `path` had when it was read and found to hold
+    `digest`, or None if unknown. An input's stat is taken from then, not from the
+    job's start: a job may wait in the queue, and an edit made meanwhile must count as
+    one made while it ran (None makes the check read the file again)."""
     def at(path: str) -> Signature | None:
         return signature(os.path.join(project_dir, path))
     return Watch({path: at(path) for path in outputs},
-                 {path: (digest, at(path)) for path, digest in inputs.items()})
+                 {path: (digest, hashed_as(path, digest)) for path, digest in inputs.items()},
+                 _file_clock_ns())
+
+
+def _file_clock_ns() -> int:
+    """Now, as the kernel stamps files: its coarse clock, which may lag the precise one by
+    a tick, so a file written before this moment never looks written after it."""
+    try:
+        return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
+    except OSError:
+        return time.time_ns() - 10_000_000      # no coarse clock: allow a 10 ms tick
+
+
+_CLOCK_REALTIME_COARSE = 5      # Linux; the time module does not name it
 
 
 def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str], str | None],
@@ -57,15 +77,39 @@ def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str]
 
 def changed_input(project_dir: str, started: Watch,
                   digest_after: Callable[[str], str | None]) -> str | None:
-    """The first input whose bytes changed while the job ran, as a sentence, or None.
+    """The first input written to since the job was keyed on it, as a sentence, or None.
 
-    Only files whose stat changed are read again."""
+    A stat that changed counts even when the bytes are back as they were: the command
+    may have read them in between (an edit undone while it ran). Only an input whose
+    stat was not known when it was hashed is judged by its bytes."""
     for path, (digest, before) in started.inputs.items():
-        if signature(os.path.join(project_dir, path)) == before:
+        now = signature(os.path.join(project_dir, path))
+        if now == before:
             continue
-        if digest_after(path) != digest:
+        if before is not None or digest_after(path) != digest:
             return (f"input '{path}' changed while the command ran, so its outputs may "
                     "mix old and new content; they were removed and the job will run again")
+    return None
+
+
+def written_while_running(project_dir: str, started: Watch,
+                          listed: Iterable[str]) -> str | None:
+    """The first file a depfile listed that was written after the job started, as a
+    sentence, or None. For files the job was not keyed on (a depfile's first listing):
+    they were never hashed before, so only their ctime, which no one can set back, can
+    say the command may have read other bytes than those recorded now."""
+    for path in listed:
+        if path in started.inputs or path in started.outputs:
+            continue                # checked by content, or the job's own
+        try:
+            changed = os.stat(os.path.join(project_dir, path)).st_ctime_ns
+        except OSError:
+            continue
+        if changed > started.since_ns:
+            return (f"'{path}', which its depfile lists, changed while the command ran, so "
+                    "its outputs may mix old and new content; they were removed and the job "
+                    "will run again (if the command writes that file itself, name it in the "
+                    "rule's outputs)")
     return None
 
 

@@ -209,7 +209,8 @@ class Scheduler:
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
                     tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
                     tuple(inputs.items()), job.depfile)
-        started = jobfiles.watch(self.project_dir, job.outputs, inputs)
+        started = jobfiles.watch(self.project_dir, job.outputs, inputs,
+                                 self.scan.hasher.hashed_as)
         self._running[job.target] = _Running(job, decision, dep_digests, started)
         self.reporter.job_started(job, decision)
         self.executor.start(task)
@@ -243,6 +244,9 @@ class Scheduler:
             depfile_deps = dict(completion.depfile_deps or {})
         elif problem is None and job.depfile:
             depfile_deps, problem = self._read_depfile(job.depfile)
+            if problem is None:
+                problem = jobfiles.written_while_running(self.project_dir, running.started,
+                                                         depfile_deps)
         if problem is None:
             problem = jobfiles.changed_input(self.project_dir, running.started, self._reread)
         return problem, depfile_deps
@@ -260,10 +264,11 @@ class Scheduler:
 
         path = os.path.join(self.project_dir, depfile)
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as stream:
-                listed = depfiles.parse(stream.read())
+            listed = depfiles.parse(depfiles.read(path))
         except FileNotFoundError:
             return {}, f"the command did not write its depfile '{depfile}'"
+        except OSError as error:
+            return {}, f"cannot read its depfile '{depfile}': {error.strerror or error}"
         except depfiles.DepfileError as error:
             return {}, f"malformed depfile {depfile}:{error.line}: {error}"
         deps: dict[str, str | None] = {}

@@ -419,7 +419,9 @@ class StateDB(StateReader):
                 self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (a full disk): a ROLLBACK
+            # then fails, and its error would hide the one the user can act on
+            self._abandon_transaction()
             raise
 
     def _apply_migration(self, number: int, found: int) -> None:
@@ -429,7 +431,10 @@ class StateDB(StateReader):
                     self.conn.execute(statement)
         except sqlite3.OperationalError as error:
             # e.g. a user_version lowered by hand: the tables are newer than it says. The
-            # caller rolls back, so nothing is lost.
+            # caller rolls back, so nothing is lost. A full disk, a read-only file or a
+            # lock is not that: its own message says what to do.
+            if (getattr(error, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_ERROR:
+                raise
             raise StateError(f"the state database {self.path} says it has schema version "
                              f"{found}, but its tables do not match ({error}): it was changed "
                              "by something other than rlmake; move it aside to start afresh"

@@ -68,15 +68,20 @@ rules:
     assert engine.build().ran == ["out"] and engine.read("out") == "old\nold\n"
 
 
-def test_an_input_touched_but_unchanged_while_its_job_runs_is_fine(engine):
-    engine.write("Rulesfile.yaml", COPY)
-    engine.write("in.txt", "same\n")
-    executor = FakeExecutor(engine.clock,
-                            during={"out": lambda task: (engine.root / "in.txt").touch()})
-    # the touch comes after the only command: give the job a second one to run between
+def test_an_input_edited_and_put_back_while_its_job_runs_still_counts(engine):
+    """The bytes are as they were when the job ends, but the command may have read the
+    edit in between: any write to an input during its job fails the job."""
     engine.write("Rulesfile.yaml", COPY.replace("command: cat in.txt > out",
                                                 "command: [cat in.txt > out, 'true']"))
-    assert engine.build(executor=executor).status == "ok"
+    engine.write("in.txt", "old\n")
+
+    def edit_and_undo(task):
+        engine.write("in.txt", "new\n")
+        engine.write("in.txt", "old\n")
+    built = engine.build(executor=FakeExecutor(engine.clock, during={"out": edit_and_undo}))
+    assert built.status == "failed"
+    assert "input 'in.txt' changed while the command ran" in built.outcomes["out"].error
+    assert engine.build().ran == ["out"]
     assert engine.build().ran == []
 
 

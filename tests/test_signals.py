@@ -164,8 +164,27 @@ def test_the_log_replays_starts_and_ends(tmp_path):
     assert leftovers.read_log(str(tmp_path / "absent")) == (set(), {})
 
 
-def _sleeper() -> subprocess.Popen:
-    return subprocess.Popen(["sleep", "30"], start_new_session=True)
+TOKEN = "0123456789abcdef"
+
+
+def _sleeper(token: str | None = TOKEN) -> subprocess.Popen:
+    """A command in a session of its own, carrying a build's token as rlmake's do."""
+    env = dict(os.environ, **({leftovers.TOKEN_VARIABLE: token} if token else {}))
+    return subprocess.Popen(["sleep", "30"], start_new_session=True, env=env)
+
+
+@pytest.mark.integration
+def test_a_group_the_log_names_is_left_alone_unless_it_carries_a_build_token(tmp_path):
+    """Anyone who can write .rlmake/running (an archive can ship one) could name any
+    process group: only one whose process carries a logged build's token is stopped."""
+    victim = _sleeper(token=None)
+    try:
+        (tmp_path / "running").write_text(f"={TOKEN}\n+{victim.pid} 0 99999999999\n")
+        assert leftovers.stop_leftovers(str(tmp_path), lambda text: None) == 0
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
 
 
 @pytest.mark.integration
@@ -177,7 +196,7 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
         assert leftovers.start_time(stranger.pid) is not None
         since = leftovers.start_time(ours.pid)
         earlier = leftovers.start_time(stranger.pid) - 1000    # "our" command, long gone
-        (tmp_path / "running").write_text(f"+{stranger.pid} {earlier - 5} {earlier}\n"
+        (tmp_path / "running").write_text(f"={TOKEN}\n+{stranger.pid} {earlier - 5} {earlier}\n"
                                           f"+{ours.pid} {since - 1} {since + 1}\n")
         said = []
         assert leftovers.stop_leftovers(str(tmp_path), said.append) == 1

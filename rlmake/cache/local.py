@@ -8,7 +8,9 @@ least recently used first.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 from rlmake.cache.base import StoreError, is_temporary, open_temporary
 
@@ -29,8 +31,11 @@ class LocalStore:
     def get_action(self, key: str) -> bytes | None:
         path = self._path("ac", key)
         try:
-            with open(path, "rb") as stream:
-                data = stream.read()
+            fd = _open_regular(path)
+            try:
+                data = _read_all(fd)
+            finally:
+                os.close(fd)
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -143,7 +148,7 @@ class LocalStore:
 # Descriptors and os.read/os.write, not open() and shutil: a store per job adds up, and
 # a file object costs three extra system calls to open, shutil 2 ms to import.
 def _copy(source: str, destination: str) -> None:
-    origin = os.open(source, os.O_RDONLY)
+    origin = _open_regular(source)
     try:
         target = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
@@ -152,6 +157,24 @@ def _copy(source: str, destination: str) -> None:
             os.close(target)
     finally:
         os.close(origin)
+
+
+def _open_regular(path: str) -> int:
+    """A descriptor for reading the entry at `path`, which must be a regular file: in a
+    shared store anyone may have left a FIFO (reading it would wait for ever) or a
+    device there."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    return fd
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _copy_fd(origin: int, target: int) -> None:

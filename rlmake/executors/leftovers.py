@@ -43,6 +43,7 @@ _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _CAN_RECORD = os.path.isdir("/proc/self") and hasattr(time, "CLOCK_BOOTTIME")
 _GRACE_SECONDS = 1.0          # between SIGTERM and SIGKILL for a leftover group
 _DEATH_SECONDS = 2.0          # for the kernel to finish a SIGKILLed group
+_PID_MAX = 1 << 22            # Linux's limit: a larger "pid" is damage (and overflows kill)
 
 
 class CommandRecord:
@@ -53,6 +54,7 @@ class CommandRecord:
         self._running: set[int] = set()
         self._pending: list[str] = []           # log lines not written yet
         self._fd: int | None = None
+        self._failed = False                    # a write failed: the log is given up
         self.token = os.urandom(8).hex()         # in every command's environment
 
     def clock(self) -> int:
@@ -81,12 +83,19 @@ class CommandRecord:
     def flush(self) -> None:
         """Append what changed since the last call, in one write. Ends wait for the next
         start or the executor's next turn: listed a little longer, they cost nothing."""
-        if not self._pending:
+        if not self._pending or self._failed:
+            self._pending.clear()
             return
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-                               | os.O_CLOEXEC, 0o644)
-        os.write(self._fd, "".join(self._pending).encode())
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                                   | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            os.write(self._fd, "".join(self._pending).encode())
+        except OSError:
+            # A full disk or an immutable file: the log only helps the build after an
+            # rlmake killed outright, and must not stop this one (and leave its commands
+            # running). The token, if written, still finds them; else nothing is listed.
+            self._failed = True
         self._pending.clear()
 
     def close(self) -> None:
@@ -105,8 +114,8 @@ def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
     tokens: set[str] = set()
     running: dict[int, tuple[int, int]] = {}
     try:
-        with open(path) as stream:
-            lines = stream.read().splitlines()
+        with open(path, "rb") as stream:        # damage must not stop the build: bytes
+            lines = stream.read().decode("ascii", "replace").splitlines()
     except OSError:
         return tokens, running
     for line in lines:
@@ -114,7 +123,8 @@ def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
             tokens.add(line[1:])
             continue
         fields = line[1:].split()
-        if not fields or not all(field.isdigit() for field in fields):
+        if not fields or not all(field.isdigit() for field in fields) \
+                or not 1 < int(fields[0]) <= _PID_MAX:
             continue                            # not a line this module wrote: skip it
         if line.startswith("+") and len(fields) == 3:
             running[int(fields[0])] = (int(fields[1]), int(fields[2]))
@@ -128,7 +138,10 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
     short grace, SIGKILL), and `say` so; how many there were. Call it holding the lock."""
     path = os.path.join(state_dir, FILE_NAME)
     tokens, listed = read_log(path)
-    groups = {**_groups_carrying(tokens), **listed} if tokens else listed
+    # Only a group one of whose processes carries a logged build's token: the file is no
+    # proof, since anyone who can write it could name any group (one shipped in an archive).
+    carrying = _groups_carrying(tokens) if tokens else {}
+    groups = {**carrying, **{group: listed[group] for group in listed if group in carrying}}
     alive = [(group, started) for group, started in groups.items()
              if group_alive(group, started)]
     if alive:
@@ -138,7 +151,11 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
         _wait_until_gone(alive, _DEATH_SECONDS)
         say(f"stopped {len(alive)} command{'s' if len(alive) > 1 else ''} left running "
             "by an earlier build")
-    _remove(path)
+    try:
+        _remove(path)
+    except OSError as error:        # a directory, an immutable .rlmake: say which, and why
+        from rlmake.statedir import unusable
+        raise unusable("record of running commands", path, error) from None
     return len(alive)
 
 
