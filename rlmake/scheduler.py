@@ -69,6 +69,7 @@ class Scheduler:
         self.outcomes: dict[str, Outcome] = {}
         self.unreported = 0             # jobs known up to date that no reporter wanted to hear of
         self._work: dict[str, Job] = {}
+        self._places: dict[str, int] = {}      # the work's targets -> their places in the plan
         self._waiting_on: dict[str, int] = {}
         self._dependents: dict[str, list[str]] = {}
         self._settled: list[str] = []   # targets whose dependents may be released
@@ -118,7 +119,10 @@ class Scheduler:
         return completion
 
     def outcomes_in_order(self) -> list[Outcome]:
-        position = self.plan.jobs.positions()
+        # The work's own places when only it has outcomes: an edit in a 10,000-job plan
+        # would spend a millisecond indexing every target of the plan.
+        position = self._places if self._places.keys() >= self.outcomes.keys() \
+            else self.plan.jobs.positions()
         return sorted(self.outcomes.values(), key=lambda outcome: position[outcome.job.target])
 
     def _settle_clean_jobs(self) -> list[int]:
@@ -143,6 +147,7 @@ class Scheduler:
         jobs, dependents = self.plan.jobs, self.plan.index.dependents
         targets = {i: jobs[i].target for i in work}
         self._work = {target: jobs[i] for i, target in targets.items()}
+        self._places = {target: i for i, target in targets.items()}
         self._waiting_on = dict.fromkeys(targets.values(), 0)
         self._dependents = {target: [] for target in targets.values()}
         for i, target in targets.items():
