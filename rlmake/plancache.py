@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import marshal
 import os
+import zlib
 from dataclasses import dataclass, replace
 
 from rlmake import __version__
-from rlmake.hashing import DIGEST_SIZE, digest_bytes, digest_file, digest_structure
+from rlmake.hashing import digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, JobList, Location, Plan, PlanIndex
 from rlmake.paths import glob_files, probe
 
-FORMAT = 5
-_SEAL_SIZE = 2 * DIGEST_SIZE        # the hex digest of the rest, at the start of each file
+FORMAT = 6
+# Each file starts with the CRC-32 of the rest: it finds damage (flipped bits, a torn
+# write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
+# Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
+_SEAL_SIZE = 4
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rules/rulesfile.py", "rules/templates.py", "rules/expand.py", "model.py",
                    "paths.py", "plancache.py")
@@ -93,14 +97,14 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
 
 
 def _sealed(body: bytes) -> bytes:
-    """`body` behind its own digest, so that a change on disk is found before it is read."""
-    return digest_bytes(body).encode() + body
+    """`body` behind its own checksum, so that a change on disk is found before it is read."""
+    return zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") + body
 
 
 def _unsealed(data: bytes) -> bytes | None:
-    """The body of a sealed file, or None if it is not the body its digest was taken of."""
+    """The body of a sealed file, or None if it is not the body its checksum was taken of."""
     seal, body = data[:_SEAL_SIZE], data[_SEAL_SIZE:]
-    return body if digest_bytes(body).encode() == seal else None
+    return body if zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") == seal else None
 
 
 def _unchanged(project_dir: str, files, globs, probes) -> bool:

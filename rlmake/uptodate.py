@@ -147,7 +147,7 @@ def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str
         if now.st_mtime_ns != mtime_ns or now.st_ctime_ns != ctime_ns or now.st_size != size \
                 or now.st_ino != ino or now.st_dev != dev:
             changed.add(path)
-        elif max(mtime_ns, ctime_ns) >= racy_before:
+        elif ctime_ns >= racy_before or mtime_ns >= racy_before:
             verified = True
             if _digest_at(project_dir, path) != digest:
                 changed.add(path)
