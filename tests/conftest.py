@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import textwrap
 from dataclasses import dataclass
@@ -16,6 +17,20 @@ from rlmake.cli import main
 
 # the project fixtures (proj, fresh_proj, cached_proj) of the end-to-end build tests
 pytest_plugins = ["buildkit"]
+
+
+def _signals_as_at_a_terminal() -> None:
+    """The builds the tests start must get Ctrl-C and hangups as a user at a terminal does.
+    A harness that runs the suite in the background (a non-interactive shell ignores
+    SIGINT there) or under nohup would pass SIG_IGN on to them, and rlmake keeps a signal
+    ignored that it was started ignoring, as make does."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+_signals_as_at_a_terminal()
 
 DIRECTORY = object()            # a `files` value that makes a directory instead of a file
 
