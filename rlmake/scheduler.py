@@ -84,8 +84,9 @@ class Scheduler:
     # --- the loop -------------------------------------------------------------------------
 
     def run(self) -> list[Outcome]:
-        """Every job's outcome, in plan order. On Ctrl-C, stops the running jobs, settles
-        the unfinished ones as interrupted and raises KeyboardInterrupt again."""
+        """Every job's outcome, in plan order. On Ctrl-C (or any exception), stops the
+        running jobs, settles the unfinished ones as interrupted and raises it again: no
+        command may outlive a build that stopped."""
         self.reporter.build_started(self.plan.count_with_commands())
         work = self._settle_clean_jobs()
         self._prepare(work)
@@ -102,7 +103,7 @@ class Scheduler:
                     self._start_ready()     # the next job runs while we record this one
                 self._finish(running, completion)
                 self._consider(self._released())
-        except KeyboardInterrupt:
+        except BaseException:           # Ctrl-C, or a fault of rlmake's own: stop what runs
             self._interrupt()
             raise
         self._settle_unreached(Status.SKIPPED)

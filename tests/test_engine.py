@@ -183,3 +183,17 @@ rules:
     [(now, last)] = Project(str(engine.root)).why(["t1.x", "t1"])
     assert now.target == "t1" and now.sentence.startswith("will be rebuilt because in.txt changed")
     assert last is not None and last.target == "t1"
+
+
+def test_a_fault_inside_the_build_loop_stops_the_running_commands(engine, monkeypatch):
+    """An exception of rlmake's own, not only Ctrl-C, cancels what runs."""
+    engine.write("Rulesfile.yaml", COPY)
+    engine.write("in.txt", "x\n")
+    executor = FakeExecutor(engine.clock)
+
+    def broken_wait(timeout=None):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(executor, "wait", broken_wait)
+    with pytest.raises(RuntimeError):
+        engine.build(executor=executor)
+    assert executor.cancelled
