@@ -294,7 +294,10 @@ class ModelCheck(RuleBasedStateMachine):
         self.flag: str | None = None            # the override of the var; None: none
         self.history: dict[str, list[str]] = {}
         self.written: dict[str, tuple[bytes, str]] = {}     # output -> (bytes, execution)
-        self.stored_keys: set[str] = set()
+        # key -> the sources as they were when an entry was stored under it: a job's key
+        # leaves out what its depfile lists, so one key can name results made from other
+        # headers, and the store must refuse those (it keeps the latest entry per key)
+        self.stored: dict[str, dict[str, str]] = {}
         self.hand_edits = 0
 
     def teardown(self):
@@ -430,7 +433,7 @@ class ModelCheck(RuleBasedStateMachine):
             record = records.job_record(target)
         (self.root / path).unlink()
         reasons = self.builder.dry_run((), self.overrides).would_run[target].reasons
-        stored = record.key in self.stored_keys
+        stored = self.stored.get(record.key) == self.project.sources
         result = self.build_and_check((), cache=True)
         if stored and [r.kind for r in reasons] == [ReasonKind.OUTPUT_MISSING]:
             assert target in result.restored and target not in result.ran
@@ -473,8 +476,8 @@ class ModelCheck(RuleBasedStateMachine):
         assert own <= done, f"-n said {own - done} would run for a reason of their own"
         self.check_outputs(jobs)
         if cache:
-            self.stored_keys |= self.keys_of_runs({t for t in result.ran
-                                                   if not jobs[t].always})
+            for key in self.keys_of_runs({t for t in result.ran if not jobs[t].always}):
+                self.stored[key] = dict(self.project.sources)
         self.check_second_build(targets, jobs)
         return result
 
