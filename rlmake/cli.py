@@ -144,7 +144,8 @@ def main(ctx, directory, file):
               help="Run at most N jobs at once (default: the number of CPUs).")
 @click.option("-k", "--keep-going", is_flag=True,
               help="After a failure, build everything that does not depend on it.")
-@click.option("-v", "--verbose", is_flag=True, help="Say for each job whether it ran, and why.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Say for each job whether it runs, and why, and print its command as it starts.")
 @click.option("--no-wait", is_flag=True,
               help="Exit with status 2 at once if another build holds this project.")
 @click.option("--hash", "hash_mode", type=click.Choice(["content", "fast"]), default=None,

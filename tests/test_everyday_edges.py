@@ -254,3 +254,15 @@ def test_bash_completion_offers_commands_flags_and_targets(tmp_path):
     script = subprocess.run(RLMAKE, env=build_env(_RLMAKE_COMPLETE="bash_source"),
                             capture_output=True, text=True, timeout=60)
     assert "_rlmake_completion" in script.stdout
+
+
+# --- rlmake.toml ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, wanted", [('[cache]\nwrite = "yes"\n', "true or false"),
+                                             ("[build]\nscheduler = 8786\n", "a string"),
+                                             ("[cache]\nlocal = 1\n", "true or false")])
+def test_a_setting_of_the_wrong_type_is_a_usage_error(tmp_path, setting, wanted):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "", "rlmake.toml": setting})
+    result = run_cli(["build", "-n"], cwd=project)
+    assert result.exit_code == 2, result.describe()
+    assert "rlmake.toml" in result.stderr and wanted in result.stderr, result.describe()
