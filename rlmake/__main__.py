@@ -1,3 +1,3 @@
 from rlmake.cli import main
 
-main()
+main(prog_name="rlmake")

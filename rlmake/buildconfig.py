@@ -45,8 +45,19 @@ def resolve(config: Config, options: BuildOptions, *, hash_mode: str | None = No
     return BuildConfig(
         options,
         hash_mode or os.environ.get("RLMAKE_HASH") or get("build", "hash"),
-        CacheSettings.resolve(config, cache_url, cache_write, local_cache),
+        _writable_only_with_a_store(CacheSettings.resolve(config, cache_url, cache_write,
+                                                          local_cache)),
         ExecutorSettings(executor or get("build", "executor") or "local",
                          scheduler if scheduler is not None else get("build", "scheduler"),
                          file_mode or get("build", "file_mode") or "auto"),
         wait, argv)
+
+
+def _writable_only_with_a_store(cache: "CacheSettings") -> "CacheSettings":
+    """Asking to write a shared cache that is not named is a mistake, not a no-op: the
+    CI job that meant to fill the cache would pass and fill nothing."""
+    if cache.write and not cache.url:
+        raise UsageError("--cache-write (or RLMAKE_CACHE_WRITE, or [cache] write in "
+                         "rlmake.toml) asks to write a shared cache, but none is named: "
+                         "pass --cache s3://bucket/prefix or --cache DIR (or set RLMAKE_CACHE)")
+    return cache

@@ -64,22 +64,19 @@ def _signals_as_ctrl_c() -> dict:
     return previous
 
 
-def project_options(command=None, *, file_flag: str = "--file"):
-    """-C DIR and -f PATH, on every command. `log` spells -f's long form --rulesfile,
-    because its own --file lists files."""
-    def decorate(command):
-        @click.option("-C", "--directory", "directory", default=None, metavar="DIR",
-                      type=click.Path(file_okay=False, exists=True),
-                      help="Change to DIR before doing anything (as make -C).")
-        @click.option("-f", file_flag, "file", default=None, metavar="PATH",
-                      help="Use this Rulesfile (relative to -C); its directory is the project.")
-        @functools.wraps(command)
-        def wrapper(*args, directory, file, **kwargs):
-            given = click.get_current_context().find_root().obj or {}
-            return command(*args, directory=directory or given.get("directory") or ".",
-                           file=file or given.get("file"), **kwargs)
-        return wrapper
-    return decorate(command) if command is not None else decorate
+def project_options(command):
+    """-C DIR and -f PATH, on every command, meaning the same everywhere."""
+    @click.option("-C", "--directory", "directory", default=None, metavar="DIR",
+                  type=click.Path(file_okay=False, exists=True),
+                  help="Change to DIR before doing anything (as make -C).")
+    @click.option("-f", "--file", "file", default=None, metavar="PATH",
+                  help="Use this Rulesfile (relative to -C); its directory is the project.")
+    @functools.wraps(command)
+    def wrapper(*args, directory, file, **kwargs):
+        given = click.get_current_context().find_root().obj or {}
+        return command(*args, directory=directory or given.get("directory") or ".",
+                       file=file or given.get("file"), **kwargs)
+    return wrapper
 
 
 def split_arguments(arguments) -> tuple[list[str], dict]:
@@ -99,6 +96,20 @@ def split_arguments(arguments) -> tuple[list[str], dict]:
         else:
             targets.append(argument)
     return targets, overrides
+
+
+def complete_targets(ctx: click.Context, param, incomplete: str):
+    """Shell completion of TARGET arguments: the targets the Rulesfile names (explicit
+    rules and their outputs). Quiet on any error: a half-typed command line must never
+    print a traceback into the shell."""
+    try:
+        given = ctx.find_root().params
+        directory = ctx.params.get("directory") or given.get("directory") or "."
+        project = open_project(directory, ctx.params.get("file") or given.get("file"))
+        names = sorted(project.expander.explicit)
+    except Exception:       # noqa: BLE001 - completion must stay silent
+        return []
+    return [name for name in names if name.startswith(incomplete)]
 
 
 def open_project(directory: str, file: str | None, overrides: dict | None = None):
@@ -133,7 +144,8 @@ def main(ctx, directory, file):
               help="Run at most N jobs at once (default: the number of CPUs).")
 @click.option("-k", "--keep-going", is_flag=True,
               help="After a failure, build everything that does not depend on it.")
-@click.option("-v", "--verbose", is_flag=True, help="Say for each job whether it ran, and why.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Say for each job whether it runs, and why, and print its command as it starts.")
 @click.option("--no-wait", is_flag=True,
               help="Exit with status 2 at once if another build holds this project.")
 @click.option("--hash", "hash_mode", type=click.Choice(["content", "fast"]), default=None,
@@ -156,7 +168,8 @@ def main(ctx, directory, file):
               help="Write a JSON report of the build (every job, status, reason, duration).")
 @click.option("--junit", "junit_path", default=None, metavar="FILE",
               help="Write a JUnit XML file, one testcase per job, for CI test views.")
-@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
+                shell_complete=complete_targets)
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
           cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
           report_path, junit_path, arguments):
@@ -203,6 +216,8 @@ def _with_report_files(console, report_path: str | None, junit_path: str | None)
 @project_options
 def list_targets(directory, file):
     """List the targets that rules define, with their descriptions."""
+    from rlmake.reporters.console import readable_rule
+
     project = open_project(directory, file)
     expander = project.expander
     rows = []
@@ -211,7 +226,9 @@ def list_targets(directory, file):
         kind = "phony" if job.phony else ("aggregate" if job.is_aggregate else "")
         rows.append((job.target, kind, job.description or ""))
     for pattern in expander.patterns:
-        rows.append((pattern.target, "pattern", pattern.spec.description or ""))
+        description = expander.pattern_description(pattern) or \
+            readable_rule(pattern.spec.description or "")
+        rows.append((pattern.target, "pattern", description))
     width = max((len(target) for target, _, _ in rows), default=0)
     for target, kind, description in rows:
         detail = "  ".join(part for part in (f"[{kind}]" if kind else "", description) if part)
@@ -222,7 +239,8 @@ def list_targets(directory, file):
 @project_options
 @click.option("--format", "output_format", type=click.Choice(["dot", "json"]), default="dot",
               show_default=True)
-@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
+                shell_complete=complete_targets)
 def graph(directory, file, output_format, arguments):
     """Print the job graph of TARGETs."""
     from rlmake.rules import graph as job_graph
@@ -235,8 +253,34 @@ def graph(directory, file, output_format, arguments):
 
 @main.command()
 @project_options
+@click.option("-o", "--output", default="compile_commands.json", show_default=True,
+              metavar="FILE", help="Where to write it (relative to the project; - for stdout).")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
+                shell_complete=complete_targets)
+def compdb(directory, file, output, arguments):
+    """Write a compilation database (compile_commands.json) for clangd and IDEs: one entry
+    per C-family source a job of TARGETs compiles (default: the default targets)."""
+    import json
+
+    from rlmake import compdb as database
+
+    targets, overrides = split_arguments(arguments)
+    project = open_project(directory, file, overrides)
+    found = database.entries(project.plan(targets).jobs, project.directory)
+    if output == "-":
+        click.echo(json.dumps(found, indent=2))
+        return
+    path = os.path.join(project.directory, output)
+    database.write(found, path)
+    count = f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}"
+    click.echo(f"wrote {count} to {os.path.relpath(path)}", err=True)
+
+
+@main.command()
+@project_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
+                shell_complete=complete_targets)
 def why(directory, file, as_json, arguments):
     """Why TARGET will (or won't) be rebuilt, and why it last was, down to the
     source that changed. Without TARGET: every stale job of the default targets."""
@@ -258,11 +302,12 @@ def why(directory, file, as_json, arguments):
 
 
 @main.command()
-@project_options(file_flag="--rulesfile")
-@click.option("--file", "list_files", is_flag=True,
+@project_options
+@click.option("--files", "list_files", is_flag=True,
               help="Every file the recorded builds read (r) or wrote (w).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.option("-n", "--limit", default=20, show_default=True, help="How many executions to list.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
+              help="How many executions to list.")
 @click.argument("what", required=False, metavar="[-|EXEC_ID|FILE]")
 def log(directory, file, list_files, as_json, limit, what):
     """The recorded builds. `log -`: the last one, with its jobs; `log EXEC_ID` (any
@@ -307,7 +352,8 @@ def log(directory, file, list_files, as_json, limit, what):
 @main.command()
 @project_options
 @click.option("--dry-run", "-n", "dry_run", is_flag=True, help="Say what would be removed.")
-@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...")
+@click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
+                shell_complete=complete_targets)
 def clean(directory, file, dry_run, arguments):
     """Remove the outputs rlmake wrote (of TARGETs and what they need, or all).
     Never a source, never a file it did not write or that changed since."""

@@ -3,6 +3,9 @@
 ```toml
 [build]
 hash = "fast"                      # or "content" (the default)
+executor = "dask"                  # or "local" (the default)
+scheduler = "tcp://10.0.0.5:8786"  # the Dask scheduler
+file_mode = "auto"                 # how files reach Dask workers: auto, shared, staged
 
 [cache]
 url = "s3://bucket/prefix"         # a shared cache, read by every build
@@ -11,7 +14,8 @@ endpoint_url = "http://127.0.0.1:9000"   # MinIO, Ceph, any S3 service
 local = true                       # the local store in .rlmake/cache (default true)
 ```
 
-Command-line flags win over environment variables, which win over this file.
+Command-line flags win over environment variables, which win over this file
+(docs/configuration.md says which flag and variable set each key).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from typing import Any
 from rlmake.errors import UsageError
 
 CONFIG_NAME = "rlmake.toml"
-_KNOWN = {"build": {"hash", "executor", "scheduler", "file_mode"},
-          "cache": {"url", "write", "endpoint_url", "local"}}
+# Each setting and the type its value must have.
+_KNOWN: dict[str, dict[str, type]] = {
+    "build": {"hash": str, "executor": str, "scheduler": str, "file_mode": str},
+    "cache": {"url": str, "write": bool, "endpoint_url": str, "local": bool}}
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,16 @@ def load_config(project_dir: str) -> Config:
         if section not in _KNOWN or not isinstance(names, dict):
             raise UsageError(f"{CONFIG_NAME}: unknown section [{section}]; "
                              f"known: {', '.join(f'[{s}]' for s in _KNOWN)}")
-        for name in names:
-            if name not in _KNOWN[section]:
-                raise UsageError(f"{CONFIG_NAME}: unknown setting '{name}' in [{section}]; "
-                                 f"known: {', '.join(sorted(_KNOWN[section]))}")
+        for name, value in names.items():
+            _check_setting(section, name, value)
     return Config(values)
+
+
+def _check_setting(section: str, name: str, value: Any) -> None:
+    wanted = _KNOWN[section].get(name)
+    if wanted is None:
+        raise UsageError(f"{CONFIG_NAME}: unknown setting '{name}' in [{section}]; "
+                         f"known: {', '.join(sorted(_KNOWN[section]))}")
+    if not isinstance(value, wanted):
+        kind = "true or false" if wanted is bool else "a string in quotes"
+        raise UsageError(f"{CONFIG_NAME}: [{section}] {name} must be {kind}, not {value!r}")

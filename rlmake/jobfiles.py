@@ -128,3 +128,19 @@ def remove_changed_outputs(project_dir: str, started: Watch) -> list[str]:
         except OSError:
             pass                    # a directory, or gone already: nothing rlmake may delete
     return removed
+
+
+def missing_dirs(project_dir: str, paths: Iterable[str], known: set[str]) -> list[str]:
+    """The directories that must be made for `paths` (project paths), every level of
+    them, for `clean` to remove once empty; none that existed before. `known`: the
+    directories already looked at in this build, which this adds to."""
+    missing = []
+    for path in paths:
+        directory = os.path.dirname(path)
+        while directory and directory not in known:
+            known.add(directory)
+            if os.path.isdir(os.path.join(project_dir, directory)):
+                break
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+    return missing

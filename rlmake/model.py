@@ -316,6 +316,8 @@ class RunRecord(NamedTuple):
     reads: tuple[tuple[str, str | None], ...] = ()
     writes: tuple[tuple[str, str | None], ...] = ()
     cache_source: str | None = None     # RESTORED: the store it came from
+    side_files: tuple[tuple[str, str | None], ...] = ()   # written besides the outputs (the
+                                        # depfile): recorded for `clean`, not outputs
     id: int | None = None               # its row, once stored
 
 

@@ -19,6 +19,7 @@ import marshal
 import os
 import zlib
 from dataclasses import dataclass, replace
+from typing import Any
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
@@ -74,12 +75,21 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         return None
 
 
+def identify(plan: Plan) -> Plan:
+    """The plan with the content key `save` would give it, stored nowhere (a dry run)."""
+    return replace(plan, key=_identified(plan)[1])
+
+
+def _identified(plan: Plan) -> tuple[Any, str]:
+    encoded = _encode(plan)
+    return encoded, digest_bytes(marshal.dumps(encoded))
+
+
 def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
     """Store atomically (a failure to store only costs speed next time); returns the plan
     with its content key."""
     directory = os.path.join(state_dir, "plans")
-    encoded = _encode(plan)
-    identity = digest_bytes(marshal.dumps(encoded))
+    encoded, identity = _identified(plan)
     stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes, identity,
               encoded)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")

@@ -64,8 +64,9 @@ class Project:
 
         return Expander(self.rulesfile, self.overrides)
 
-    def plan(self, targets: Iterable[str] = ()) -> Plan:
-        """The jobs `targets` need (none: the default targets); a stored plan when valid."""
+    def plan(self, targets: Iterable[str] = (), store: bool = True) -> Plan:
+        """The jobs `targets` need (none: the default targets); a stored plan when valid.
+        `store`: keep a new plan for the next build (a dry run writes nothing)."""
         targets = list(targets)
         name = plancache.entry_name(self.path, targets, self.overrides)
         if self.use_plan_cache:
@@ -75,13 +76,15 @@ class Project:
         expander = self.expander
         requested = expander.check_requested(targets) if targets else expander.default_targets()
         plan = expander.plan(requested)
-        if self.use_plan_cache:
-            inputs = plancache.Inputs(
-                files=tuple((path, digest_file(path)) for path in self.rulesfile.files),
-                globs=tuple(expander.templates.globs_read.items()),
-                probes=tuple(expander.probes.items()))
-            plan = plancache.save(self.state_dir, name, plan, inputs)
-        return plan
+        if not self.use_plan_cache:
+            return plan
+        if not store:
+            return plancache.identify(plan)     # keyed, to find the up-to-date snapshot
+        inputs = plancache.Inputs(
+            files=tuple((path, digest_file(path)) for path in self.rulesfile.files),
+            globs=tuple(expander.templates.globs_read.items()),
+            probes=tuple(expander.probes.items()))
+        return plancache.save(self.state_dir, name, plan, inputs)
 
     @cached_property
     def config(self) -> Config:
@@ -100,7 +103,7 @@ class Project:
 
         `executor`: where commands run (default: as `config` says); `clock`: the time
         the engine sees. Tests pass both to run builds in-process."""
-        plan = self.plan(targets)               # every Rulesfile error comes before any command
+        plan = self.plan(targets, store=not config.options.dry_run)   # Rulesfile errors first
         mode = config.hash_mode_for(plan.hash_setting)
         clock = clock or SystemClock()
         if config.options.dry_run:
@@ -302,8 +305,10 @@ class Project:
             with self.records() as state:           # read under the lock: a build just ended
                 written = state.written_digests()
                 writers = state.writers()
+                made_dirs = state.dirs_made()
             if targets:
-                candidates = [path for job in self.plan(targets).jobs for path in job.outputs]
+                candidates = [path for job in self.plan(targets).jobs
+                              for path in (*job.outputs, *([job.depfile] if job.depfile else []))]
             else:
                 candidates = sorted(written)
             hasher = FileHasher(self.directory, {}, "content")
@@ -312,6 +317,8 @@ class Project:
                        for path in dict.fromkeys(candidates) if path in written]
             beside = candidates if targets else [*written, *self.expander.explicit]
             results += self._clean_restore_leftovers(beside, dry_run)
+            results += self._clean_made_dirs(made_dirs, results, candidates if targets else None,
+                                             dry_run)
             return [(path, action) for path, action in results if action is not None]
         finally:
             lock.release()
@@ -342,7 +349,8 @@ class Project:
         for target in writers:
             instance = expander.instance_for(target)
             try:
-                if instance is not None and path in expander.make_job(instance).outputs:
+                job = expander.make_job(instance) if instance is not None else None
+                if job is not None and (path in job.outputs or path == job.depfile):
                     return True
             except RlmakeError:
                 continue                    # a rule that no longer renders makes nothing
@@ -376,6 +384,43 @@ class Project:
                 results.append((path, "removed (left by an interrupted restore)"))
         return results
 
+    def _clean_made_dirs(self, made: list[str], results: list[tuple[str, str | None]],
+                         targets_paths: list[str] | None, dry_run: bool
+                         ) -> list[tuple[str, str]]:
+        """The directories rlmake made for outputs that are empty once the outputs are
+        gone, deepest first (for a clean of some targets: only those above its outputs)."""
+        gone = {path for path, action in results if action in ("removed", "would remove")}
+        if targets_paths is not None:
+            above = {os.path.dirname(path) for path in targets_paths}
+            above |= {parent for path in above for parent in _parents(path)}
+            made = [path for path in made if path in above]
+        removed = []
+        for directory in sorted(made, key=lambda path: path.count("/"), reverse=True):
+            full = os.path.join(self.directory, directory)
+            if not os.path.isdir(full) or os.path.islink(full):
+                continue
+            try:
+                left = {os.path.join(directory, name) for name in os.listdir(full)}
+            except OSError:
+                continue
+            if not left <= gone:
+                continue
+            if not dry_run:
+                try:
+                    os.rmdir(full)
+                except OSError:
+                    continue                # something was made in it meanwhile: keep it
+            gone.add(directory)
+            removed.append(directory)
+        if removed and not dry_run:
+            state = StateDB(self.state_dir)
+            try:
+                state.forget_dirs(removed)
+            finally:
+                state.close()
+        action = "would remove (empty directory)" if dry_run else "removed (empty directory)"
+        return [(f"{directory}/", action) for directory in removed]
+
     def collect_garbage(self, max_bytes: int, on_wait=lambda message: None
                         ) -> tuple[int, int, int]:
         """Shrink the project's own store to `max_bytes`, least recently used first, and
@@ -392,6 +437,13 @@ class Project:
             return removed, freed + temporary_bytes, temporaries
         finally:
             lock.release()
+
+
+def _parents(path: str) -> list[str]:
+    parents = []
+    while path := os.path.dirname(path):
+        parents.append(path)
+    return parents
 
 
 def _all_up_to_date(plan: Plan, reporter: Reporter) -> list[Outcome]:

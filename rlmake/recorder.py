@@ -35,6 +35,10 @@ class Recorder:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
+    def made_dirs(self, paths: list[str]) -> None:
+        if paths:
+            self.state.made_dirs(paths)
+
     def wrote(self, target: str, path: str, digest: str) -> bool:
         """Whether a successful run of the job `target` wrote `digest` to `path`."""
         return self.state.wrote(target, path, digest)

@@ -76,6 +76,7 @@ class Scheduler:
         self._running: dict[str, _Running] = {}
         self._queue: ReadyQueue[_Ready] = ReadyQueue({}, {}, plan.pools)
         self._stopping = False
+        self._dirs_seen: set[str] = set()      # output directories looked at (jobfiles.missing_dirs)
         self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
         # start; the executor still runs at most `jobs` commands at once.
@@ -209,8 +210,11 @@ class Scheduler:
         if self.executor is None:
             raise RuntimeError("a dry run cannot start a job")
         inputs = self.scan.file_inputs(job, dep_digests)
-        dirs = {os.path.dirname(os.path.join(self.project_dir, path))
-                for path in (*job.outputs, *([job.depfile] if job.depfile else []))}
+        written = (*job.outputs, *([job.depfile] if job.depfile else []))
+        dirs = {os.path.dirname(os.path.join(self.project_dir, path)) for path in written}
+        if self.recorder is not None:
+            self.recorder.made_dirs(jobfiles.missing_dirs(self.project_dir, written,
+                                                          self._dirs_seen))
         cacheable = self.cache is not None and not job.always and not self.options.force
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
                     tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
@@ -294,7 +298,8 @@ class Scheduler:
         self.scan.depfile_deps[job.target] = tuple(depfile_deps)
         writes = tuple((path, self.scan.digest(path)) for path in job.outputs)
         status = Status.RESTORED if completion.restored_from else Status.DONE
-        self._record(running, completion, status, writes, depfile_deps)
+        self._record(running, completion, status, writes, depfile_deps,
+                     self._depfile_written(job) if status is Status.DONE else ())
         self._report(running, completion, status)
         if status is Status.DONE and self.cache is not None and not job.always:
             self.cache.store(running.decision.key, writes, completion.output, depfile_deps)
@@ -313,9 +318,19 @@ class Scheduler:
         self.reporter.job_finished(self.outcomes[job.target])
         self._stopping = self._stopping or not self.options.keep_going
 
+    def _depfile_written(self, job: Job) -> tuple[tuple[str, str | None], ...]:
+        """The depfile as the command left it, recorded so that `clean` may remove it."""
+        if job.depfile is None or job.depfile in job.outputs:
+            return ()
+        try:
+            return ((job.depfile, self.scan.digest(job.depfile)),)
+        except UnreadableFile:
+            return ()
+
     def _record(self, running: _Running, completion: Completion, status: Status,
                 writes: tuple[tuple[str, str | None], ...],
-                depfile_deps: dict[str, str | None]) -> None:
+                depfile_deps: dict[str, str | None],
+                side_files: tuple[tuple[str, str | None], ...] = ()) -> None:
         if self.recorder is None:
             return
         job = running.job
@@ -327,7 +342,7 @@ class Scheduler:
             running.decision.reasons, completion.started, completion.ended,
             completion.exit_code, inputs, tail,
             tuple(running.dep_digests) + tuple(depfile_deps.items()), writes,
-            completion.restored_from))
+            completion.restored_from, side_files))
 
     def _report(self, running: _Running, completion: Completion, status: Status,
                 error: str | None = None) -> None:

@@ -23,7 +23,7 @@ from rlmake.hashing import StatMemo
 from rlmake.model import ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -128,6 +128,10 @@ MIGRATIONS: tuple[str, ...] = (
     # an entry from before has 0, which no file matches, so it is hashed again.
     """
     ALTER TABLE file_memo ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 6: the directories rlmake made for outputs, which `clean` removes once empty.
+    """
+    CREATE TABLE made_dirs (path TEXT PRIMARY KEY);
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -538,7 +542,8 @@ class StateDB(StateReader):
         self._void_uptodate()
         self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
                          [(run_id, path, digest, "r") for path, digest in run.reads]
-                         + [(run_id, path, digest, "w") for path, digest in run.writes])
+                         + [(run_id, path, digest, "w")
+                            for path, digest in (*run.writes, *run.side_files)])
         if run.status in (Status.DONE, Status.RESTORED):
             self._write(
                 "INSERT OR REPLACE INTO jobs (target, run, key, outputs, depfile_deps, inputs) "
@@ -546,6 +551,17 @@ class StateDB(StateReader):
                 (run.target, run_id, run.key, json.dumps(dict(run.writes)),
                  json.dumps(run.inputs.depfile_deps), inputs))
         return run_id
+
+    def made_dirs(self, paths: Iterable[str]) -> None:
+        """Directories rlmake created for outputs (project paths)."""
+        self._write_many("INSERT OR IGNORE INTO made_dirs (path) VALUES (?)",
+                         [(path,) for path in paths])
+
+    def dirs_made(self) -> list[str]:
+        return [path for (path,) in self.conn.execute("SELECT path FROM made_dirs")]
+
+    def forget_dirs(self, paths: Iterable[str]) -> None:
+        self._write_many("DELETE FROM made_dirs WHERE path = ?", [(path,) for path in paths])
 
     def forget_job(self, target: str) -> None:
         """The job's outputs are gone or untrusted: its next build must run it."""

@@ -137,7 +137,7 @@ def log_rows(result: Result) -> list[dict]:
 
 def file_digests(project: Path) -> dict[str, str]:
     """`rlmake log --file --json`: path -> the digest the records hold."""
-    return {row["path"]: row["digest"] for row in rl(project, "log", "--file", "--json").json()}
+    return {row["path"]: row["digest"] for row in rl(project, "log", "--files", "--json").json()}
 
 
 def ran_targets(result: Result) -> set[str]:
@@ -433,7 +433,7 @@ def test_log_lists_builds_newest_first_with_counts(built):
     assert [(e["ran"], e["cached"], e["failed"], e["argv"]) for e in data] == [
         (0, 5, 0, ["rlmake", "build"]), (5, 0, 0, ["rlmake", "build"])]
     # -n limits the table
-    assert [row["id"] for row in log_rows(rl(built, "log", "-n", "1"))] == [data[0]["id"]]
+    assert [row["id"] for row in log_rows(rl(built, "log", "--limit", "1"))] == [data[0]["id"]]
 
 
 @needs_gcc
@@ -549,7 +549,7 @@ def test_log_file_json_is_a_tree(built):
 
 @needs_gcc
 def test_log_file_lists_every_file_with_read_write_flags(built):
-    result = rl(built, "log", "--file")
+    result = rl(built, "log", "--files")
     assert result.lines[0].split() == ["PATH", "MODE", "DIGEST", "WHEN"]
     rows = {}
     for line in result.lines[1:]:
@@ -639,10 +639,10 @@ def test_directory_and_rulesfile_options_before_and_after_the_command(built):
     assert before.lines == after.lines == here.lines
     assert here.lines[0] == "prog: up to date"
 
-    files = rl(built, "log", "--file").lines
-    assert rl(built, "log", "-f", "Rulesfile.yaml", "--file").lines == files
-    assert rl(outside, "-C", built.name, "log", "--rulesfile", "Rulesfile.yaml",
-              "--file").lines == files
+    files = rl(built, "log", "--files").lines
+    assert rl(built, "log", "-f", "Rulesfile.yaml", "--files").lines == files
+    assert rl(outside, "-C", built.name, "log", "-f", "Rulesfile.yaml",
+              "--files").lines == files
     assert len(files) == 9
 
 

@@ -9,6 +9,7 @@ a JOB STATUS table; a dry run prints the commands that would run instead.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -43,8 +44,9 @@ class ConsoleReporter:
         self.total = total
 
     def job_started(self, job: Job, decision: Decision) -> None:
-        if self.verbose:
-            self._line(_verbose_line(job, decision))
+        if self.verbose:                    # as ninja -v: the command itself, as it starts
+            self._line("\n".join([_verbose_line(job, decision),
+                                  *(f"  {command}" for command in job.commands)]))
         if self.status_line:
             self._status(f"[{self.finished}/{self.total}] {job.label()}")
 
@@ -141,27 +143,29 @@ _COLUMN_OF = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAIL
 
 
 def status_table(outcomes: list[Outcome], max_rules: int = 15, up_to_date: int = 0) -> str:
-    """The JOB STATUS table: a row per rule in plan order (rules that did work or failed
-    first to be shown, at most `max_rules`; the rest folded into one row) and an ALL row.
+    """The JOB STATUS table: a row per rule that did work or failed, in plan order (at most
+    `max_rules`, the rest folded into one row), one row for every job that was up to
+    date, and an ALL row. Up-to-date jobs always share their row, whether this build
+    decided them or knew them unchanged without looking (`up_to_date`), so that the
+    table reads the same for the same work.
 
-    `up_to_date`: jobs known up to date without an outcome of their own (a build that
-    decided only what an edit touched); they count as cached in a row of their own."""
-    pairs = Counter((o.job.rule, _COLUMN_OF[o.status]) for o in outcomes if o.job.commands)
-    rules = list(dict.fromkeys(rule for rule, _ in pairs))
-    busy = {rule for rule, column in pairs if column != "CACHED"}
-    chosen = [rule for rule in rules if rule in busy][:max_rules]
-    chosen += [rule for rule in rules if rule not in busy][:max_rules - len(chosen)]
-    shown = set(chosen)
-    rows = {rule: Counter({c: pairs[(rule, c)] for c in _COLUMNS if (rule, c) in pairs})
-            for rule in rules if rule in shown}
-    everything: Counter[str] = Counter()
-    for (_, column), number in pairs.items():
-        everything[column] += number
-    if len(rules) > len(shown):
-        rows[f"({len(rules) - len(shown)} more rules)"] = everything - sum(rows.values(), Counter())
-    if up_to_date:
-        rows[f"({up_to_date} more jobs, up to date)"] = Counter({"CACHED": up_to_date})
-        everything["CACHED"] += up_to_date
+    Rules are named by their key with each `{{ ... }}` shown as `*`."""
+    counted = [(readable_rule(o.job.rule), _COLUMN_OF[o.status]) for o in outcomes
+               if o.job.commands]
+    busy = Counter(pair for pair in counted if pair[1] != "CACHED")
+    rules = list(dict.fromkeys(rule for rule, _ in busy))
+    rows = {rule: Counter({column: busy[(rule, column)] for column in _COLUMNS
+                           if (rule, column) in busy})
+            for rule in rules[:max_rules]}
+    everything = Counter(column for _, column in counted)
+    everything["CACHED"] += up_to_date
+    if len(rules) > max_rules:
+        folded = len(rules) - max_rules
+        rows[f"({_count(folded, 'more rule')})"] = Counter(
+            column for rule, column in busy.elements() if rule not in rows)
+    if everything["CACHED"]:
+        rows[f"({_count(everything['CACHED'], 'job')} up to date)"] = Counter(
+            {"CACHED": everything["CACHED"]})
     rows["ALL"] = everything
     for count in rows.values():
         count["TOTAL"] = sum(count[c] for c in _COLUMNS if c != "TOTAL")
@@ -171,6 +175,19 @@ def status_table(outcomes: list[Outcome], max_rules: int = 15, up_to_date: int =
              for rule, count in rows.items()]
     stamp = time.strftime("%Y/%m/%d %H:%M:%S")
     return "\n".join([f"JOB STATUS {stamp}", header, *lines])
+
+
+_PLACEHOLDER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+
+
+def readable_rule(text: str) -> str:
+    """A rule key or description template for people: `lib/lib{{ name }}.a` reads as
+    `lib/lib*.a`."""
+    return _PLACEHOLDER.sub("*", text) if "{" in text else text
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _terminal_width() -> int:

@@ -193,6 +193,17 @@ class Expander:
     def _substitute_stem(path: str, instance: Instance) -> str:
         return path.replace("%", instance.stem) if instance.stem is not None else path
 
+    def pattern_description(self, pattern: Instance) -> str | None:
+        """A pattern rule's description as `rlmake list` shows it: rendered with `%` as the
+        stem (`CC %.c`); None when it has none, or needs a real stem to render."""
+        if not pattern.spec.description:
+            return None
+        try:
+            return self.make_job(Instance(pattern.spec, pattern.target, pattern.names,
+                                          stem="%")).description
+        except RlmakeError:
+            return None
+
     # --- defaults and requested targets -------------------------------------------------
 
     def default_targets(self) -> list[str]:

@@ -1,0 +1,268 @@
+"""The everyday rough edges: a dry run that writes nothing, flags that mean one thing,
+readable names in the JOB STATUS table and `list`, `-v` showing commands, `clean` of
+depfiles and of the directories rlmake made, `compdb`, and shell completion."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from buildkit import Project, build_env
+from checkout import RLMAKE
+from conftest import run_cli, write_project
+from rlmake.model import Job, Location, Outcome, Status
+from rlmake.reporters.console import readable_rule, status_table
+
+LIBS = """
+vars:
+  libs: [one, two]
+default: all
+rules:
+  all:
+    phony: true
+    deps: [lib/libone.a, lib/libtwo.a]
+  "lib/lib{{ lib }}.a":
+    foreach:
+      lib: "{{ libs }}"
+    deps: ["{{ glob('src/*.c') | map('replace', '.c', '.o') | map('replace', 'src/', 'build/obj/') | list }}"]
+    command: "cat {{ deps | quote_all }} > {{ target }}"
+    description: "AR {{ target }}"
+  "build/obj/%.o":
+    deps: ["src/%.c"]
+    command: "cp {{ dep }} {{ target }} && echo '{{ target }}: {{ dep }}' > build/obj/{{ stem }}.d"
+    depfile: "build/obj/{{ stem }}.d"
+    description: "CC {{ dep }}"
+"""
+
+
+def libs_project(root: Path) -> Project:
+    project = Project(root)
+    project.rules(LIBS)
+    for name in ("a", "b", "c"):
+        project.write(f"src/{name}.c", f"int {name};\n")
+    return project
+
+
+def state_files(project: Path) -> dict[str, str]:
+    """Every file under .rlmake with a digest of its bytes (SQLite's -wal and -shm files
+    come and go as any reader opens the database: not counted)."""
+    found = {}
+    for path in sorted((project / ".rlmake").rglob("*")):
+        if path.is_file() and not path.name.endswith(("-wal", "-shm")):
+            found[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+# --- a dry run writes nothing ---------------------------------------------------------------
+
+def test_a_dry_run_of_a_new_project_makes_no_state_directory(tmp_path):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "int a;\n"})
+    result = run_cli(["build", "-n"], cwd=project)
+    assert result.exit_code == 0, result.describe()
+    assert "cp src/a.c build/obj/a.o" in result.stdout
+    assert not (project / ".rlmake").exists()
+
+
+@pytest.mark.integration
+def test_a_dry_run_after_edits_leaves_the_state_as_it_was(tmp_path):
+    project = libs_project(tmp_path / "p")
+    project.build()
+    project.write("src/b.c", "int b = 2;\n")
+    project.rules(LIBS.replace("cat {{", "cat -- {{"))     # a new plan, not yet stored
+    before = state_files(project.root)
+    result = project.cli("build", "-n")
+    assert "cat -- build/obj/a.o" in result.stdout, result.describe()
+    assert state_files(project.root) == before
+
+
+# --- flags mean one thing -------------------------------------------------------------------
+
+def test_cache_write_without_a_cache_is_a_usage_error(tmp_path):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "int a;\n"})
+    result = run_cli(["build", "--cache-write"], cwd=project)
+    assert result.exit_code == 2, result.describe()
+    assert "--cache-write" in result.stderr and "--cache" in result.stderr
+    assert not (project / "build").exists()
+
+
+@pytest.mark.integration
+def test_log_takes_f_as_the_rulesfile_and_files_and_limit_by_name(tmp_path):
+    project = libs_project(tmp_path / "p")
+    project.write("other.yaml", (project.root / "Rulesfile.yaml").read_text())
+    project.build()
+    project.build("-B")
+    files = project.cli("log", "--files").lines
+    assert any(line.split()[-1] == "lib/libone.a" or "lib/libone.a" in line for line in files)
+    assert project.cli("log", "-f", "Rulesfile.yaml", "--files").lines == files
+    assert len(json.loads(project.cli("log", "--limit", "1", "--json").stdout)) == 1
+    assert len(json.loads(project.cli("log", "--json").stdout)) == 2
+    assert project.cli("log", "-n", "1", expect=2).returncode == 2
+
+
+# --- readable names -----------------------------------------------------------------------------
+
+def test_a_templated_rule_reads_with_stars():
+    assert readable_rule("lib/libbrotli{{ lib }}.a") == "lib/libbrotli*.a"
+    assert readable_rule("{{ name }}") == "*"
+    assert readable_rule("%.o") == "%.o"
+    assert readable_rule("out/{{ a | upper }}-{{ b }}.txt") == "out/*-*.txt"
+
+
+def outcome(target: str, rule: str, status: Status) -> Outcome:
+    return Outcome(Job(target, rule, Location("Rulesfile.yaml", 1), (target,), (), ("true",)),
+                   status)
+
+
+def rows(table: str) -> dict[str, list[str]]:
+    """RULE -> its numbers, from a JOB STATUS table."""
+    found = {}
+    for line in table.splitlines()[2:]:
+        *name, pending, running, failed, cached, restored, done, total = line.split()
+        found[" ".join(name)] = [pending, running, failed, cached, restored, done, total]
+    return found
+
+
+def test_the_table_folds_up_to_date_jobs_alike_however_they_were_found():
+    """The same work gives the same rows, whether the build decided every job (and found
+    most cached) or knew them up to date without looking."""
+    rule = "lib/lib{{ lib }}.a"
+    decided = [outcome("x.o", "%.o", Status.DONE), outcome("y.o", "%.o", Status.CACHED),
+               outcome("z.o", "%.o", Status.CACHED), outcome("lib/libone.a", rule, Status.CACHED)]
+    known = [outcome("x.o", "%.o", Status.DONE)]
+    full, edit = status_table(decided), status_table(known, up_to_date=3)
+    assert rows(full) == rows(edit)
+    assert list(rows(full)) == ["%.o", "(3 jobs up to date)", "ALL"]
+    assert rows(full)["ALL"][-1] == "4"
+
+
+def test_the_table_names_rules_readably_and_counts_in_words():
+    rule = "lib/lib{{ lib }}.a"
+    outcomes = [outcome(f"r{i}", f"rule{i}", Status.DONE) for i in range(3)]
+    outcomes += [outcome("lib/libone.a", rule, Status.DONE), outcome("c", "c", Status.CACHED)]
+    table = rows(status_table(outcomes, max_rules=3))
+    assert list(table) == ["rule0", "rule1", "rule2", "(1 more rule)", "(1 job up to date)",
+                           "ALL"]
+    assert table["(1 more rule)"][-2:] == ["1", "1"]
+    assert "lib/lib*.a" in rows(status_table(outcomes))
+
+
+def test_list_shows_pattern_descriptions_rendered_with_the_stem(tmp_path):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "int a;\n"})
+    result = run_cli(["list"], cwd=project)
+    assert result.exit_code == 0, result.describe()
+    assert "{{" not in result.stdout, result.stdout
+    pattern = next(line for line in result.lines if line.startswith("build/obj/%.o"))
+    assert pattern.split() == ["build/obj/%.o", "[pattern]", "CC", "src/%.c"]
+    assert any(line.split()[:3] == ["lib/libone.a", "AR", "lib/libone.a"]
+               for line in result.lines)
+
+
+@pytest.mark.integration
+def test_verbose_shows_each_command_and_the_table_readable_names(tmp_path):
+    project = libs_project(tmp_path / "p")
+    result = project.build()
+    assert "  cp src/a.c build/obj/a.o && echo 'build/obj/a.o: src/a.c' > build/obj/a.d" \
+        in result.lines, result.describe()
+    assert "  cat build/obj/a.o build/obj/b.o build/obj/c.o > lib/libone.a" in result.lines
+    table = rows(result.stdout[result.stdout.index("JOB STATUS"):])
+    assert table["lib/lib*.a"][-1] == "2" and table["build/obj/%.o"][-1] == "3"
+    project.write("src/a.c", "int a = 1;\n")
+    again = project.build(verbose=False)
+    edit = rows(again.stdout[again.stdout.index("JOB STATUS"):])
+    assert list(edit) == ["build/obj/%.o", "lib/lib*.a", "(2 jobs up to date)", "ALL"]
+
+
+# --- clean ------------------------------------------------------------------------------------
+
+@pytest.mark.integration
+def test_clean_removes_depfiles_and_the_directories_rlmake_made(tmp_path):
+    project = libs_project(tmp_path / "p")
+    project.write("lib/README", "the user's own file\n")        # lib/ is the user's
+    project.build()
+    assert (project.root / "build/obj/a.d").is_file()
+    preview = project.cli("clean", "-n").lines
+    assert "build/obj/a.d: would remove" in preview
+    assert "build/: would remove (empty directory)" in preview
+    project.write("build/obj/c.d", "edited by hand\n")
+    result = project.cli("clean")
+    assert "build/obj/a.d: removed" in result.lines
+    assert "build/obj/c.d: kept (changed since rlmake wrote it)" in result.lines
+    assert not (project.root / "build/obj/a.d").exists()
+    assert (project.root / "build/obj").is_dir(), "it still holds the edited depfile"
+    assert (project.root / "lib/README").is_file()
+    os.remove(project.root / "build/obj/c.d")
+    assert set(project.cli("clean").lines) == {"build/obj/: removed (empty directory)",
+                                               "build/: removed (empty directory)"}
+    assert sorted(p.name for p in project.root.iterdir()) == \
+        [".rlmake", "Rulesfile.yaml", "lib", "rlmake.toml", "src"]
+
+
+@pytest.mark.integration
+def test_clean_of_one_target_removes_only_the_directories_above_it(tmp_path):
+    project = Project(tmp_path / "p")
+    project.rules("""
+        rules:
+          a/deep/x.txt: {command: echo x > a/deep/x.txt}
+          b/y.txt: {command: echo y > b/y.txt}
+    """)
+    project.build("a/deep/x.txt", "b/y.txt")
+    assert set(project.cli("clean", "a/deep/x.txt").lines) == {
+        "a/deep/x.txt: removed", "a/deep/: removed (empty directory)",
+        "a/: removed (empty directory)"}
+    assert (project.root / "b/y.txt").is_file()
+
+
+# --- compdb -----------------------------------------------------------------------------------
+
+def test_compdb_writes_one_entry_per_compiled_source(tmp_path):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "", "src/b.c": ""})
+    result = run_cli(["compdb"], cwd=project)
+    assert result.exit_code == 0, result.describe()
+    written = json.loads((project / "compile_commands.json").read_text())
+    assert written == [
+        {"directory": str(project), "file": f"src/{name}.c", "output": f"build/obj/{name}.o",
+         "command": f"cp src/{name}.c build/obj/{name}.o && "
+                    f"echo 'build/obj/{name}.o: src/{name}.c' > build/obj/{name}.d"}
+        for name in ("a", "b")]
+    printed = run_cli(["compdb", "-o", "-"], cwd=project)
+    assert json.loads(printed.stdout) == written
+
+
+# --- shell completion -------------------------------------------------------------------------
+
+@pytest.mark.integration
+def test_bash_completion_offers_commands_flags_and_targets(tmp_path):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": ""})
+
+    def complete(words: str) -> list[str]:
+        env = build_env(COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - 1),
+                        _RLMAKE_COMPLETE="bash_complete")
+        done = subprocess.run(RLMAKE, cwd=project, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0 and done.stderr == "", done
+        return [line.split(",", 1)[1] for line in done.stdout.splitlines()]
+
+    assert complete("rlmake bu") == ["build"]
+    assert "--cache-write" in complete("rlmake build --cache")
+    assert complete("rlmake build lib/libo") == ["lib/libone.a"]
+    assert complete(f"rlmake -C {project} why a") == ["all"]
+    script = subprocess.run(RLMAKE, env=build_env(_RLMAKE_COMPLETE="bash_source"),
+                            capture_output=True, text=True, timeout=60)
+    assert "_rlmake_completion" in script.stdout
+
+
+# --- rlmake.toml ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("setting, wanted", [('[cache]\nwrite = "yes"\n', "true or false"),
+                                             ("[build]\nscheduler = 8786\n", "a string"),
+                                             ("[cache]\nlocal = 1\n", "true or false")])
+def test_a_setting_of_the_wrong_type_is_a_usage_error(tmp_path, setting, wanted):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "", "rlmake.toml": setting})
+    result = run_cli(["build", "-n"], cwd=project)
+    assert result.exit_code == 2, result.describe()
+    assert "rlmake.toml" in result.stderr and wanted in result.stderr, result.describe()
