@@ -1,4 +1,4 @@
-"""Every example of the Rulesfile spec (/work/shared/rulesfile-spec.md), run through the CLI.
+"""Every example of the Rulesfile spec (the contract docs/rulesfile.md describes), through the CLI.
 
 Each test writes a project into tmp_path and checks the exact list of commands that
 `rlmake build -n` prints: a build from scratch, in dependency order.
