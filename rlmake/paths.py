@@ -21,9 +21,6 @@ def normalise(path: str, project_dir: str) -> str:
     return os.path.normpath(path)
 
 
-STATE_DIR = ".rlmake"
-
-
 def is_project_path(path) -> bool:
     """A path as rlmake writes a project file's: relative, normalised, not `.`, no `..`,
     and not in rlmake's own state directory. What a stored record may name."""
@@ -69,9 +66,12 @@ def shown(path: str) -> str:
 
 
 def glob_files(project_dir: str, pattern: str) -> tuple[str, ...]:
-    """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
+    """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped
+    by wildcards, and rlmake's own state never matched, even when the pattern names it
+    (a job reading .rlmake/lock would be stale on every build)."""
     import glob
 
-    found = glob.glob(pattern, root_dir=project_dir, recursive=True)
-    return tuple(sorted(os.path.normpath(path) for path in found
-                        if os.path.isfile(os.path.join(project_dir, path))))
+    found = (os.path.normpath(path)
+             for path in glob.glob(pattern, root_dir=project_dir, recursive=True))
+    return tuple(sorted(path for path in found if not in_state_dir(path)
+                        and os.path.isfile(os.path.join(project_dir, path))))

@@ -266,3 +266,29 @@ def test_a_setting_of_the_wrong_type_is_a_usage_error(tmp_path, setting, wanted)
     result = run_cli(["build", "-n"], cwd=project)
     assert result.exit_code == 2, result.describe()
     assert "rlmake.toml" in result.stderr and wanted in result.stderr, result.describe()
+
+
+# --- rlmake's own state is never an input --------------------------------------------------------
+
+def test_glob_never_matches_the_state_directory(tmp_path):
+    project = write_project(tmp_path / "p", """
+        rules:
+          list.txt:
+            deps: ["{{ glob('.rlmake/*') }}", "{{ glob('**/*.txt') }}"]
+            command: "echo {{ deps | quote_all }} > list.txt"
+    """, {"a.txt": "", ".rlmake/lock": "", ".rlmake/x.txt": ""})
+    result = run_cli(["build", "-n"], cwd=project)
+    assert result.exit_code == 0, result.describe()
+    assert result.lines == ["echo a.txt > list.txt"]
+
+
+def test_a_dep_in_the_state_directory_is_refused(tmp_path):
+    project = write_project(tmp_path / "p", """
+        rules:
+          list.txt:
+            deps: [.rlmake/lock]
+            command: "echo x > list.txt"
+    """)
+    result = run_cli(["build", "-n"], cwd=project)
+    assert result.exit_code == 2, result.describe()
+    assert "Rulesfile.yaml:3: rule 'list.txt': dep '.rlmake/lock' is in .rlmake/" in result.stderr

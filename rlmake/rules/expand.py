@@ -104,6 +104,11 @@ class Expander:
         """Rendered with the rule's vars, names, target and stem; adds `deps` and `dep` to context."""
         rendered = self._render_list(instance, instance.spec.deps, context, "deps")
         deps = [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+        for dep in deps:
+            if in_state_dir(dep):
+                raise self._error(instance.spec, f"dep '{dep}' is in {STATE_DIR}/, where rlmake "
+                                  "keeps its state, which changes on every build; a rule "
+                                  "cannot read files there", "deps", instance.target)
         context["deps"] = deps
         if deps:
             context["dep"] = deps[0]
