@@ -420,13 +420,13 @@ CASES = [
         include: [a.yaml]
         rules:
           top: {command: x}
-        """, ["include cycle", "Rulesfile.yaml", "a.yaml"],
+        """, ["a.yaml:1: include cycle: Rulesfile.yaml -> a.yaml -> Rulesfile.yaml"],
         files={"a.yaml": "include: [Rulesfile.yaml]\n"}),
     case("include-self", """
         include: [Rulesfile.yaml]
         rules:
           top: {command: x}
-        """, ["include cycle", "Rulesfile.yaml -> Rulesfile.yaml"]),
+        """, ["Rulesfile.yaml:1: include cycle: Rulesfile.yaml -> Rulesfile.yaml"]),
     case("same-target-in-two-files", """
         include: [inc.yaml]
         rules:

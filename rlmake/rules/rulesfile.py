@@ -177,9 +177,6 @@ def _rule_at_line(document, line: int) -> str | None:
 
 def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
     shown = display_path(path)
-    if path in chain:
-        cycle = " -> ".join(display_path(p) for p in (*chain, path))
-        raise RulesfileError(f"include cycle: {cycle}", shown)
     data = _read_yaml(path, shown)
     state.files.append(path)
     is_top = not chain
@@ -208,6 +205,9 @@ def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
         if not os.path.isfile(included):
             raise RulesfileError(f"included file '{include}' not found", shown,
                                  data.key_lines["include"])
+        if included in (*chain, path):
+            cycle = " -> ".join(display_path(p) for p in (*chain, path, included))
+            raise RulesfileError(f"include cycle: {cycle}", shown, data.key_lines["include"])
         _load_file(included, state, (*chain, path))
     if is_top:
         _check_pools_exist(state)
