@@ -350,7 +350,7 @@ def stats(directory, file, cache_url):
     click.echo(f"bytes stored:     {size(bytes_stored)}")
     now = time.time()
     stores = [("local store", project.local_store()),
-              ("shared store", settings.shared_store(project.directory))]
+              ("shared store", project.shared_store(settings))]
     for label, store in stores:
         if store is not None:
             summary = housekeeping.survey(store)

@@ -33,7 +33,7 @@ from rlmake.uptodate import Freshness, Snapshot, capture, freshness, renew
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
-    from rlmake.cache.housekeeping import Collected, Limits
+    from rlmake.cache.housekeeping import Collected, Limits, Tended
     from rlmake.cache.local import LocalStore
     from rlmake.cache.settings import CacheSettings
     from rlmake.rules.expand import Expander
@@ -385,6 +385,18 @@ class Project:
 
         return LocalStore(os.path.join(self.state_dir, "cache"))
 
+    def shared_store(self, settings: "CacheSettings") -> "Tended | None":
+        """The shared store `settings` name, for housekeeping; None if none is named. A
+        directory that does not exist is refused: it is a typo far more often than a
+        store no build has written to yet."""
+        from rlmake.cache.local import LocalStore
+
+        store = settings.shared_store(self.directory)
+        if isinstance(store, LocalStore) and not os.path.isdir(store.root):
+            raise UsageError(f"no shared store at '{store.name}': {store.root} is not a "
+                             "directory")
+        return store
+
     def collect_garbage(self, limits: "Limits", on_wait=lambda message: None,
                         dry_run: bool = False, now: float | None = None) -> "Collected":
         """Remove from the project's own store what `limits` select (see
@@ -412,7 +424,7 @@ class Project:
         from rlmake.cache import housekeeping
         from rlmake.cache.local import LocalStore
 
-        store = settings.shared_store(self.directory)
+        store = self.shared_store(settings)
         if store is None:
             raise UsageError("no shared store is named: give --cache URL or set RLMAKE_CACHE")
         if not (settings.write or dry_run):

@@ -179,6 +179,14 @@ def test_gc_of_a_shared_store_needs_write_access(tmp_path):
     assert all(path.exists() for path in before.values())
 
 
+def test_a_shared_directory_that_does_not_exist_is_refused(tmp_path):
+    root, typo = new_project(tmp_path / "p"), tmp_path / "shraed"
+    for command in (["stats"], ["gc", "--max-age", "0s", "--cache-write"]):
+        result = rlmake(root, "cache", *command, "--cache", str(typo), expect=2)
+        assert f"no shared store at '{typo}'" in result.stderr
+    assert not typo.exists()
+
+
 def test_local_and_cache_together_are_refused(tmp_path):
     root, shared = new_project(tmp_path / "p"), tmp_path / "shared"
     result = rlmake(root, "cache", "gc", "--max-age", "0s", "--local", "--cache", str(shared),
@@ -337,13 +345,19 @@ def test_nothing_that_is_not_rlmakes_is_listed_or_removed(tmp_path):
         (shared / relative).write_text(text)
         set_age(shared / relative, 400 * DAY)
     os.symlink(tmp_path / "p" / "a.txt", shared / "cas" / "ab" / ("ab" * 20))
+    elsewhere = tmp_path / "elsewhere"          # a shard that leads out of the store
+    elsewhere.mkdir()
+    (elsewhere / ("ef" * 20)).write_text("not in the store")
+    set_age(elsewhere / ("ef" * 20), 400 * DAY)
+    os.symlink(elsewhere, shared / "ac" / "ef")
     stats = rlmake(root, "cache", "stats", "--cache", str(shared))
     assert figure(stats, "shared store").startswith("6 entries")
     rlmake(root, "cache", "gc", "--cache", str(shared), "--cache-write", "--max-age", "0s")
     left = sorted(str(path.relative_to(shared)) for path in shared.rglob("*")
-                  if not path.is_dir())
-    assert left == sorted([*strays, f"cas/ab/{digest}"])
+                  if path.is_symlink() or not path.is_dir())
+    assert left == sorted([*strays, f"cas/ab/{digest}", "ac/ef"])
     assert (root / "a.txt").read_text() == "alpha\n"
+    assert (elsewhere / ("ef" * 20)).read_text() == "not in the store"
 
 
 def test_gc_of_a_shared_directory_removes_only_stale_temporaries(tmp_path):

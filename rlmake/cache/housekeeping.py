@@ -118,7 +118,7 @@ def survey(store: Tended) -> Summary:
     try:
         return Summary(store.entries())
     except StoreError as error:
-        raise RlmakeError(f"cannot list {store.name}: {error}") from None
+        raise _failed(store, error) from None
 
 
 def select(entries: Iterable[Entry], limits: Limits, now: float) -> list[Entry]:
@@ -142,7 +142,7 @@ def collect(store: Tended, limits: Limits, now: float, dry_run: bool = False) ->
     try:
         entries = list(store.entries())
     except StoreError as error:
-        raise RlmakeError(f"cannot list {store.name}: {error}") from None
+        raise _failed(store, error) from None
     chosen = select(entries, limits, now)
     removed: list[Entry] = []
     problem = None
@@ -157,6 +157,12 @@ def collect(store: Tended, limits: Limits, now: float, dry_run: bool = False) ->
     gone = set(removed)
     return Collected(store.name, Summary(removed),
                      Summary(entry for entry in entries if entry not in gone), problem)
+
+
+def _failed(store: Tended, error: StoreError) -> RlmakeError:
+    """The store's error for the user, naming the store once."""
+    text = str(error)
+    return RlmakeError(text if store.name in text else f"{store.name}: {text}")
 
 
 # --- the command line's units ---------------------------------------------------------------

@@ -93,14 +93,17 @@ class LocalStore:
 
     def entries(self):
         """Every record and blob, as housekeeping.Entry: only regular files named by a
-        digest in their shard (`ac/ab/ab...`); anything else here is not rlmake's."""
+        digest in their shard (`ac/ab/ab...`), a real directory; anything else here is
+        not rlmake's (a symlinked shard could lead gc out of the store)."""
         from rlmake.cache.housekeeping import KINDS, Entry, is_entry_name
 
         for kind in KINDS:
             top = os.path.join(self.root, kind)
             for shard in self._listing(top):
                 directory = os.path.join(top, shard)
-                for name in self._listing(directory) if len(shard) == 2 else ():
+                if len(shard) != 2 or os.path.islink(directory):
+                    continue
+                for name in self._listing(directory):
                     if not (is_entry_name(name) and name.startswith(shard)):
                         continue
                     try:
