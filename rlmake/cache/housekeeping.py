@@ -220,7 +220,8 @@ def summary_lines(label: str, store: Tended, summary: Summary, now: float) -> li
 
 
 def collected_lines(label: str, collected: Collected, dry_run: bool) -> list[str]:
-    """`cache gc`'s lines, each naming the store it is about."""
+    """`cache gc`'s lines, each naming the store it is about (an error that stopped it is
+    the command's to report)."""
     where = f"{label} {collected.store}:"
     removed, kept = collected.removed, collected.kept
     verb = "would remove" if dry_run else "removed"
@@ -231,8 +232,6 @@ def collected_lines(label: str, collected: Collected, dry_run: bool) -> list[str
     count, _ = collected.temporaries
     if count:
         lines.append(f"{where} removed {count} temporary files left by interrupted writes")
-    if collected.error:
-        lines.append(f"{where} stopped early: {collected.error}")
     return lines
 
 
