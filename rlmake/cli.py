@@ -7,9 +7,6 @@ becomes an exit status.
 from __future__ import annotations
 
 import functools
-import math
-import os
-import re
 import signal
 
 import click
@@ -367,64 +364,89 @@ def clean(directory, file, dry_run, arguments):
 
 @main.group()
 def cache():
-    """The artifact cache: `stats` and `gc`."""
+    """The artifact caches: `stats` and `gc`, for the project's own store in .rlmake/cache
+    and for a shared one (--cache URL, RLMAKE_CACHE or [cache] url in rlmake.toml)."""
+
+
+_CACHE_URL_HELP = ("A shared store: s3://bucket/prefix or a directory (also RLMAKE_CACHE, "
+                   "[cache] url in rlmake.toml; RLMAKE_CACHE_ENDPOINT for MinIO and others).")
 
 
 @cache.command()
 @project_options
-def stats(directory, file):
-    """Hits, misses and bytes of the recorded builds, and the local store's size."""
-    from rlmake.cache.local import LocalStore
+@click.option("--cache", "cache_url", default=None, metavar="URL", help=_CACHE_URL_HELP)
+def stats(directory, file, cache_url):
+    """Hits, misses and bytes of the recorded builds; the local store's entries and size;
+    and, when a shared store is named, its records, blobs, size and oldest and newest use.
+
+    An S3 store keeps no time of use: its ages are since each entry was stored."""
+    import time
+
+    from rlmake.cache import housekeeping
 
     project = open_project(directory, file)
+    settings = project.build_config(cache_url=cache_url).cache
     with project.records() as state:
         builds, restored, misses, bytes_restored, bytes_stored = state.cache_totals()
-    store = LocalStore(os.path.join(project.state_dir, "cache"))
-    entries = store.entries()
+    size = housekeeping.format_size
     click.echo(f"builds recorded:  {builds}")
     click.echo(f"restored (hits):  {restored}")
     click.echo(f"misses:           {misses}")
-    click.echo(f"bytes restored:   {_size(bytes_restored)}")
-    click.echo(f"bytes stored:     {_size(bytes_stored)}")
-    click.echo(f"local store:      {len(entries)} entries, "
-               f"{_size(sum(size for _, size, _ in entries))} in {store.root}")
+    click.echo(f"bytes restored:   {size(bytes_restored)}")
+    click.echo(f"bytes stored:     {size(bytes_stored)}")
+    now = time.time()
+    stores = [("local store", project.local_store()),
+              ("shared store", project.shared_store(settings))]
+    for label, store in stores:
+        if store is not None:
+            summary = housekeeping.survey(store)
+            click.echo("\n".join(housekeeping.summary_lines(label, store, summary, now)))
 
 
 @cache.command()
 @project_options
-@click.option("--max-size", required=True, metavar="SIZE",
-              help="Keep at most this much, e.g. 500M or 2G; least recently used goes first.")
-def gc(directory, file, max_size):
-    """Shrink the local store to --max-size, removing least recently used entries."""
-    max_bytes = _parse_size(max_size)
-    removed, freed, temporaries = open_project(directory, file).collect_garbage(max_bytes,
-                                                                                _say_waiting)
-    click.echo(f"removed {removed} entries, freed {_size(freed)}")
-    if temporaries:
-        click.echo(f"removed {temporaries} temporary files left by interrupted writes")
+@click.option("--max-age", metavar="AGE",
+              help="Remove entries not used for AGE or longer: 30d, 12h, 90m, 45s, 2w "
+                   "(S3: stored AGE or longer ago).")
+@click.option("--max-size", metavar="SIZE",
+              help="Keep at most SIZE, e.g. 500M or 2G; the least recently used go first.")
+@click.option("--cache", "cache_url", default=None, metavar="URL", help=_CACHE_URL_HELP)
+@click.option("--cache-write", is_flag=True, default=None,
+              help="Allow removing from the shared store (also RLMAKE_CACHE_WRITE=1).")
+@click.option("--local", "local_only", is_flag=True,
+              help="Act on the project's own store even when a shared one is configured.")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def gc(directory, file, max_age, max_size, cache_url, cache_write, local_only, dry_run):
+    """Remove entries from one artifact store: those unused for --max-age, then the least
+    recently used until it fits in --max-size (give either or both).
+
+    \b
+    Which store:
+      no shared store named   the project's own, .rlmake/cache (under its lock)
+      --cache URL, RLMAKE_CACHE or [cache] url
+                              that shared store only; needs --cache-write
+      --local                 the project's own, whatever is configured
+
+    A shared store has no lock: a build that wants an entry removed meanwhile finds
+    a miss and runs the job. A directory store's age is since an entry's last use
+    (a hit touches it); S3 keeps no time of use, so there it is since it was stored."""
+    from rlmake.cache import housekeeping
+
+    limits = housekeeping.Limits.parse(max_age, max_size)
+    if local_only and cache_url:
+        raise UsageError("--local and --cache name different stores: give one of them")
+    project = open_project(directory, file)
+    settings = project.build_config(cache_url=cache_url, cache_write=cache_write).cache
+    if settings.url and not local_only:
+        label, collected = "shared store", project.collect_shared_garbage(settings, limits,
+                                                                          dry_run)
+    else:
+        label, collected = "local store", project.collect_garbage(limits, _say_waiting,
+                                                                  dry_run)
+    click.echo("\n".join(housekeeping.collected_lines(label, collected, dry_run)))
+    if collected.error:
+        raise RlmakeError(f"{collected.store}: gc stopped early: {collected.error}")
 
 
 def _say_waiting(message: str) -> None:
     click.echo(f"rlmake: {message}", err=True)
-
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGT]?)(?:I?B)?\s*", re.IGNORECASE)
-
-
-def _parse_size(text: str) -> int:
-    """500M, 2G, 1.5GiB, 1024: a finite size of at least zero (never inf, nan or -1G, which
-    would keep everything or remove everything)."""
-    match = _SIZE.fullmatch(text)
-    size = float(match[1]) * _UNITS[match[2].upper()] if match else math.nan
-    if not math.isfinite(size):             # also 400 digits, which float() makes inf
-        raise UsageError(f"bad size '{text}': use a number with K, M, G or T, e.g. 500M")
-    return int(size)
-
-
-def _size(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    return f"{count} B"

@@ -17,7 +17,7 @@ from rlmake import buildconfig, plancache
 from rlmake.buildconfig import BuildConfig
 from rlmake.clock import Clock, SystemClock
 from rlmake.config import Config, load_config
-from rlmake.errors import BuildFailed, Interrupted, RlmakeError
+from rlmake.errors import BuildFailed, Interrupted, RlmakeError, UsageError
 from rlmake.executors import make_executor
 from rlmake.executors.base import Executor
 from rlmake.hashing import FileHasher, digest_file
@@ -33,6 +33,9 @@ from rlmake.uptodate import Freshness, Snapshot, capture, freshness, renew
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
+    from rlmake.cache.housekeeping import Collected, Limits, Tended
+    from rlmake.cache.local import LocalStore
+    from rlmake.cache.settings import CacheSettings
     from rlmake.rules.expand import Expander
     from rlmake.scan import DependencyScan
     from rlmake.explain import Cause
@@ -421,22 +424,65 @@ class Project:
         action = "would remove (empty directory)" if dry_run else "removed (empty directory)"
         return [(f"{directory}/", action) for directory in removed]
 
-    def collect_garbage(self, max_bytes: int, on_wait=lambda message: None
-                        ) -> tuple[int, int, int]:
-        """Shrink the project's own store to `max_bytes`, least recently used first, and
-        remove the temporaries killed writes left in it: (entries removed, bytes freed,
-        temporaries removed). Under the lock, so no build is writing to the store."""
+    def local_store(self) -> "LocalStore":
+        """The project's own artifact store, in .rlmake/cache."""
         from rlmake.cache.local import LocalStore
 
+        return LocalStore(os.path.join(self.state_dir, "cache"))
+
+    def shared_store(self, settings: "CacheSettings") -> "Tended | None":
+        """The shared store `settings` name, for housekeeping; None if none is named. A
+        directory that does not exist is refused: it is a typo far more often than a
+        store no build has written to yet."""
+        from rlmake.cache.local import LocalStore
+
+        store = settings.shared_store(self.directory)
+        if isinstance(store, LocalStore) and not os.path.isdir(store.root):
+            raise UsageError(f"no shared store at '{store.name}': {store.root} is not a "
+                             "directory")
+        return store
+
+    def collect_garbage(self, limits: "Limits", on_wait=lambda message: None,
+                        dry_run: bool = False, now: float | None = None) -> "Collected":
+        """Remove from the project's own store what `limits` select (see
+        housekeeping.select), and the temporaries killed writes left in it. Under the
+        lock, so no build is writing to the store. `now`: the time ages are taken at."""
+        from rlmake.cache import housekeeping
+
         lock = ProjectLock(self.state_dir)
-        lock.acquire(wait=True, on_wait=on_wait)
+        if not dry_run:
+            lock.acquire(wait=True, on_wait=on_wait)
         try:
-            store = LocalStore(os.path.join(self.state_dir, "cache"))
-            temporaries, temporary_bytes = store.remove_temporaries()
-            removed, freed = store.collect_garbage(max_bytes)
-            return removed, freed + temporary_bytes, temporaries
+            store = self.local_store()
+            temporaries = (0, 0) if dry_run else store.remove_temporaries()
+            collected = housekeeping.collect(store, limits, time.time() if now is None else now,
+                                             dry_run)
+            return collected._replace(temporaries=temporaries)
         finally:
             lock.release()
+
+    def collect_shared_garbage(self, settings: "CacheSettings", limits: "Limits",
+                               dry_run: bool = False, now: float | None = None) -> "Collected":
+        """Remove from the shared store `settings` name what `limits` select, and the
+        temporaries killed writes left in a directory store over a day ago. No lock:
+        builds may use the store meanwhile (see housekeeping for why that is safe)."""
+        from rlmake.cache import housekeeping
+        from rlmake.cache.local import LocalStore
+
+        store = self.shared_store(settings)
+        if store is None:
+            raise UsageError("no shared store is named: give --cache URL or set RLMAKE_CACHE")
+        if not (settings.write or dry_run):
+            raise UsageError(f"cache gc removes entries from the shared store '{store.name}', "
+                             "which needs write access: give --cache-write (or set "
+                             "RLMAKE_CACHE_WRITE=1), --dry-run to see what it would remove, "
+                             "or --local for the project's own store")
+        now = time.time() if now is None else now
+        collected = housekeeping.collect(store, limits, now, dry_run)
+        if isinstance(store, LocalStore) and not dry_run:
+            stale = now - housekeeping.STALE_TEMPORARY_SECONDS
+            collected = collected._replace(temporaries=store.remove_temporaries(stale))
+        return collected
 
 
 def _parents(path: str) -> list[str]:

@@ -97,7 +97,8 @@ def test_gc_removes_the_temporaries_of_interrupted_writes_only(tmp_path):
         (shard / name).write_bytes(b"not rlmake's")
     result = run_cli(["cache", "gc", "--max-size", "1G"], cwd=root)
     assert result.exit_code == 0, result.describe()
-    assert "removed 2 temporary files left by interrupted writes" in result.lines
+    assert f"local store {root / '.rlmake' / 'cache'}: removed 2 temporary files left by " \
+           "interrupted writes" in result.lines
     assert sorted(p.name for p in shard.iterdir()) == sorted(
         [entry.name, ".tmp-mine", ".tmp-0123456789ABCDEF", ".tmp-0123456789abcdef.keep"])
     assert list((root / ".rlmake" / "cache" / "ac").iterdir()) == []

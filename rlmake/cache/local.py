@@ -87,27 +87,55 @@ class LocalStore:
         except OSError as error:
             raise StoreError(f"cannot write {path}: {error.strerror}") from None
 
-    # --- housekeeping ---------------------------------------------------------------------
+    # --- housekeeping (rlmake.cache.housekeeping) ------------------------------------------
 
-    def entries(self) -> list[tuple[float, int, str]]:
-        """(last used, size, path) of every entry."""
-        found = []
-        for kind in ("ac", "cas"):
-            for directory, _, files in os.walk(os.path.join(self.root, kind)):
-                for name in files:
-                    if name.startswith(TEMPORARY_PREFIX):
+    tracks_use = True       # a hit touches the entry: its mtime is its last use
+
+    def entries(self):
+        """Every record and blob, as housekeeping.Entry: only regular files named by a
+        digest in their shard (`ac/ab/ab...`), a real directory; anything else here is
+        not rlmake's (a symlinked shard could lead gc out of the store)."""
+        from rlmake.cache.housekeeping import KINDS, Entry, is_entry_name
+
+        for kind in KINDS:
+            top = os.path.join(self.root, kind)
+            for shard in self._listing(top):
+                directory = os.path.join(top, shard)
+                if len(shard) != 2 or os.path.islink(directory):
+                    continue
+                for name in self._listing(directory):
+                    if not (is_entry_name(name) and name.startswith(shard)):
                         continue
-                    path = os.path.join(directory, name)
                     try:
-                        stat = os.stat(path)
-                    except OSError:
-                        continue
-                    found.append((stat.st_mtime, stat.st_size, path))
-        return found
+                        info = os.lstat(os.path.join(directory, name))
+                    except FileNotFoundError:
+                        continue            # removed since it was listed
+                    except OSError as error:
+                        raise StoreError(f"cannot read {directory}/{name}: {error.strerror}") \
+                            from None
+                    if stat.S_ISREG(info.st_mode):
+                        yield Entry(kind, name, info.st_size, info.st_mtime)
 
-    def remove_temporaries(self) -> tuple[int, int]:
+    def remove(self, entries):
+        """Remove `entries`, yielding each one removed; one used since it was listed (a
+        newer mtime) or already gone is skipped."""
+        for entry in entries:
+            path = self._path(entry.kind, entry.key)
+            try:
+                if os.lstat(path).st_mtime > entry.last_used:
+                    continue
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise StoreError(f"cannot remove {path}: {error.strerror}") from None
+            yield entry
+
+    def remove_temporaries(self, written_before: float | None = None) -> tuple[int, int]:
         """Remove the temporary files that writes killed halfway left; (count, bytes).
-        Only for a store no one is writing to now (its project's lock is held)."""
+        Without `written_before`, only for a store no one is writing to now (its project's
+        lock is held); with it, only those last written before that time (a shared store,
+        where a write may be under way)."""
         removed = freed = 0
         for kind in ("ac", "cas"):
             for directory, _, files in os.walk(os.path.join(self.root, kind)):
@@ -116,33 +144,24 @@ class LocalStore:
                         continue
                     path = os.path.join(directory, name)
                     try:
-                        size = os.lstat(path).st_size
+                        info = os.lstat(path)
+                        if written_before is not None and info.st_mtime >= written_before:
+                            continue
                         os.unlink(path)
                     except OSError:
                         continue
                     removed += 1
-                    freed += size
+                    freed += info.st_size
         return removed, freed
 
-    def collect_garbage(self, max_bytes: int) -> tuple[int, int]:
-        """Remove least recently used entries until the store holds at most `max_bytes`.
-
-        Returns (entries removed, bytes freed). An action whose blob was removed
-        fails verification and counts as a miss, so removal order cannot corrupt."""
-        entries = sorted(self.entries())
-        total = sum(size for _, size, _ in entries)
-        removed = freed = 0
-        for _, size, path in entries:
-            if total <= max_bytes:
-                break
-            try:
-                os.unlink(path)
-            except OSError:
-                continue
-            total -= size
-            freed += size
-            removed += 1
-        return removed, freed
+    @staticmethod
+    def _listing(directory: str) -> list[str]:
+        try:
+            return sorted(os.listdir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as error:
+            raise StoreError(f"cannot list {directory}: {error.strerror}") from None
 
 
 # Descriptors and os.read/os.write, not open() and shutil: a store per job adds up, and

@@ -91,3 +91,51 @@ class S3Store:
             self._client.upload_file(source, self.bucket, self._key("cas", digest))
         except self._errors as error:
             raise StoreError(f"{self.name}: {error}") from None
+
+    # --- housekeeping (rlmake.cache.housekeeping) ------------------------------------------
+
+    tracks_use = False      # S3 keeps no time of access: an entry's age is since it was stored
+
+    def entries(self):
+        """Every record and blob, as housekeeping.Entry, listed 1000 keys a request: only
+        `PREFIX/ac/KEY` and `PREFIX/cas/DIGEST`; anything else under the prefix (the
+        store's marker, objects of other tools) is not rlmake's. `last_used` is
+        LastModified, the time it was stored."""
+        from rlmake.cache.housekeeping import KINDS, Entry, is_entry_name
+
+        start = f"{self.prefix}/" if self.prefix else ""
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=start)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    kind, _, name = item["Key"][len(start):].partition("/")
+                    if kind in KINDS and is_entry_name(name):
+                        yield Entry(kind, name, item["Size"], item["LastModified"].timestamp())
+        except self._errors as error:
+            raise StoreError(f"{self.name}: {error}") from None
+
+    def remove(self, entries):
+        """Remove `entries` with DeleteObjects, 1000 keys a request, in order, yielding
+        each one removed. An object stored again after it was listed is removed all the
+        same (S3 cannot tell); the next writer that runs its job stores it again."""
+        entries = list(entries)
+        for start in range(0, len(entries), DELETE_BATCH):
+            batch = {self._key(entry.kind, entry.key): entry
+                     for entry in entries[start:start + DELETE_BATCH]}
+            try:
+                answer = self._client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": key} for key in batch], "Quiet": True})
+            except self._errors as error:
+                raise StoreError(f"{self.name}: {error}") from None
+            errors = answer.get("Errors", [])
+            failed = {error["Key"] for error in errors}
+            yield from (entry for key, entry in batch.items() if key not in failed)
+            if errors:
+                first = errors[0]
+                raise StoreError(f"{self.name}: {len(errors)} object(s) could not be removed, "
+                                 f"e.g. {first['Key']}: {first.get('Code')} "
+                                 f"{first.get('Message', '')}".rstrip())
+
+
+DELETE_BATCH = 1000         # the most keys one DeleteObjects request takes

@@ -13,6 +13,7 @@ from rlmake.errors import UsageError
 
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
+    from rlmake.cache.housekeeping import Tended
 
 LOCAL_STORE = "local cache"
 
@@ -61,6 +62,10 @@ class CacheSettings:
         if not stores:
             return None
         return ArtifactCache(stores, project_dir, warn, self.signing_key)
+
+    def shared_store(self, project_dir: str) -> "Tended | None":
+        """The shared store `url` names, for `cache stats` and `cache gc`; None if none."""
+        return _shared_store(self.url, self.endpoint_url, project_dir) if self.url else None
 
 
 def _shared_store(url: str, endpoint_url: str | None, project_dir: str) -> Store:
