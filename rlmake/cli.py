@@ -7,6 +7,7 @@ becomes an exit status.
 from __future__ import annotations
 
 import functools
+import os
 import signal
 
 import click

@@ -14,6 +14,8 @@ from rlmake.errors import UsageError
 if TYPE_CHECKING:
     from rlmake.cache.artifacts import ArtifactCache
     from rlmake.cache.housekeeping import Tended
+    from rlmake.cache.local import LocalStore
+    from rlmake.cache.s3 import S3Store
 
 LOCAL_STORE = "local cache"
 
@@ -68,7 +70,8 @@ class CacheSettings:
         return _shared_store(self.url, self.endpoint_url, project_dir) if self.url else None
 
 
-def _shared_store(url: str, endpoint_url: str | None, project_dir: str) -> Store:
+def _shared_store(url: str, endpoint_url: str | None, project_dir: str
+                  ) -> "LocalStore | S3Store":
     if url.startswith("s3://"):
         from rlmake.cache.s3 import S3Store
 
