@@ -35,6 +35,10 @@ class Recorder:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
+    def last_seconds(self, targets: list[str]) -> dict[str, float]:
+        """How long each target's last successful run took, for those that ran before."""
+        return self.state.last_durations(targets)
+
     def wrote(self, target: str, path: str, digest: str) -> bool:
         """Whether a successful run of the job `target` wrote `digest` to `path`."""
         return self.state.wrote(target, path, digest)

@@ -74,7 +74,7 @@ class Scheduler:
         self._dependents: dict[str, list[str]] = {}
         self._settled: list[str] = []   # targets whose dependents may be released
         self._running: dict[str, _Running] = {}
-        self._queue: ReadyQueue[_Ready] = ReadyQueue({}, {}, plan.pools)
+        self._queue: ReadyQueue[_Ready] = ReadyQueue(dict, {}, plan.pools)
         self._stopping = False
         self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
@@ -157,7 +157,16 @@ class Scheduler:
                     self._waiting_on[targets[d]] += 1
                     self._dependents[target].append(targets[d])
         order = {target: place for place, target in enumerate(targets.values())}
-        self._queue = ReadyQueue(critical_path_lengths(self.plan, work), order, self.plan.pools)
+        self._queue = ReadyQueue(lambda: critical_path_lengths(self.plan, work,
+                                                               self._last_seconds(work)),
+                                 order, self.plan.pools)
+
+    def _last_seconds(self, work: list[int]) -> dict[str, float]:
+        """What each job of the work took in its last run (read once something must run)."""
+        if self.recorder is None:
+            return {}
+        return self.recorder.last_seconds([self.plan.jobs[i].target for i in work
+                                           if self.plan.jobs[i].commands])
 
     def _consider(self, targets: list[str]) -> None:
         """Decide each newly ready job; settle the up-to-date ones at once, queue the rest."""
