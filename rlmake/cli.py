@@ -297,8 +297,10 @@ def log(directory, file, list_files, as_json, limit, what):
                     else f"'{what}' matches {len(matches)} executions; give more of the id")
                 raise UsageError(problem)
             runs = state.runs_of(matches[0].id)
-            emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs]},
-                 history.execution_detail(matches[0], runs))
+            kept = state.kept_in(matches[0].id)
+            emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs],
+                  "kept": history.kept_json(kept)},
+                 history.execution_detail(matches[0], runs, kept))
             return
     origin = project.provenance(path)
     emit(origin.to_json(), history.provenance_lines(origin))

@@ -9,6 +9,7 @@ from typing import Any
 from rlmake.explain import when
 from rlmake.model import short
 from rlmake.model import RunRecord
+from rlmake.reporters.console import kept_sentence
 from rlmake.state import Execution, StateReader
 
 MAX_DEPTH = 64
@@ -28,7 +29,11 @@ def run_json(run: RunRecord) -> dict[str, Any]:
             "ended": run.ended, "exit_code": run.exit_code,
             "inputs": {**run.inputs._asdict(), "deps": [list(p) for p in run.inputs.deps]},
             "output_tail": run.output_tail, "cache_source": run.cache_source,
-            "duration": run.ended - run.started}
+            "same_outputs": run.same_outputs, "duration": run.ended - run.started}
+
+
+def kept_json(kept: list[tuple[str, list[str]]]) -> list[dict[str, Any]]:
+    return [{"target": target, "identical_deps": deps} for target, deps in kept]
 
 
 def executions_table(executions: list[Execution]) -> list[str]:
@@ -44,7 +49,9 @@ def executions_table(executions: list[Execution]) -> list[str]:
     return lines
 
 
-def execution_detail(execution: Execution, runs: list[RunRecord]) -> list[str]:
+def execution_detail(execution: Execution, runs: list[RunRecord],
+                     kept: list[tuple[str, list[str]]] = ()) -> list[str]:
+    """`kept`: the jobs it kept up to date because a dep came out identical (early cutoff)."""
     took = _duration(execution)
     lines = [f"execution {execution.id}: {shlex.join(execution.argv)}",
              f"  started {when(execution.started)}"
@@ -54,11 +61,16 @@ def execution_detail(execution: Execution, runs: list[RunRecord]) -> list[str]:
     if not runs:
         lines.append("  no job ran")
         return lines
-    width = max(len(run.target) for run in runs)
+    width = max(len(target) for target in [*(run.target for run in runs),
+                                            *(target for target, _ in kept)])
     for run in runs:
         reasons = ", ".join(str(reason) for reason in run.reasons)
+        if run.same_outputs:
+            reasons += "; rebuilt to identical bytes"
         lines.append(f"  {run.target:<{width}}  {run.status.value:<6} {run.ended - run.started:7.2f}s  "
                      f"{reasons}")
+    for target, deps in kept:
+        lines.append(f"  {target:<{width}}  {'kept':<6} {'':>8}  {kept_sentence(target, deps)}")
     return lines
 
 

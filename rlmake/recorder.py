@@ -45,6 +45,9 @@ class Recorder:
 
     def finish(self, outcomes: list[Outcome], unreported: int, status: ExecutionStatus,
                cache: CacheUse | None) -> None:
+        kept = [(o.job.target, o.kept_by) for o in outcomes if o.kept_by]
+        if kept:
+            self.state.record_kept(self.execution, kept)
         counts = Counter(o.status for o in outcomes if o.job.commands)
         self.state.finish_execution(self.execution, self.clock.time(), status,
                                     counts[Status.DONE], counts[Status.CACHED] + unreported,

@@ -77,6 +77,7 @@ class Scheduler:
         self._queue: ReadyQueue[_Ready] = ReadyQueue(dict, {}, plan.pools)
         self._stopping = False
         self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
+        self._identical: set[str] = set()   # outputs rebuilt to the bytes they had before
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
         # start; the executor still runs at most `jobs` commands at once.
         self._slots = lookup_slots(options, cache)
@@ -190,9 +191,18 @@ class Scheduler:
                     self._settle(job, Status.WOULD_RUN, decision)
                     self._settled.append(target)
                 else:
-                    self._settle(job, Status.CACHED if job.commands else Status.DONE, decision)
+                    self._settle(job, Status.CACHED if job.commands else Status.DONE, decision,
+                                 self._kept_by(job))
                     self._settled.append(target)
             targets = self._released()
+
+    def _kept_by(self, job: Job) -> tuple[str, ...]:
+        """The deps of an up-to-date job that this build rebuilt to identical bytes: the
+        early cutoffs that kept it."""
+        if not self._identical:
+            return ()
+        reads = (*job.deps, *self.scan.depfile_deps.get(job.target, ()))
+        return tuple(dep for dep in dict.fromkeys(reads) if dep in self._identical)
 
     def _released(self) -> list[str]:
         released = []
@@ -303,7 +313,11 @@ class Scheduler:
         self.scan.depfile_deps[job.target] = tuple(depfile_deps)
         writes = tuple((path, self.scan.digest(path)) for path in job.outputs)
         status = Status.RESTORED if completion.restored_from else Status.DONE
-        self._record(running, completion, status, writes, depfile_deps)
+        previous = self.scan.records.get(job.target)
+        same = None if previous is None else previous.outputs == dict(writes)
+        if same:
+            self._identical.update(job.outputs)
+        self._record(running, completion, status, writes, depfile_deps, same)
         self._report(running, completion, status)
         if status is Status.DONE and self.cache is not None and not job.always:
             self.cache.store(running.decision.key, writes, completion.output, depfile_deps)
@@ -324,7 +338,7 @@ class Scheduler:
 
     def _record(self, running: _Running, completion: Completion, status: Status,
                 writes: tuple[tuple[str, str | None], ...],
-                depfile_deps: dict[str, str | None]) -> None:
+                depfile_deps: dict[str, str | None], same_outputs: bool | None = None) -> None:
         if self.recorder is None:
             return
         job = running.job
@@ -336,7 +350,7 @@ class Scheduler:
             running.decision.reasons, completion.started, completion.ended,
             completion.exit_code, inputs, tail,
             tuple(running.dep_digests) + tuple(depfile_deps.items()), writes,
-            completion.restored_from))
+            completion.restored_from, same_outputs=same_outputs))
 
     def _report(self, running: _Running, completion: Completion, status: Status,
                 error: str | None = None) -> None:
@@ -347,9 +361,10 @@ class Scheduler:
         self.outcomes[running.job.target] = outcome
         self.reporter.job_finished(outcome)
 
-    def _settle(self, job: Job, status: Status, decision: Decision | None) -> None:
+    def _settle(self, job: Job, status: Status, decision: Decision | None,
+                kept_by: tuple[str, ...] = ()) -> None:
         now = self.clock.time()
-        outcome = Outcome(job, status, decision, started=now, ended=now)
+        outcome = Outcome(job, status, decision, started=now, ended=now, kept_by=kept_by)
         self.outcomes[job.target] = outcome
         if job.commands:
             self.reporter.job_finished(outcome)
