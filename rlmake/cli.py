@@ -263,10 +263,14 @@ def why(directory, file, as_json, arguments):
               help="Every file the recorded builds read (r) or wrote (w).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("-n", "--limit", default=20, show_default=True, help="How many executions to list.")
+@click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N",
+              help="log FILE: show N levels of inputs, each depfile input on its own line "
+                   "(default: every level, a job's depfile sources folded into one line).")
 @click.argument("what", required=False, metavar="[-|EXEC_ID|FILE]")
-def log(directory, file, list_files, as_json, limit, what):
+def log(directory, file, list_files, as_json, limit, depth, what):
     """The recorded builds. `log -`: the last one, with its jobs; `log EXEC_ID` (any
-    unique prefix): that one; `log FILE`: where FILE's current content came from."""
+    unique prefix): that one; `log FILE`: where FILE's current content came from, each
+    file once (a file reached again says "see above")."""
     import json
     import os
 
@@ -302,8 +306,8 @@ def log(directory, file, list_files, as_json, limit, what):
                   "kept": history.kept_json(kept)},
                  history.execution_detail(matches[0], runs, kept))
             return
-    origin = project.provenance(path)
-    emit(origin.to_json(), history.provenance_lines(origin))
+    origin = project.provenance(path, depth)
+    emit(origin.to_json(), history.provenance_lines(origin, fold=depth is None))
 
 
 @main.command()

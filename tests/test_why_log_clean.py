@@ -543,11 +543,13 @@ def test_log_file_json_is_a_tree(built):
     assert tree["made_by"]["commands"] == ["gcc -o prog prog.o lib.o"]
     assert tree["made_by"]["execution"] == exec_id
     assert [child["path"] for child in tree["inputs"]] == ["prog.o", "lib.o"]
-    for child, source in zip(tree["inputs"], ("prog.c", "lib.c")):
+    for child, source, number in zip(tree["inputs"], ("prog.c", "lib.c"), (3, 5)):
         assert child["digest"] == digest(built / child["path"])
         assert child["made_by"]["commands"] == [f"gcc -c {source}"]
         assert child["inputs"] == [{"path": source, "digest": digest(built / source),
-                                    "made_by": None, "note": "source", "inputs": []}]
+                                    "id": number, "made_by": None, "note": "source",
+                                    "from_depfile": False, "rebuilt": None,
+                                    "hidden_inputs": 0, "inputs": []}]
 
 
 @needs_gcc
