@@ -285,6 +285,8 @@ def log(directory, file, list_files, as_json, limit, depth, what):
             emit([{"path": p, "mode": m, "digest": d, "when": w} for p, m, d, w in summary],
                  history.files_table(summary))
             return
+        if what is None and depth is not None:
+            raise UsageError("--depth is for `log FILE`: name the file")
         if what is None:
             executions = state.executions(limit)
             emit([history.execution_json(e) for e in executions],
@@ -293,6 +295,9 @@ def log(directory, file, list_files, as_json, limit, depth, what):
         path = os.path.normpath(what)
         is_file = what != "-" and (os.path.exists(os.path.join(project.directory, path))
                                    or path in state.written_digests())
+        if not is_file and depth is not None:
+            raise UsageError(f"--depth is for `log FILE`, and '{what}' is no file rlmake "
+                             "knows")
         if not is_file:
             matches = state.executions(1) if what == "-" else state.executions_starting(what)
             if len(matches) != 1:

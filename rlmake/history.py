@@ -196,7 +196,7 @@ def _tree(children: list[Origin], prefix: str, lines: list[str], fold: bool) -> 
         _tree(entry.inputs, inner, lines, fold)
         if entry.hidden_inputs and not entry.ref:
             lines.append(f"{inner}└── ... {entry.hidden_inputs} input"
-                         f"{'s' if entry.hidden_inputs > 1 else ''} (a larger --depth shows them)")
+                         f"{'s' if entry.hidden_inputs > 1 else ''} below this depth")
 
 
 def _foldable(origin: Origin) -> bool:

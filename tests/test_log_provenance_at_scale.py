@@ -98,8 +98,10 @@ def test_depth_lists_the_depfile_inputs_each_once(engine):
     assert not any(line.endswith("src/f0.c" + "  source (from the depfile)") for line in lines)
 
     shallow = rl(engine, "log", "bin/tool", "--depth", "1").splitlines()
-    assert sum("... 10 inputs (a larger --depth shows them)" in line for line in shallow) == 3
+    assert sum("└── ... 10 inputs below this depth" in line for line in shallow) == 3
     assert not any("obj/" in line and "made by" in line for line in shallow)
+    status, _, err = run_in_process(["log", "--depth", "1"], engine.root, build_env())
+    assert status == 2 and "--depth is for `log FILE`" in err, err
 
 
 def test_json_keeps_every_edge_and_shares_nodes(engine):
