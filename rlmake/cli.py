@@ -306,10 +306,14 @@ def why(directory, file, as_json, arguments):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1),
               help="How many executions to list.")
+@click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N",
+              help="log FILE: show N levels of inputs, each depfile input on its own line "
+                   "(default: every level, a job's depfile sources folded into one line).")
 @click.argument("what", required=False, metavar="[-|EXEC_ID|FILE]")
-def log(directory, file, list_files, as_json, limit, what):
+def log(directory, file, list_files, as_json, limit, depth, what):
     """The recorded builds. `log -`: the last one, with its jobs; `log EXEC_ID` (any
-    unique prefix): that one; `log FILE`: where FILE's current content came from."""
+    unique prefix): that one; `log FILE`: where FILE's current content came from, each
+    file once (a file reached again says "see above")."""
     import json
     import os
 
@@ -324,6 +328,8 @@ def log(directory, file, list_files, as_json, limit, what):
             emit([{"path": p, "mode": m, "digest": d, "when": w} for p, m, d, w in summary],
                  history.files_table(summary))
             return
+        if what is None and depth is not None:
+            raise UsageError("--depth is for `log FILE`: name the file")
         if what is None:
             executions = state.executions(limit)
             emit([history.execution_json(e) for e in executions],
@@ -332,6 +338,9 @@ def log(directory, file, list_files, as_json, limit, what):
         path = os.path.normpath(what)
         is_file = what != "-" and (os.path.exists(os.path.join(project.directory, path))
                                    or path in state.written_digests())
+        if not is_file and depth is not None:
+            raise UsageError(f"--depth is for `log FILE`, and '{what}' is no file rlmake "
+                             "knows")
         if not is_file:
             matches = state.executions(1) if what == "-" else state.executions_starting(what)
             if len(matches) != 1:
@@ -340,11 +349,13 @@ def log(directory, file, list_files, as_json, limit, what):
                     else f"'{what}' matches {len(matches)} executions; give more of the id")
                 raise UsageError(problem)
             runs = state.runs_of(matches[0].id)
-            emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs]},
-                 history.execution_detail(matches[0], runs))
+            kept = state.kept_in(matches[0].id)
+            emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs],
+                  "kept": history.kept_json(kept)},
+                 history.execution_detail(matches[0], runs, kept))
             return
-    origin = project.provenance(path)
-    emit(origin.to_json(), history.provenance_lines(origin))
+    origin = project.provenance(path, depth)
+    emit(origin.to_json(), history.provenance_lines(origin, fold=depth is None))
 
 
 @main.command()

@@ -12,14 +12,24 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from functools import cached_property
 from typing import Any
 
-from rlmake.model import Job, Outcome, Plan, Reason, ReasonKind, Status, short
+from rlmake.model import Decision, Job, Outcome, Plan, Reason, ReasonKind, Status, short
 from rlmake.model import RunRecord
 from rlmake.state import StateReader
 
 MAX_DEPTH = 32
+
+
+class Will(str, Enum):
+    """Whether the next build runs a job: surely, only if a dep's bytes change (early
+    cutoff may spare it), or not."""
+
+    REBUILD = "rebuild"
+    MAYBE = "maybe"
+    NO = "no"
 
 
 @dataclass
@@ -29,6 +39,7 @@ class Cause:
     details: list[str] = field(default_factory=list)
     causes: list["Cause"] = field(default_factory=list)
     reasons: list[dict[str, Any]] = field(default_factory=list)
+    will: Will | None = None        # the next build's answers only; None in a history
 
     def lines(self, indent: int = 0) -> list[str]:
         pad = "  " * indent
@@ -74,7 +85,7 @@ class Explainer:
         named the other times: a tree that repeated it would grow exponentially."""
         told = self._told.get(("next", target))
         if told is not None:
-            return Cause(target, f"{told} (see above)")
+            return Cause(target, f"{told} (see above)", will=self._will.get(target, Will.NO))
         cause = self._next_build_cause(target, depth)
         if cause.causes:
             self._told[("next", target)] = cause.sentence
@@ -82,21 +93,24 @@ class Explainer:
 
     def _next_build_cause(self, target: str, depth: int) -> Cause:
         if target not in self.plan.producers:
-            return Cause(target, "a source file: no rule makes it")
+            return Cause(target, "a source file: no rule makes it", will=Will.NO)
         job = self.plan.job(target)
         outcome = self.outcomes.get(target)
         if not job.commands:
             return self._aggregate(job, depth)
         if outcome is None or outcome.status is Status.CACHED:
-            return Cause(target, "up to date")
+            return Cause(target, "up to date" + self._cutoff_note(target), will=Will.NO)
         if outcome.status is Status.FAILED:
-            return Cause(target, f"cannot be built: {outcome.error}")
+            return Cause(target, f"cannot be built: {outcome.error}", will=Will.NO)
         if outcome.decision is None:        # skipped: the survey stopped at a failure first
             return Cause(target, "not reached: the next build stops at a job that cannot "
-                                 "be built before it")
+                                 "be built before it", will=Will.NO)
         reasons = list(outcome.decision.reasons)
-        cause = Cause(target, "will be rebuilt because " + self._phrases(reasons, upcoming=True),
-                      reasons=[r.to_json() for r in reasons])
+        will = self._will[target]
+        sentence = ("may be rebuilt " + _if_bytes_change([r.path or "" for r in reasons])
+                    if will is Will.MAYBE
+                    else "will be rebuilt because " + self._phrases(reasons, upcoming=True))
+        cause = Cause(target, sentence, reasons=[r.to_json() for r in reasons], will=will)
         last = self.records.last_run(target)
         self._elaborate(cause, job, reasons, depth, old_vars=last.inputs.vars if last else None,
                         labels=("last run", "now"))
@@ -105,34 +119,75 @@ class Explainer:
     def _aggregate(self, job: Job, depth: int) -> Cause:
         stale = self._stale_deps(job)
         if not stale:
-            return Cause(job.target, "up to date")
+            return Cause(job.target, "up to date", will=Will.NO)
         cause = Cause(job.target, "will be brought up to date because "
-                      + _join([f"{owner} will be rebuilt" for owner in stale]))
+                      + _join([f"{owner} {_VERB[self._will[owner]]} be rebuilt"
+                               for owner in stale]), will=self._will[job.target])
         if depth < MAX_DEPTH:
             cause.causes = [self._next_build(owner, depth + 1) for owner in stale]
         return cause
 
     def _stale_deps(self, job: Job) -> list[str]:
-        """The jobs among `job`'s deps that the next build will run (or bring up to date)."""
+        """The jobs among `job`'s deps that the next build will or may run (or bring up to
+        date)."""
         return [owner for owner in dict.fromkeys(self.plan.producers.get(d) for d in job.deps)
-                if owner and self._will_run[owner]]
+                if owner and self._will[owner] is not Will.NO]
 
     @cached_property
-    def _will_run(self) -> dict[str, bool]:
+    def _will(self) -> dict[str, Will]:
         """Whether the next build runs each job, or (an aggregate) any job among its deps.
 
         One pass in dependency order, so a chain of aggregates of any length costs no
         recursion, and a job shared by many dependents is decided once."""
-        will_run: dict[str, bool] = {}
+        will: dict[str, Will] = {}
         for job in self.plan.jobs:
             if job.commands:
                 outcome = self.outcomes.get(job.target)
-                will_run[job.target] = outcome is not None and outcome.status is Status.WOULD_RUN
+                if outcome is None or outcome.status is not Status.WOULD_RUN:
+                    will[job.target] = Will.NO
+                elif self._only_if_deps_change(outcome.decision):
+                    will[job.target] = Will.MAYBE
+                else:
+                    will[job.target] = Will.REBUILD
             else:
-                producers = (self.plan.producers.get(dep) for dep in job.deps)
-                will_run[job.target] = any(will_run.get(producer, False)
-                                           for producer in producers if producer is not None)
-        return will_run
+                levels = {will.get(self.plan.producers.get(dep) or "", Will.NO)
+                          for dep in job.deps}
+                will[job.target] = next((level for level in (Will.REBUILD, Will.MAYBE)
+                                         if level in levels), Will.NO)
+        return will
+
+    def _only_if_deps_change(self, decision: Decision | None) -> bool:
+        """Whether every reason is a dep the next build will rebuild, and whose bytes may
+        come out the same (early cutoff): not a name that changes on every build."""
+        return decision is not None and decision.stale and all(
+            reason.kind is ReasonKind.DEP_WILL_CHANGE and reason.path is not None
+            and not self._changes_every_build(reason.path) for reason in decision.reasons)
+
+    def _changes_every_build(self, path: str) -> bool:
+        owner = self.plan.producers.get(path)
+        if owner is None:
+            return False
+        job = self.plan.job(owner)
+        return job.always and not job.outputs
+
+    def _cutoff_note(self, target: str) -> str:
+        """For an up-to-date job: the deps rebuilt to identical bytes since its last run,
+        which early cutoff kept it through (from the records)."""
+        record = self.records.job_record(target)
+        if record is None:
+            return ""
+        inputs = record.inputs
+        rewrites = []
+        for path, digest in [*inputs.deps, *inputs.depfile_deps.items()]:
+            if digest is None or path not in self.plan.producers:
+                continue
+            run = self.records.writer_of(path, digest, after=record.run)
+            if run is not None:
+                rewrites.append(f"{path} was rebuilt to identical bytes in {run.execution} at "
+                                f"{when(run.started)}")
+        if not rewrites:
+            return ""
+        return f" ({_join(list(dict.fromkeys(rewrites)))}; {target} kept)"
 
     def _elaborate(self, cause: Cause, job: Job, reasons: list[Reason], depth: int,
                    old_vars: dict[str, str] | None = None, run: RunRecord | None = None,
@@ -188,6 +243,9 @@ class Explainer:
                     + (f", edited {edited})" if edited else ")"))
         if kind is ReasonKind.DEP_CHANGED and reason.path in self.plan.producers:
             return f"{reason.path} changed ({short(reason.old)} -> {short(reason.new)})"
+        if kind is ReasonKind.DEP_WILL_CHANGE and upcoming and reason.path:
+            owner = self.plan.producers.get(reason.path, "")
+            return f"{reason.path} {_VERB[self._will.get(owner, Will.REBUILD)]} be rebuilt"
         if kind is ReasonKind.COMMAND_CHANGED:
             return "its command changed"
         if kind is ReasonKind.ENV_CHANGED:
@@ -237,6 +295,8 @@ class Explainer:
                                                                          run.status.value)
         if first:
             verb = "last " + ("built" if run.status is Status.DONE else verb)
+        if run.same_outputs and run.status is Status.DONE:
+            verb += " to identical bytes"
         where = "" if run.execution == parent_execution else \
             f" in {run.execution} at {when(run.started)}"
         sentence = f"{verb}{where}"
@@ -247,6 +307,16 @@ class Explainer:
         if job is not None:
             self._elaborate(cause, job, reasons, depth, run=run)
         return cause
+
+
+_VERB = {Will.REBUILD: "will", Will.MAYBE: "may", Will.NO: "will not"}
+
+
+def _if_bytes_change(paths: list[str]) -> str:
+    paths = list(dict.fromkeys(paths))
+    if len(paths) == 1:
+        return f"(if {paths[0]}'s bytes change)"
+    return f"(if the bytes of {', '.join(paths[:-1])} or {paths[-1]} change)"
 
 
 def _join(parts: list[str]) -> str:

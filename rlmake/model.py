@@ -319,6 +319,7 @@ class RunRecord(NamedTuple):
     side_files: tuple[tuple[str, str | None], ...] = ()   # written besides the outputs (the
                                         # depfile): recorded for `clean`, not outputs
     id: int | None = None               # its row, once stored
+    same_outputs: bool | None = None    # wrote what the job's previous good run wrote (None: no such run)
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,7 @@ class Outcome:
     started: float = 0.0
     ended: float = 0.0
     cache_source: str | None = None     # RESTORED: the store it came from
+    kept_by: tuple[str, ...] = ()       # CACHED: deps this build rebuilt to identical bytes
 
     @property
     def duration(self) -> float:

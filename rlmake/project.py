@@ -286,13 +286,14 @@ class Project:
             jobs = dict.fromkeys(plan.producers.get(target, target) for target in plan.requested)
             return [(explainer.next_build(job), explainer.last_build(job)) for job in jobs]
 
-    def provenance(self, path: str) -> "Origin":
+    def provenance(self, path: str, depth: int | None = None) -> "Origin":
+        """Where `path`'s content came from, `depth` levels of inputs down (None: all)."""
         from rlmake.history import provenance
 
         path = normalise(path, self.directory)
         with self.records() as state:
             digest = FileHasher(self.directory, MemoOnDemand(state)).digest(path)
-            return provenance(path, digest, state)
+            return provenance(path, digest, state, depth)
 
     def clean(self, targets: Iterable[str] = (), dry_run: bool = False,
               on_wait=lambda message: None) -> list[tuple[str, str]]:

@@ -1,35 +1,55 @@
-"""The jobs decided stale and waiting for a slot: longest chain ahead first, pools kept."""
+"""The jobs decided stale and waiting for a slot: longest chain ahead first, pools kept.
+
+A chain's length is in seconds: each job weighs what its last run took (as ninja
+weighs by its build log), so one slow compile ahead of a long link starts before
+a hundred quick jobs that nothing waits on.
+"""
 
 from __future__ import annotations
 
 import heapq
-from typing import Generic, Iterable, TypeVar
+import statistics
+from typing import Callable, Generic, Iterable, Mapping, TypeVar
 
 from rlmake.model import Job, Plan
 
 Payload = TypeVar("Payload")
 
 
-def critical_path_lengths(plan: Plan, work: Iterable[int]) -> dict[str, int]:
-    """For each job of `work` (indices in dependency order), the number of jobs on the
-    longest chain from it to a requested target, counting only `work`."""
+UNKNOWN_SECONDS = 1.0       # a job's weight when no job of the build has ever run
+
+
+def critical_path_lengths(plan: Plan, work: Iterable[int],
+                          seconds: Mapping[str, float] | None = None) -> dict[str, float]:
+    """For each job of `work` (indices in dependency order), the length of the longest
+    chain from it to a requested target, counting only `work`: in seconds, each job
+    weighing `seconds[target]` (its last run), or the median of the known ones for a
+    job never run; without `seconds`, each job weighs 1."""
     work = list(work)
     chosen = set(work)
+    seconds = seconds or {}
+    unknown = statistics.median(seconds.values()) if seconds else UNKNOWN_SECONDS
     dependents = plan.index.dependents
-    lengths: dict[int, int] = {}
+    lengths: dict[int, float] = {}
     for i in reversed(work):
-        lengths[i] = 1 + max((lengths[d] for d in dependents[i] if d in chosen), default=0)
+        weight = seconds.get(plan.jobs[i].target, unknown)
+        lengths[i] = weight + max((lengths[d] for d in dependents[i] if d in chosen),
+                                  default=0.0)
     return {plan.jobs[i].target: length for i, length in lengths.items()}
 
 
 class ReadyQueue(Generic[Payload]):
     """Stale jobs whose deps are settled, each with what starting it needs (`Payload`)."""
 
-    def __init__(self, priority: dict[str, int], order: dict[str, int], pools: dict[str, int]):
-        self._priority = priority       # target -> chain length: longer starts first
+    def __init__(self, priority: Callable[[], Mapping[str, float]], order: dict[str, int],
+                 pools: dict[str, int]):
+        """`priority()`: target -> chain length, longer starts first; asked at the first
+        push, so a build that finds nothing to run never computes it."""
+        self._priority_of = priority
+        self._priority: Mapping[str, float] | None = None
         self._order = order             # target -> plan order, to break ties
         self._pools = pools
-        self._heap: list[tuple[int, int, str]] = []
+        self._heap: list[tuple[float, int, str]] = []
         self._waiting: dict[str, tuple[Job, Payload]] = {}
         self._pool_use: dict[str, int] = {}
 
@@ -37,6 +57,8 @@ class ReadyQueue(Generic[Payload]):
         return bool(self._heap)
 
     def push(self, job: Job, payload: Payload) -> None:
+        if self._priority is None:
+            self._priority = self._priority_of()
         heapq.heappush(self._heap, (-self._priority[job.target], self._order[job.target],
                                     job.target))
         self._waiting[job.target] = (job, payload)

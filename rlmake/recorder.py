@@ -39,12 +39,19 @@ class Recorder:
         if paths:
             self.state.made_dirs(paths)
 
+    def last_seconds(self, targets: list[str]) -> dict[str, float]:
+        """How long each target's last successful run took, for those that ran before."""
+        return self.state.last_durations(targets)
+
     def wrote(self, target: str, path: str, digest: str) -> bool:
         """Whether a successful run of the job `target` wrote `digest` to `path`."""
         return self.state.wrote(target, path, digest)
 
     def finish(self, outcomes: list[Outcome], unreported: int, status: ExecutionStatus,
                cache: CacheUse | None) -> None:
+        kept = [(o.job.target, o.kept_by) for o in outcomes if o.kept_by]
+        if kept:
+            self.state.record_kept(self.execution, kept)
         counts = Counter(o.status for o in outcomes if o.job.commands)
         self.state.finish_execution(self.execution, self.clock.time(), status,
                                     counts[Status.DONE], counts[Status.CACHED] + unreported,

@@ -74,10 +74,11 @@ class Scheduler:
         self._dependents: dict[str, list[str]] = {}
         self._settled: list[str] = []   # targets whose dependents may be released
         self._running: dict[str, _Running] = {}
-        self._queue: ReadyQueue[_Ready] = ReadyQueue({}, {}, plan.pools)
+        self._queue: ReadyQueue[_Ready] = ReadyQueue(dict, {}, plan.pools)
         self._stopping = False
         self._dirs_seen: set[str] = set()      # output directories looked at (jobfiles.missing_dirs)
         self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
+        self._identical: set[str] = set()   # outputs rebuilt to the bytes they had before
         # With a remote cache most tasks in flight wait on the network, not a CPU: let more
         # start; the executor still runs at most `jobs` commands at once.
         self._slots = lookup_slots(options, cache)
@@ -158,7 +159,16 @@ class Scheduler:
                     self._waiting_on[targets[d]] += 1
                     self._dependents[target].append(targets[d])
         order = {target: place for place, target in enumerate(targets.values())}
-        self._queue = ReadyQueue(critical_path_lengths(self.plan, work), order, self.plan.pools)
+        self._queue = ReadyQueue(lambda: critical_path_lengths(self.plan, work,
+                                                               self._last_seconds(work)),
+                                 order, self.plan.pools)
+
+    def _last_seconds(self, work: list[int]) -> dict[str, float]:
+        """What each job of the work took in its last run (read once something must run)."""
+        if self.recorder is None:
+            return {}
+        return self.recorder.last_seconds([self.plan.jobs[i].target for i in work
+                                           if self.plan.jobs[i].commands])
 
     def _consider(self, targets: list[str]) -> None:
         """Decide each newly ready job; settle the up-to-date ones at once, queue the rest."""
@@ -182,9 +192,18 @@ class Scheduler:
                     self._settle(job, Status.WOULD_RUN, decision)
                     self._settled.append(target)
                 else:
-                    self._settle(job, Status.CACHED if job.commands else Status.DONE, decision)
+                    self._settle(job, Status.CACHED if job.commands else Status.DONE, decision,
+                                 self._kept_by(job))
                     self._settled.append(target)
             targets = self._released()
+
+    def _kept_by(self, job: Job) -> tuple[str, ...]:
+        """The deps of an up-to-date job that this build rebuilt to identical bytes: the
+        early cutoffs that kept it."""
+        if not self._identical:
+            return ()
+        reads = (*job.deps, *self.scan.depfile_deps.get(job.target, ()))
+        return tuple(dep for dep in dict.fromkeys(reads) if dep in self._identical)
 
     def _released(self) -> list[str]:
         released = []
@@ -298,7 +317,11 @@ class Scheduler:
         self.scan.depfile_deps[job.target] = tuple(depfile_deps)
         writes = tuple((path, self.scan.digest(path)) for path in job.outputs)
         status = Status.RESTORED if completion.restored_from else Status.DONE
-        self._record(running, completion, status, writes, depfile_deps,
+        previous = self.scan.records.get(job.target)
+        same = None if previous is None else previous.outputs == dict(writes)
+        if same:
+            self._identical.update(job.outputs)
+        self._record(running, completion, status, writes, depfile_deps, same,
                      self._depfile_written(job) if status is Status.DONE else ())
         self._report(running, completion, status)
         if status is Status.DONE and self.cache is not None and not job.always:
@@ -329,7 +352,7 @@ class Scheduler:
 
     def _record(self, running: _Running, completion: Completion, status: Status,
                 writes: tuple[tuple[str, str | None], ...],
-                depfile_deps: dict[str, str | None],
+                depfile_deps: dict[str, str | None], same_outputs: bool | None = None,
                 side_files: tuple[tuple[str, str | None], ...] = ()) -> None:
         if self.recorder is None:
             return
@@ -342,7 +365,7 @@ class Scheduler:
             running.decision.reasons, completion.started, completion.ended,
             completion.exit_code, inputs, tail,
             tuple(running.dep_digests) + tuple(depfile_deps.items()), writes,
-            completion.restored_from, side_files))
+            completion.restored_from, side_files=side_files, same_outputs=same_outputs))
 
     def _report(self, running: _Running, completion: Completion, status: Status,
                 error: str | None = None) -> None:
@@ -353,9 +376,10 @@ class Scheduler:
         self.outcomes[running.job.target] = outcome
         self.reporter.job_finished(outcome)
 
-    def _settle(self, job: Job, status: Status, decision: Decision | None) -> None:
+    def _settle(self, job: Job, status: Status, decision: Decision | None,
+                kept_by: tuple[str, ...] = ()) -> None:
         now = self.clock.time()
-        outcome = Outcome(job, status, decision, started=now, ended=now)
+        outcome = Outcome(job, status, decision, started=now, ended=now, kept_by=kept_by)
         self.outcomes[job.target] = outcome
         if job.commands:
             self.reporter.job_finished(outcome)

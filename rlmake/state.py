@@ -23,7 +23,7 @@ from rlmake.hashing import StatMemo
 from rlmake.model import ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -129,7 +129,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE file_memo ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
     """,
-    # 6: the directories rlmake made for outputs, which `clean` removes once empty.
+    # 6: early cutoff on record, for why, log and -v: whether a run wrote exactly what its
+    # job's previous successful run wrote (NULL: no such run, or recorded before), and the
+    # jobs a build kept up to date because a dep was rebuilt to identical bytes.
+    """
+    ALTER TABLE runs ADD COLUMN same_outputs INTEGER;
+    CREATE TABLE kept (
+        execution TEXT NOT NULL REFERENCES executions(id),
+        target TEXT NOT NULL,
+        deps TEXT NOT NULL
+    );
+    CREATE INDEX kept_by_execution ON kept(execution);
+    """,
+    # 7: the directories rlmake made for outputs, which `clean` removes once empty.
     """
     CREATE TABLE made_dirs (path TEXT PRIMARY KEY);
     """,
@@ -205,15 +217,16 @@ class Execution:
 
 _EXECUTION_COLUMNS = "id, started, ended, argv, status, ran, cached, failed, restored"
 _RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, runs.started, "
-                "runs.ended, exit_code, inputs, output_tail, cache_source")
+                "runs.ended, exit_code, inputs, output_tail, cache_source, same_outputs")
 
 
 def _run(row: Row) -> RunRecord:
     (run_id, execution, target, rule, key, status, reasons, started, ended, exit_code,
-     inputs, output_tail, cache_source) = row
+     inputs, output_tail, cache_source, same_outputs) = row
     return RunRecord(execution, target, rule, key, Status(status), _decode_reasons(reasons),
                      started, ended, exit_code, _decode_inputs(inputs), output_tail,
-                     cache_source=cache_source, id=run_id)
+                     cache_source=cache_source, id=run_id,
+                     same_outputs=None if same_outputs is None else bool(same_outputs))
 
 
 def _execution(row: Row) -> Execution:
@@ -305,15 +318,36 @@ class StateReader:
             "AND status = 'failed'")
         return {target for (target,) in rows}
 
-    def writer_of(self, path: str, digest: str, before: int | None = None) -> RunRecord | None:
-        """The latest successful run that wrote `digest` to `path` (before run `before`)."""
+    def writer_of(self, path: str, digest: str, before: int | None = None,
+                  after: int = 0) -> RunRecord | None:
+        """The latest successful run that wrote `digest` to `path` (before run `before`,
+        after run `after`)."""
         row = self.conn.execute(
             f"SELECT {_RUN_COLUMNS} FROM run_files JOIN runs ON runs.id = run_files.run "
             "WHERE run_files.path = ? AND run_files.digest = ? AND run_files.mode = 'w' "
-            "AND runs.status IN ('done', 'restored') AND runs.id < ? "
+            "AND runs.status IN ('done', 'restored') AND runs.id < ? AND runs.id > ? "
             "ORDER BY runs.id DESC LIMIT 1",
-            (path, digest, before if before is not None else 1 << 62)).fetchone()
+            (path, digest, before if before is not None else 1 << 62, after)).fetchone()
         return _run(row) if row else None
+
+    def last_success(self, target: str) -> RunRecord | None:
+        """The latest run of `target` that succeeded (ran or was restored)."""
+        row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? AND "
+                                "status IN ('done', 'restored') ORDER BY runs.id DESC LIMIT 1",
+                                (target,)).fetchone()
+        return _run(row) if row else None
+
+    def kept_in(self, execution: str) -> list[tuple[str, list[str]]]:
+        """The jobs `execution` kept because a dep was rebuilt to identical bytes, with
+        those deps."""
+        rows = self.conn.execute("SELECT target, deps FROM kept WHERE execution = ? "
+                                 "ORDER BY rowid", (execution,))
+        return [(target, json.loads(deps)) for target, deps in rows]
+
+    def job_record(self, target: str) -> JobRecord | None:
+        row = self.conn.execute("SELECT target, run, key, outputs, depfile_deps, inputs FROM jobs "
+                                "WHERE target = ?", (target,)).fetchone()
+        return _job_record(row) if row else None
 
     def file_summary(self) -> list[tuple[str, str, str | None, float]]:
         """Every file the records read or wrote: (path, 'r'|'w'|'rw', latest digest, when)."""
@@ -482,6 +516,15 @@ class StateDB(StateReader):
             "SELECT target, run, key, outputs, depfile_deps, inputs FROM jobs")
         return {row[0]: _job_record(row) for row in rows}
 
+    def last_durations(self, targets: list[str]) -> dict[str, float]:
+        """How long each target's latest run that ran its command and succeeded took, in
+        one query (the targets travel as one JSON parameter: no limit on their number)."""
+        rows = self.conn.execute(
+            "SELECT target, ended - started FROM runs WHERE id IN (SELECT max(id) FROM runs "
+            "WHERE target IN (SELECT value FROM json_each(?)) AND status = 'done' "
+            "GROUP BY target)", (json.dumps(targets),))
+        return {target: max(0.0, seconds) for target, seconds in rows}
+
     def stat_memo(self) -> dict[str, StatMemo]:
         rows = self.conn.execute(
             "SELECT path, dev, ino, size, mtime_ns, digest, hashed_ns, ctime_ns FROM file_memo")
@@ -531,11 +574,12 @@ class StateDB(StateReader):
         inputs = _encode_inputs(run.inputs)
         cursor = self._write(
             "INSERT INTO runs (execution, target, rule, key, status, reasons, started, ended, "
-            "exit_code, inputs, output_tail, cache_source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "exit_code, inputs, output_tail, cache_source, same_outputs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run.execution, run.target, run.rule, run.key, run.status.value,
              _encode_reasons(run.reasons), run.started,
-             run.ended, run.exit_code, inputs, run.output_tail, run.cache_source))
+             run.ended, run.exit_code, inputs, run.output_tail, run.cache_source,
+             None if run.same_outputs is None else int(run.same_outputs)))
         run_id = cursor.lastrowid
         if run_id is None:                  # SQLite gives every inserted row one
             raise StateError(f"the state database gave no row to the run of {run.target}")
@@ -562,6 +606,11 @@ class StateDB(StateReader):
 
     def forget_dirs(self, paths: Iterable[str]) -> None:
         self._write_many("DELETE FROM made_dirs WHERE path = ?", [(path,) for path in paths])
+
+    def record_kept(self, execution: str, kept: list[tuple[str, tuple[str, ...]]]) -> None:
+        """The jobs a build kept up to date because these deps came out identical."""
+        self._write_many("INSERT INTO kept (execution, target, deps) VALUES (?, ?, ?)",
+                         [(execution, target, json.dumps(list(deps))) for target, deps in kept])
 
     def forget_job(self, target: str) -> None:
         """The job's outputs are gone or untrusted: its next build must run it."""
@@ -614,11 +663,6 @@ class StateDB(StateReader):
                          [(taken, plan, hash_mode, number) for number, taken in times.items()])
 
     # --- reading a few records instead of all -----------------------------------------
-
-    def job_record(self, target: str) -> JobRecord | None:
-        row = self.conn.execute("SELECT target, run, key, outputs, depfile_deps, inputs FROM jobs "
-                                "WHERE target = ?", (target,)).fetchone()
-        return _job_record(row) if row else None
 
     def stat_memo_of(self, path: str) -> StatMemo | None:
         row = self.conn.execute("SELECT dev, ino, size, mtime_ns, digest, hashed_ns, ctime_ns "

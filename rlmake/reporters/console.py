@@ -60,7 +60,9 @@ class ConsoleReporter:
                 self._line(command)
             return
         if outcome.status is Status.CACHED:
-            if self.verbose:
+            if self.verbose and outcome.kept_by:
+                self._line(f"Cached {job.target}: {kept_sentence(job.target, outcome.kept_by)}")
+            elif self.verbose:
                 self._line(f"Cached {job.target}: cached result is up to date")
             return
         if outcome.status in (Status.DONE, Status.RESTORED):
@@ -127,6 +129,12 @@ class ConsoleReporter:
             self.out.write("\r\x1b[K")
             self.out.flush()
             self._line_shown = False
+
+
+def kept_sentence(target: str, deps: tuple[str, ...] | list[str]) -> str:
+    """An early cutoff, as -v and `log` say it."""
+    rebuilt = ", ".join(deps)
+    return f"{rebuilt} {'was' if len(deps) == 1 else 'were'} rebuilt to identical bytes; {target} kept"
 
 
 def _verbose_line(job: Job, decision: Decision) -> str:
