@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 from rlmake.explain import when
 from rlmake.model import short
@@ -50,7 +50,7 @@ def executions_table(executions: list[Execution]) -> list[str]:
 
 
 def execution_detail(execution: Execution, runs: list[RunRecord],
-                     kept: list[tuple[str, list[str]]] = ()) -> list[str]:
+                     kept: Sequence[tuple[str, list[str]]] = ()) -> list[str]:
     """`kept`: the jobs it kept up to date because a dep came out identical (early cutoff)."""
     took = _duration(execution)
     lines = [f"execution {execution.id}: {shlex.join(execution.argv)}",
