@@ -65,6 +65,7 @@ def test_a_bad_setting_in_rlmake_toml_is_a_usage_error(tmp_path, toml, said):
     assert result.returncode == 2, result.describe()
     assert said in result.stderr, result.describe()
     assert "Traceback" not in result.stderr
+    assert not (project / ".rlmake").exists(), "refused only after it locked or connected"
 
 
 # --- a scheduler with no workers -------------------------------------------------------------------
