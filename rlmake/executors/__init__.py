@@ -101,5 +101,5 @@ def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int | None
                             say=lambda text: print(text, file=sys.stderr, flush=True),
                             worker_wait=settings.worker_wait,
                             cluster_logs=settings.cluster_logs)
-        return dask, dask.total_threads
+        return dask, max(1, dask.total_threads)
     raise UsageError(f"unknown executor '{settings.kind}': use one of {', '.join(EXECUTORS)}")
