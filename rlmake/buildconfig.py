@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from rlmake.config import Config
 from rlmake.errors import UsageError
-from rlmake.executors import ExecutorSettings
+from rlmake.executors import ExecutorSettings, worker_wait_from
 from rlmake.hashing import HASH_MODES
 from rlmake.model import BuildOptions
 
@@ -37,19 +37,24 @@ def resolve(config: Config, options: BuildOptions, *, hash_mode: str | None = No
             cache_url: str | None = None, cache_write: bool | None = None,
             local_cache: bool | None = None, executor: str | None = None,
             scheduler: str | None = None, file_mode: str | None = None,
-            wait: bool = True, argv: tuple[str, ...] = ()) -> BuildConfig:
+            wait: bool = True, verbose: bool = False, argv: tuple[str, ...] = ()
+            ) -> BuildConfig:
     """Flags (None: not given), else environment, else rlmake.toml, else the defaults."""
     from rlmake.cache.settings import CacheSettings
 
     get = config.get
+    kind = executor or get("build", "executor") or "local"
     return BuildConfig(
         options,
         hash_mode or os.environ.get("RLMAKE_HASH") or get("build", "hash"),
         _writable_only_with_a_store(CacheSettings.resolve(config, cache_url, cache_write,
                                                           local_cache)),
-        ExecutorSettings(executor or get("build", "executor") or "local",
+        ExecutorSettings(kind,
                          scheduler if scheduler is not None else get("build", "scheduler"),
-                         file_mode or get("build", "file_mode") or "auto"),
+                         file_mode or get("build", "file_mode") or "auto",
+                         worker_wait_from(os.environ.get("RLMAKE_DASK_WORKER_WAIT")
+                                          if kind == "dask" else None),
+                         cluster_logs=verbose),
         wait, argv)
 
 

@@ -139,11 +139,13 @@ def main(ctx, directory, file):
 @click.option("-B", "--always-make", "force", is_flag=True,
               help="Rebuild the requested targets and everything they need.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
-              help="Run at most N jobs at once (default: the number of CPUs).")
+              help="Run at most N jobs at once (default: the number of CPUs; with "
+                   "--executor dask, the threads of the cluster's workers).")
 @click.option("-k", "--keep-going", is_flag=True,
               help="After a failure, build everything that does not depend on it.")
 @click.option("-v", "--verbose", is_flag=True,
-              help="Say for each job whether it runs, and why, and print its command as it starts.")
+              help="Say for each job whether it runs, and why, and print its command as it "
+                   "starts (and show a Dask cluster's own log lines).")
 @click.option("--no-wait", is_flag=True,
               help="Exit with status 2 at once if another build holds this project.")
 @click.option("--hash", "hash_mode", type=click.Choice(["content", "fast"]), default=None,
@@ -173,8 +175,11 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
           report_path, junit_path, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
-    NAME=VALUE arguments override the Rulesfile's vars."""
-    import os
+    NAME=VALUE arguments override the Rulesfile's vars.
+
+    Exit status: 0 success; 1 a command failed; 2 a Rulesfile or usage error (also a
+    Dask scheduler that cannot be reached or has no workers); 3 the executor failed
+    mid-build (the Dask scheduler went away); 130 interrupted."""
     import sys
 
     from rlmake.reporters.console import ConsoleReporter
@@ -182,12 +187,11 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
 
     targets, overrides = split_arguments(arguments)
     project = open_project(directory, file, overrides)
-    options = BuildOptions(jobs=jobs or os.cpu_count() or 1, keep_going=keep_going,
-                           force=force, dry_run=dry_run)
+    options = BuildOptions(jobs=jobs, keep_going=keep_going, force=force, dry_run=dry_run)
     config = project.build_config(
         options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
         local_cache=False if no_local_cache else None, executor=executor_kind,
-        scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait,
+        scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
         argv=("rlmake", *sys.argv[1:]))
     reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
     if report_path or junit_path:

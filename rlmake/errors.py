@@ -79,6 +79,14 @@ class BuildFailed(RlmakeError):
     exit_code = 1
 
 
+class ExecutorLost(RlmakeError):
+    """The executor can run nothing any more (a Dask scheduler that went away): 3, not 1,
+    because no command failed; the jobs it was running have no result. The executor's
+    `wait` raises it; the scheduler stops the build."""
+
+    exit_code = 3
+
+
 class Interrupted(RlmakeError):
     """The user pressed Ctrl-C (or rlmake got SIGINT, SIGTERM or SIGHUP): 130 for each,
     as a shell reports Ctrl-C, so that scripts test one status for "interrupted"."""

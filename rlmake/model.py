@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from enum import Enum
 from collections.abc import Sequence
@@ -177,7 +176,8 @@ class Plan:
 class BuildOptions:
     """How to run a build: the command line's -j, -k, -B and -n."""
 
-    jobs: int = os.cpu_count() or 1
+    jobs: int | None = None         # None: as many as the executor runs at once (the CPUs
+                                    # here, a Dask cluster's threads); the project decides
     keep_going: bool = False
     force: bool = False
     dry_run: bool = False
@@ -261,6 +261,7 @@ class Status(Enum):
     FAILED = "failed"
     SKIPPED = "skipped"     # not run because a job it needs failed or the build stopped
     INTERRUPTED = "interrupted"     # running or waiting to run when the build was interrupted
+    LOST = "lost"           # running when the executor was lost: its result is unknown
     WOULD_RUN = "would run"  # -n
 
 
@@ -271,6 +272,7 @@ class ExecutionStatus(Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    EXECUTOR_FAILED = "executor failed"     # the executor was lost; recorded as failed
 
 
 class JobInputs(NamedTuple):

@@ -8,6 +8,7 @@ loads them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from functools import cached_property
@@ -17,7 +18,7 @@ from rlmake import buildconfig, plancache
 from rlmake.buildconfig import BuildConfig
 from rlmake.clock import Clock, SystemClock
 from rlmake.config import Config, load_config
-from rlmake.errors import BuildFailed, Interrupted, RlmakeError, UsageError
+from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, UsageError
 from rlmake.executors import make_executor
 from rlmake.executors.base import Executor
 from rlmake.hashing import FileHasher, digest_file
@@ -102,7 +103,8 @@ class Project:
 
     def build(self, targets: Iterable[str], config: BuildConfig, reporter: Reporter, *,
               executor: Executor | None = None, clock: Clock | None = None) -> list[Outcome]:
-        """Bring the targets up to date; raises BuildFailed if a command failed.
+        """Bring the targets up to date; raises BuildFailed if a command failed, and
+        ExecutorLost if the executor could run nothing any more.
 
         `executor`: where commands run (default: as `config` says); `clock`: the time
         the engine sees. Tests pass both to run builds in-process."""
@@ -142,11 +144,11 @@ class Project:
 
         cache = config.cache.open(self.state_dir, self.directory, reporter.warning) \
             if config.cache else None
-        runner = self._executor(config, cache, executor)
+        runner, options = self._executor(config, cache, executor)
         recorder = Recorder(state, execution, clock)
         recorder.start(list(config.argv))     # after anything that can refuse
-        scan = self._scan(plan, state, mode, config.options, fresh)
-        scheduler = Scheduler(plan, scan, reporter, config.options, clock, executor=runner,
+        scan = self._scan(plan, state, mode, options, fresh)
+        scheduler = Scheduler(plan, scan, reporter, options, clock, executor=runner,
                               recorder=recorder, dirty=fresh.dirty, cache=cache)
         status = ExecutionStatus.INTERRUPTED
         try:
@@ -157,6 +159,10 @@ class Project:
             outcomes = scheduler.outcomes_in_order()
             reporter.build_finished(outcomes, clock.time() - started)
             raise Interrupted("interrupted; unfinished jobs were not recorded") from None
+        except ExecutorLost:
+            status = ExecutionStatus.EXECUTOR_FAILED
+            reporter.build_finished(scheduler.outcomes_in_order(), clock.time() - started)
+            raise
         finally:
             runner.close()
             if cache is not None:
@@ -178,18 +184,25 @@ class Project:
         return outcomes
 
     def _executor(self, config: BuildConfig, cache: "ArtifactCache | None",
-                  given: Executor | None) -> Executor:
+                  given: Executor | None) -> tuple[Executor, BuildOptions]:
+        """Where the commands run, and the build's options with -j settled: when not
+        given, as many jobs as that executor runs at once (a Dask cluster's threads)."""
         settings = config.cache
-        inner = given or make_executor(config.executor, self.directory, config.options.jobs,
-                                       settings.url if settings else None,
-                                       settings.endpoint_url if settings else None)
+        if given is not None:
+            inner, capacity = given, os.cpu_count() or 1
+        else:
+            inner, capacity = make_executor(config.executor, self.directory, config.options.jobs,
+                                            settings.url if settings else None,
+                                            settings.endpoint_url if settings else None)
+        options = config.options if config.options.jobs else \
+            dataclasses.replace(config.options, jobs=capacity)
         if cache is None:
-            return inner
+            return inner, options
         from rlmake.executors.caching import CachingExecutor
         from rlmake.scheduler import lookup_slots
 
-        return CachingExecutor(inner, cache, lookup_slots(config.options, cache),
-                               config.options.jobs)
+        return CachingExecutor(inner, cache, lookup_slots(options, cache),
+                               options.jobs or capacity), options
 
     def _freshness(self, plan: Plan, state: StateDB, mode: str,
                    options: BuildOptions) -> Freshness:

@@ -53,6 +53,10 @@ class Recorder:
         if kept:
             self.state.record_kept(self.execution, kept)
         counts = Counter(o.status for o in outcomes if o.job.commands)
+        if status is ExecutionStatus.EXECUTOR_FAILED:
+            # stored as failed: the rlmake that reads the records may be an older one,
+            # which knows only the first four; the report files say which failure it was
+            status = ExecutionStatus.FAILED
         self.state.finish_execution(self.execution, self.clock.time(), status,
                                     counts[Status.DONE], counts[Status.CACHED] + unreported,
                                     counts[Status.FAILED], cache)

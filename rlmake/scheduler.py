@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from rlmake import jobfiles
 from rlmake.clock import Clock
-from rlmake.errors import UnreadableFile
+from rlmake.errors import ExecutorLost, UnreadableFile
 from rlmake.executors.base import Completion, Executor, Task
 from rlmake.model import (BuildOptions, Decision, Job, JobInputs, Outcome, Plan, RunRecord,
                           Status)
@@ -31,9 +31,11 @@ _REMOTE_LOOKAHEAD = 8
 
 
 def lookup_slots(options: BuildOptions, cache: "ArtifactCache | None") -> int:
-    """How many tasks may be in flight: -j, or more when a remote cache answers most."""
+    """How many tasks may be in flight: -j, or more when a remote cache answers most.
+    A real build's -j is known by now (the project asks the executor when none was
+    given); a dry run, which starts nothing, may leave it unset."""
     remote = cache is not None and cache.has_remote
-    return options.jobs * (_REMOTE_LOOKAHEAD if remote else 1)
+    return (options.jobs or 1) * (_REMOTE_LOOKAHEAD if remote else 1)
 
 
 class _Ready(NamedTuple):
@@ -46,6 +48,7 @@ class _Running(NamedTuple):
     decision: Decision
     dep_digests: DepDigests
     started: jobfiles.Watch
+    began: float                # clock time when it was handed to the executor
 
 
 class Scheduler:
@@ -88,7 +91,9 @@ class Scheduler:
     def run(self) -> list[Outcome]:
         """Every job's outcome, in plan order. On Ctrl-C (or any exception), stops the
         running jobs, settles the unfinished ones as interrupted and raises it again: no
-        command may outlive a build that stopped."""
+        command may outlive a build that stopped. When the executor is lost, the jobs it
+        was running are settled as lost, the rest as skipped, and ExecutorLost is raised
+        again: nothing more is started on an executor that can run nothing."""
         self.reporter.build_started(self.plan.count_with_commands())
         work = self._settle_clean_jobs()
         self._prepare(work)
@@ -105,6 +110,9 @@ class Scheduler:
                     self._start_ready()     # the next job runs while we record this one
                 self._finish(running, completion)
                 self._consider(self._released())
+        except ExecutorLost as lost:
+            self._lose(str(lost))
+            raise
         except BaseException:           # Ctrl-C, or a fault of rlmake's own: stop what runs
             self._interrupt()
             raise
@@ -240,7 +248,8 @@ class Scheduler:
                     tuple(inputs.items()), job.depfile)
         started = jobfiles.watch(self.project_dir, job.outputs, inputs,
                                  self.scan.hasher.hashed_as)
-        self._running[job.target] = _Running(job, decision, dep_digests, started)
+        self._running[job.target] = _Running(job, decision, dep_digests, started,
+                                             self.clock.time())
         self.reporter.job_started(job, decision)
         self.executor.start(task)
 
@@ -395,6 +404,21 @@ class Scheduler:
         self._running.clear()
         self._queue.drain()
         self._settle_unreached(Status.INTERRUPTED)
+
+    def _lose(self, error: str) -> None:
+        """The executor is gone: what it was running has no result. Treated as an
+        interrupted job's, what each wrote is removed and nothing is recorded; the jobs
+        not started are skipped. There is nothing left to cancel."""
+        now = self.clock.time()
+        for running in self._running.values():
+            self.scan.forget(jobfiles.remove_changed_outputs(self.project_dir, running.started))
+            outcome = Outcome(running.job, Status.LOST, running.decision, error=error,
+                              started=running.began, ended=now)
+            self.outcomes[running.job.target] = outcome
+            self.reporter.job_finished(outcome)
+        self._running.clear()
+        self._queue.drain()
+        self._settle_unreached(Status.SKIPPED)
 
     def _settle_unreached(self, status: Status) -> None:
         for job in self._work.values():

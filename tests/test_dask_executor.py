@@ -12,8 +12,9 @@ What is checked:
 - a generated 200-job project (cp and cat jobs with dependencies) likewise, both modes;
 - a worker killed mid-build: the build still succeeds (Dask reruns the lost job), or
   fails clearly naming the Dask cluster;
-- the scheduler killed mid-build: the build fails, and a local build afterwards
-  finishes the project correctly;
+- the scheduler killed mid-build: the build stops with status 3, its running jobs
+  lost (not failed, not recorded), and a local build afterwards finishes the project
+  correctly;
 - usage errors: an unreachable scheduler, staged mode without a store.
 """
 
@@ -81,7 +82,7 @@ class Cluster:
                                     stdout=log, stderr=subprocess.STDOUT, env=build_env(),
                                     start_new_session=True)
 
-    def start(self, workers: int = 2) -> None:
+    def start(self, workers: int = 2, threads: int = 1) -> None:
         scheduler_file = self.root / "scheduler.json"
         self.scheduler = self._spawn("scheduler", [
             "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
@@ -97,10 +98,12 @@ class Cluster:
             time.sleep(0.05)
         for n in range(workers):
             self.workers.append(self._spawn(f"worker{n}", [
-                "worker", self.address, "--nthreads", "1", "--nworkers", "1",
+                "worker", self.address, "--nthreads", str(threads), "--nworkers", "1",
                 "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
                 "--name", f"w{n}", "--local-directory", str(self.root / f"w{n}"),
                 "--death-timeout", "60"]))
+        if not workers:
+            return                      # a scheduler alone, as a cluster with none started
         from distributed import Client
 
         with Client(self.address, timeout="20s") as client:
@@ -136,11 +139,11 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path, workers: int = 2):
+def running_cluster(root: Path, workers: int = 2, threads: int = 1):
     root.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(root, rlmake_python())
     try:
-        cluster.start(workers)
+        cluster.start(workers, threads)
         yield cluster
     finally:
         cluster.stop()
@@ -477,10 +480,17 @@ def test_worker_killed_mid_build(fresh_cluster, tmp_path, record_property):
 
 
 def test_scheduler_killed_mid_build(fresh_cluster, tmp_path):
+    """The build stops at once with status 3 (the executor failed, not a command), says
+    so in one line and without distributed's tracebacks, records none of the jobs that
+    were running, and its report files call them lost (JUnit: an <error>)."""
+    import xml.etree.ElementTree as ET
+
     project = tmp_path / "proj"
     write_slow(project)
-    build = start_rlmake(project, "build", "-j2", "-v", "--executor", "dask",
-                         "--scheduler", fresh_cluster.address)
+    report, junit = tmp_path / "report.json", tmp_path / "junit.xml"
+    build = start_rlmake(project, "build", "-j2", "--executor", "dask",
+                         "--scheduler", fresh_cluster.address,
+                         "--report", report, "--junit", junit)
     deadline = time.monotonic() + 30
     while not (project / "trace.log").exists():
         assert time.monotonic() < deadline and build.poll() is None, \
@@ -492,15 +502,36 @@ def test_scheduler_killed_mid_build(fresh_cluster, tmp_path):
     result = finish(build, timeout=60)
     print(f"\nscheduler killed mid-build: exit {result.returncode} after {result.elapsed:.1f}s")
 
-    assert result.returncode != 0, result.describe()
-    assert "FAILED: " in result.stderr, result.describe()
-    assert "the Dask cluster could not run it" in result.stderr, result.describe()
+    assert result.returncode == 3, result.describe()
+    said = f"rlmake: error: the Dask scheduler at {fresh_cluster.address} went away: "
+    assert result.stderr.count(said) == 1, result.describe()
+    assert "FAILED: " not in result.stderr, result.describe()
+    assert "Traceback" not in result.stderr and "distributed." not in result.stderr, \
+        result.describe()
+
+    data = json.loads(report.read_text())
+    statuses = {job["target"]: job["status"] for job in data["jobs"]}
+    lost = {target for target, status in statuses.items() if status == "lost"}
+    assert data["status"] == "executor failed", data
+    assert lost and "failed" not in statuses.values(), statuses
+    assert set(statuses.values()) <= {"done", "lost", "skipped"}, statuses
+    assert all(said.removeprefix("rlmake: error: ") in job["error"]
+               for job in data["jobs"] if job["status"] == "lost")
+    suite = ET.parse(junit).getroot()
+    errored = {case.get("name") for case in suite.iter("testcase")
+               if case.find("error") is not None}
+    assert errored == lost and suite.get("errors") == str(len(lost)), ET.tostring(suite)
+    assert suite.get("failures") == "0"
+
     record = last_execution(project)
-    assert record["status"] == "failed" and record["failed"] >= 1, result.describe()
+    assert record["status"] == "failed" and record["failed"] == 0, record
+    recorded = {run["target"] for run in record["runs"]}
+    assert recorded == {t for t, status in statuses.items() if status == "done"}, record
     assert record["ran"] < SLOW_JOBS, record
 
     fresh_cluster.stop()                    # no worker may write into the project any more
     time.sleep(0.5)                         # nor an orphaned command of one
     local = rlmake(project, "build", "-v", "-j2", "--executor", "local")
+    assert lost <= local.ran, local.describe()
     assert slow_outputs_correct(project), local.describe()
     assert rlmake(project, "build", "-v", "--executor", "local").ran == set()

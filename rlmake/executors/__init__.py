@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass
 
 from rlmake.errors import UsageError
+from rlmake.executors.base import Executor
 
 EXECUTORS = ("local", "dask")
+FILE_MODES = ("auto", "shared", "staged")      # how files reach Dask workers
+# How long a Dask build waits for a first worker before it gives up (RLMAKE_DASK_WORKER_WAIT
+# overrides it, for clusters whose workers come from a batch queue).
+WORKER_WAIT_SECONDS = 10.0
 # The protocols a Dask client connects over (distributed.comm); `HOST:PORT` alone means tcp.
 SCHEDULER_PROTOCOLS = ("tcp", "tls", "ucx", "ws", "wss")
 
@@ -21,12 +27,33 @@ class ExecutorSettings:
     kind: str = "local"
     scheduler: str | None = None        # dask: tcp://HOST:8786; none starts a LocalCluster
     file_mode: str = "auto"             # dask: auto, shared or staged
+    worker_wait: float = WORKER_WAIT_SECONDS    # dask: seconds to wait for a first worker
+    cluster_logs: bool = False          # dask: let distributed's own log lines through (-v)
 
     def __post_init__(self):
         if self.kind not in EXECUTORS:
             raise UsageError(f"unknown executor '{self.kind}': use one of {', '.join(EXECUTORS)}")
-        if self.kind == "dask" and self.scheduler is not None:
+        if self.kind != "dask":
+            return
+        if self.scheduler is not None:
             check_scheduler_address(self.scheduler)
+        if self.file_mode not in FILE_MODES:
+            raise UsageError(f"unknown file mode '{self.file_mode}': use one of "
+                             f"{', '.join(FILE_MODES)}")
+
+
+def worker_wait_from(text: str | None) -> float:
+    """RLMAKE_DASK_WORKER_WAIT as seconds (unset: the default)."""
+    if text is None:
+        return WORKER_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise UsageError(f"RLMAKE_DASK_WORKER_WAIT='{text}': give a number of seconds, "
+                         f"e.g. 60 (default {WORKER_WAIT_SECONDS:g})")
+    return seconds
 
 
 def check_scheduler_address(address: str) -> None:
@@ -54,17 +81,25 @@ def check_scheduler_address(address: str) -> None:
                          "tcp://scheduler.example.org:8786")
 
 
-def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int,
-                  shared_store_url: str | None, endpoint_url: str | None):
+def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int | None,
+                  shared_store_url: str | None, endpoint_url: str | None
+                  ) -> tuple[Executor, int]:
+    """The executor, and how many jobs it runs at once: -j when not given (`jobs` None).
+    Here, the CPUs; on Dask, the threads of the workers connected when it started."""
     if settings.kind == "local":
         from rlmake.executors.leftovers import CommandRecord
         from rlmake.executors.local import LocalExecutor
 
-        return LocalExecutor(jobs, CommandRecord(os.path.join(project_dir, ".rlmake")))
+        workers = jobs or os.cpu_count() or 1
+        return LocalExecutor(workers, CommandRecord(os.path.join(project_dir, ".rlmake"))), \
+            workers
     if settings.kind == "dask":
         from rlmake.executors.dask import DaskExecutor, StoreSpec
 
         store = StoreSpec(shared_store_url, endpoint_url) if shared_store_url else None
-        return DaskExecutor(project_dir, settings.scheduler, settings.file_mode, store,
-                            say=lambda text: print(text, file=sys.stderr, flush=True))
+        dask = DaskExecutor(project_dir, settings.scheduler, settings.file_mode, store,
+                            say=lambda text: print(text, file=sys.stderr, flush=True),
+                            worker_wait=settings.worker_wait,
+                            cluster_logs=settings.cluster_logs)
+        return dask, max(1, dask.total_threads)
     raise UsageError(f"unknown executor '{settings.kind}': use one of {', '.join(EXECUTORS)}")

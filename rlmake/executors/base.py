@@ -43,7 +43,8 @@ class Executor(Protocol):
 
     def wait(self, timeout: float | None = None) -> Completion | None:
         """Block until one started task has finished and return how it ended
-        (None if `timeout` seconds passed first)."""
+        (None if `timeout` seconds passed first). Raises errors.ExecutorLost once the
+        executor can run nothing any more (a Dask scheduler that went away)."""
 
     def cancel(self) -> None:
         """Stop every running task (Ctrl-C); `wait` then returns their completions."""

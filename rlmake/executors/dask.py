@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rlmake.errors import UsageError
+from rlmake.errors import ExecutorLost, UsageError
+from rlmake.executors import FILE_MODES, WORKER_WAIT_SECONDS
 from rlmake.executors.base import Completion, Task
 from rlmake.executors.local import run_task, wait_on
 from rlmake.hashing import digest_file
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT = "5s"
 _STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
-FILE_MODES = ("auto", "shared", "staged")
 
 # What a staged job returns: its completion, and each file it wrote as (digest, mode).
 _Staged = tuple[Completion, dict[str, tuple[str, int]]]
@@ -63,30 +63,58 @@ class StoreSpec:
 
 class DaskExecutor:
     def __init__(self, project_dir: str, scheduler: str | None, file_mode: str = "auto",
-                 store: StoreSpec | None = None, say=print):
+                 store: StoreSpec | None = None, say=print, *,
+                 worker_wait: float = WORKER_WAIT_SECONDS, cluster_logs: bool = False):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--executor dask needs the distributed package: "
                              "pip install 'rlmake[dask]'") from None
         self.project_dir = project_dir
-        self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
+        self._finished: queue.SimpleQueue[Completion | _Lost] = queue.SimpleQueue()
         self._futures: dict[str, Future[Completion | _Staged]] = {}
         self._cluster = None
+        self._lost: str | None = None       # why the cluster can run nothing any more
+        self._log_levels = {} if cluster_logs else _quiet_cluster_logs()
         try:
             if scheduler:
                 self.client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+                self.address = scheduler
             else:
-                self._cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                             host="127.0.0.1", dashboard_address=None)
-                self.client = Client(self._cluster)
+                self._cluster = cluster = LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None)
+                self.client = Client(cluster)
+                self.address = cluster.scheduler_address
         except (OSError, TimeoutError) as error:
+            _restore_log_levels(self._log_levels)
             raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
-        self.mode = self._choose_mode(file_mode, store)
+        try:
+            workers = self._wait_for_workers(worker_wait)
+            self.total_threads = sum(nthreads for nthreads in workers.values())
+            self.mode = self._choose_mode(file_mode, store)
+        except BaseException:
+            self.close()
+            raise
         self.store = store if self.mode == "staged" else None
         self._client_store = self.store.open() if self.store is not None else None
         where = scheduler or "a local Dask cluster"
-        say(f"rlmake: running jobs on {where}, files {self._describe_mode()}")
+        say(f"rlmake: running jobs on {where}, files {self._describe_mode()} "
+            f"({_count(len(workers), 'worker')}, {_count(self.total_threads, 'thread')})")
+
+    def _wait_for_workers(self, seconds: float) -> dict[str, int]:
+        """Each connected worker's threads, once there is one: before any probe of the
+        workers' files, which a cluster without workers would answer with nothing."""
+        try:
+            self.client.wait_for_workers(1, timeout=seconds)
+        except TimeoutError:
+            raise UsageError(f"no workers connected to the Dask scheduler at {self.address} "
+                             f"after {seconds:g} s: start some (dask worker {self.address}), "
+                             "or wait longer with RLMAKE_DASK_WORKER_WAIT=SECONDS") from None
+        except OSError as error:
+            raise ExecutorLost(_went_away(self.address, error)) from None
+        return {address: info["nthreads"]
+                for address, info in self.client.scheduler_info()["workers"].items()}
 
     def _describe_mode(self) -> str:
         if self.store is None:
@@ -121,12 +149,19 @@ class DaskExecutor:
         try:
             seen = self.client.run(_read_probe, probe)     # every worker answers
             return bool(seen) and all(answer == token for answer in seen.values())
+        except OSError as error:        # the scheduler went away meanwhile
+            raise ExecutorLost(_went_away(self.address, error)) from None
         finally:
             os.remove(probe)
 
     # --- the executor protocol ----------------------------------------------------------
 
     def start(self, task: Task) -> None:
+        if self._lost is None and self.client.status != "running":
+            self._lost = _went_away(self.address, None)
+        if self._lost is not None:          # submitted, it would wait for a scheduler forever
+            self._finished.put(_LOST)
+            return
         future: Future[Completion | _Staged]
         if self.store is not None:
             self._upload_inputs(task)
@@ -155,6 +190,11 @@ class DaskExecutor:
         try:
             result = future.result()
         except BaseException as error:     # noqa: BLE001 - lost worker, lost scheduler, cancel
+            if self._lost is not None or self._scheduler_went_away(error):
+                if self._lost is None:
+                    self._lost = _went_away(self.address, error)
+                self._finished.put(_LOST)   # wakes `wait`, after what finished before
+                return
             self._finished.put(Completion(task.id, 1, b"", started, time.time(),
                                           error=f"the Dask cluster could not run it: "
                                                 f"{type(error).__name__}: {error}"))
@@ -187,8 +227,21 @@ class DaskExecutor:
                     os.unlink(temporary)
         return None
 
+    def _scheduler_went_away(self, error: BaseException) -> bool:
+        """Whether a task ended because the client lost its scheduler (every task then
+        ends so at once), not because of the task itself or a cancel of rlmake's own."""
+        from distributed.comm.core import CommClosedError
+
+        if getattr(error, "reason", None) == "scheduler-connection-lost":
+            return True                 # distributed cancels every future so
+        if isinstance(error, CommClosedError):
+            return True                 # a result being fetched when the connection closed
+        return self.client.status != "running"     # reconnecting, or given up and closed
+
     def wait(self, timeout: float | None = None) -> Completion | None:
         completion = wait_on(self._finished, timeout)
+        if isinstance(completion, _Lost):
+            raise ExecutorLost(self._lost or _went_away(self.address, None))
         if completion is not None:
             self._futures.pop(completion.id, None)
         return completion
@@ -212,9 +265,60 @@ class DaskExecutor:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self.client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+        try:
+            # a client whose scheduler went away has nothing to say goodbye to
+            self.client.close(timeout=1 if self._lost else None)
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            _restore_log_levels(self._log_levels)
+
+
+class _Lost:
+    """Put on the queue of completions when the scheduler went away."""
+
+
+_LOST = _Lost()
+
+
+def _went_away(address: str, error: BaseException | None) -> str:
+    if error is None or getattr(error, "reason", None) == "scheduler-connection-lost":
+        how = "rlmake lost its connection to it"
+    elif isinstance(error, OSError):            # distributed's CommClosedError is one
+        how = "the connection to it closed"
+    else:
+        how = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return (f"the Dask scheduler at {address} went away: {how}. The jobs that were running "
+            "there were not recorded; build again once it is back, or with --executor local")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _quiet_cluster_logs() -> dict[str, int]:
+    """distributed writes its own log lines to stderr (a handler it adds on import):
+    connection retries, and a lost scheduler's tracebacks by the dozen lines. rlmake says
+    what happened in its own words, so without -v only critical lines pass. Returns the
+    levels it replaced, for `_restore_log_levels`."""
+    import logging
+
+    names = [name for name in list(logging.root.manager.loggerDict)
+             if name.startswith("distributed.")]
+    previous = {}
+    for name in ("distributed", *names):
+        logger = logging.getLogger(name)
+        if name == "distributed" or logger.level != logging.NOTSET:   # the rest inherit
+            previous[name] = logger.level
+            logger.setLevel(logging.CRITICAL)
+    return previous
+
+
+def _restore_log_levels(levels: dict[str, int]) -> None:
+    import logging
+
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 # --- run on the workers -----------------------------------------------------------------

@@ -89,7 +89,7 @@ class ConsoleReporter:
                 print("rlmake: nothing to do", file=self.err)
             return
         worked = any(o.status in (Status.DONE, Status.RESTORED, Status.FAILED, Status.SKIPPED,
-                                  Status.INTERRUPTED)
+                                  Status.INTERRUPTED, Status.LOST)
                      for o in outcomes if o.job.commands)
         if not worked:
             self._line("rlmake: nothing to do, everything is up to date")
@@ -147,7 +147,7 @@ def _verbose_line(job: Job, decision: Decision) -> str:
 
 _COLUMN_OF = {Status.DONE: "DONE", Status.CACHED: "CACHED", Status.FAILED: "FAILED",
               Status.RESTORED: "RESTORED", Status.SKIPPED: "PENDING", Status.WOULD_RUN: "PENDING",
-              Status.INTERRUPTED: "PENDING"}
+              Status.INTERRUPTED: "PENDING", Status.LOST: "PENDING"}
 
 
 def status_table(outcomes: list[Outcome], max_rules: int = 15, up_to_date: int = 0) -> str:

@@ -4,13 +4,16 @@ Written once, when the build finishes, through a temporary file (never half
 written). Lists the jobs with commands, in plan order:
 
     {"rlmake": "0.1.0", "started": "2025-01-31T09:05:02.123+00:00", "elapsed": 1.234,
-     "status": "succeeded" | "failed" | "interrupted",
+     "status": "succeeded" | "failed" | "interrupted" | "executor failed",
      "jobs": [{"target", "rule", "status", "reasons", "duration", "exit_code",
                "cache_source", "error", "output_tail"}, ...],
      "counts": {"done": 2, "cached": 3, "failed": 0, "skipped": 0, ...}}
 
 `status` of a job is its Status value (done, cached, failed, skipped, restored,
-interrupted; "would run" in a dry run); `reasons` why it ran, as `rlmake build -v` says them;
+interrupted, lost; "would run" in a dry run); `reasons` why it ran, as `rlmake build -v`
+says them. A job is `lost` when the executor went away while it ran (a Dask scheduler
+lost mid-build): no command failed, its result is unknown, and `error` says what
+happened; the build's `status` is then "executor failed";
 `output_tail` the last 4000 characters a failed job printed (null otherwise).
 """
 

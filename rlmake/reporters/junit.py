@@ -3,7 +3,9 @@ actions, GitLab `artifacts: reports: junit`, Jenkins) display natively.
 
 One <testsuite name="rlmake">; one <testcase classname=RULE name=TARGET time=SECONDS>
 per job with commands. A failed job carries <failure message="exit status N"> with
-the tail of its output; a skipped job (a job it needs failed) carries <skipped/>;
+the tail of its output; a job lost with its executor (a Dask scheduler that went away
+while it ran) carries <error type="executor">, JUnit's word for a test that could not
+finish, as against one that failed; a skipped job (a job it needs failed) carries <skipped/>;
 a cached or restored job passes, with <system-out> saying so. Text that XML 1.0
 cannot hold (control characters, terminal colour codes) is removed.
 """
@@ -39,13 +41,14 @@ class JUnitReport(ReportFile):
 def junit_suite(outcomes: list[Outcome], elapsed: float, started: float) -> ET.Element:
     jobs = reported(outcomes)
     failures = sum(1 for o in jobs if o.status is Status.FAILED)
+    errors = sum(1 for o in jobs if o.status is Status.LOST)
     skipped = sum(1 for o in jobs if o.status in (Status.SKIPPED, Status.WOULD_RUN,
                                                   Status.INTERRUPTED))
     suite = ET.Element("testsuite", {
         "name": "rlmake",
         "tests": str(len(jobs)),
         "failures": str(failures),
-        "errors": "0",
+        "errors": str(errors),
         "skipped": str(skipped),
         "time": f"{elapsed:.3f}",
         "timestamp": datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -70,6 +73,9 @@ def _testcase(outcome: Outcome) -> ET.Element:
         if outcome.output:
             lines.append(output_tail(outcome).rstrip("\n"))
         failure.text = xml_text("\n".join(lines))
+    elif status is Status.LOST:
+        ET.SubElement(case, "error", {"message": xml_text(outcome.error or "executor lost"),
+                                      "type": "executor"})
     elif status is Status.SKIPPED:
         ET.SubElement(case, "skipped", {"message": "not run: a job it needs failed "
                                                    "or the build stopped"})

@@ -21,6 +21,8 @@ def reported(outcomes: list[Outcome]) -> list[Outcome]:
 
 def build_status(outcomes: list[Outcome]) -> str:
     """The build's ExecutionStatus value, as its jobs' outcomes show it."""
+    if any(o.status is Status.LOST for o in outcomes):
+        return ExecutionStatus.EXECUTOR_FAILED.value
     if any(o.status is Status.INTERRUPTED for o in outcomes):
         return ExecutionStatus.INTERRUPTED.value
     if any(o.status is Status.FAILED for o in outcomes):
