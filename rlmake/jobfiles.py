@@ -45,15 +45,12 @@ def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str],
 
 
 def _file_clock_ns() -> int:
-    """Now, as the kernel stamps files: its coarse clock, which may lag the precise one by
-    a tick, so a file written before this moment never looks written after it."""
-    try:
-        return time.clock_gettime_ns(_CLOCK_REALTIME_COARSE)
-    except OSError:
-        return time.time_ns() - 10_000_000      # no coarse clock: allow a 10 ms tick
-
-
-_CLOCK_REALTIME_COARSE = 5      # Linux; the time module does not name it
+    """Now, on the precise clock: no file written before this moment has a later ctime,
+    whether the kernel stamped it from its coarse clock (which lags this one by up to a
+    tick) or, as Linux does since 6.13 for a file whose stat was read, from the precise
+    one. Taking the coarse clock here made a header written an instant before the job
+    started look written while it ran."""
+    return time.time_ns()
 
 
 def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str], str | None],

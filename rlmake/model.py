@@ -35,6 +35,7 @@ class RuleSpec:
     pool: str | None = None
     depfile: str | None = None
     foreach: tuple[tuple[str, Any], ...] = ()
+    order_only: tuple[str, ...] = ()
     key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
 
     def line_of(self, key: str) -> int | None:
@@ -74,6 +75,8 @@ class Job(NamedTuple):
     phony: bool = False
     always: bool = False
     vars: tuple[tuple[str, str], ...] = ()   # vars its templates read, as JSON; not in its key
+    # targets built before it whose content is not part of its key (make's `|`); none of deps
+    order_only: tuple[str, ...] = ()
 
     @property
     def is_aggregate(self) -> bool:
@@ -125,22 +128,26 @@ class PlanIndex(NamedTuple):
     """Who reads what, for finding the jobs a changed file makes stale."""
 
     readers: dict[str, tuple[int, ...]]     # path or phony name -> jobs that read or write it
-    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes
+    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes, or wait
+                                             # for it (order-only)
     always: tuple[int, ...]                 # jobs with always: true
     outputs: tuple[str, ...]                # every file the plan writes
 
     @classmethod
     def of(cls, jobs: Sequence[Job]) -> "PlanIndex":
         readers: dict[str, list[int]] = {}
+        waiters: dict[str, list[int]] = {}      # order-only: they wait, but read nothing
         for i, job in enumerate(jobs):
             for path in (*job.deps, *job.outputs):
                 readers.setdefault(path, []).append(i)
+            for path in job.order_only:
+                waiters.setdefault(path, []).append(i)
         dependents = []
         for job in jobs:
             made = (job.target, *job.outputs)
-            dependents.append(tuple(sorted({reader for path in made
-                                            for reader in readers.get(path, ())
-                                            if jobs[reader].target != job.target})))
+            found = {reader for path in made for reader in readers.get(path, ())}
+            found.update(waiter for path in made for waiter in waiters.get(path, ()))
+            dependents.append(tuple(sorted(i for i in found if jobs[i].target != job.target)))
         return cls({path: tuple(found) for path, found in readers.items()}, tuple(dependents),
                    tuple(i for i, job in enumerate(jobs) if job.always),
                    tuple(path for job in jobs for path in job.outputs))

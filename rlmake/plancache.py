@@ -26,7 +26,7 @@ from rlmake.hashing import digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, JobList, Location, Plan, PlanIndex
 from rlmake.paths import glob_files, probe
 
-FORMAT = 6
+FORMAT = 7
 # Each file starts with the CRC-32 of the rest: it finds damage (flipped bits, a torn
 # write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
 # Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
@@ -145,7 +145,7 @@ def _code_fingerprint() -> tuple:
 def _encode(plan: Plan) -> tuple:
     jobs = tuple((job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
                   job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
-                  job.always, job.vars) for job in plan.jobs)
+                  job.always, job.vars, job.order_only) for job in plan.jobs)
     return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting,
             tuple(plan.index), plan.count_with_commands())
 

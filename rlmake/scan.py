@@ -17,6 +17,8 @@ from rlmake.staleness import decide
 
 # Reasons that say all there is to say: a job never built needs no other.
 _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
+# Reasons about a dep that "will be rebuilt" says better.
+_SAID_BY_WILL_CHANGE = (ReasonKind.DEP_CHANGED, ReasonKind.DEPFILE_DEP_CHANGED)
 
 DepDigests = list[tuple[str, "str | None"]]
 
@@ -110,8 +112,7 @@ class DependencyScan:
         failed = record is None and self._last_run_failed(job.target)
         decision = decide(job, key, dep_digests, record, self.digest, forced=self.force,
                           last_run_failed=failed)
-        will_change = [Reason(ReasonKind.DEP_WILL_CHANGE, dep) for dep in job.deps
-                       if self.plan.producers.get(dep) in self.would_run]
+        will_change = self._will_change(job, record)
         if decision.stale and decision.reasons[0].kind in _ALONE:
             return decision, dep_digests            # nothing else is worth saying
         if decision.stale or will_change:       # worth the full story: it is going to run
@@ -120,8 +121,17 @@ class DependencyScan:
             rebuilt = {reason.path for reason in will_change}
             decision = Decision(key, (*will_change, *(
                 r for r in decision.reasons
-                if not (r.kind is ReasonKind.DEP_CHANGED and r.path in rebuilt))))
+                if not (r.kind in _SAID_BY_WILL_CHANGE and r.path in rebuilt))))
         return decision, dep_digests
+
+    def _will_change(self, job: Job, record: JobRecord | None) -> list[Reason]:
+        """In a dry run, the deps that a job to run first makes: declared ones, and those
+        its depfile listed (a generated header that an order-only dep makes first).
+        Order-only deps themselves are never a reason."""
+        listed = record.depfile_deps if record is not None else {}
+        return [Reason(ReasonKind.DEP_WILL_CHANGE, dep)
+                for dep in dict.fromkeys((*job.deps, *listed))
+                if self.plan.producers.get(dep) in self.would_run]
 
     def _last_run_failed(self, target: str) -> bool:
         if self._failed_last is None:

@@ -154,7 +154,11 @@ class Scheduler:
         return self.dirty
 
     def _prepare(self, work: list[int]) -> None:
-        """Who waits on whom among the work (settled jobs hold no one), and the queue."""
+        """Who waits on whom among the work (settled jobs hold no one), and the queue.
+
+        A job waits for its deps' jobs and its order-only deps' jobs alike (both are
+        its dependents in the plan's index); one that fails leaves it unreleased, so
+        it ends SKIPPED."""
         jobs, dependents = self.plan.jobs, self.plan.index.dependents
         targets = {i: jobs[i].target for i in work}
         self._work = {target: jobs[i] for i, target in targets.items()}

@@ -1,6 +1,7 @@
 """Deciding whether a job must run: one pure function, `decide`, used by build and by why.
 
-The build stops at the first reason; `why` asks for all of them.
+The build stops at the first reason; `why` asks for all of them. A job's order-only deps
+are never a reason: they are built first, but only what its depfile lists of them counts.
 """
 
 from __future__ import annotations

@@ -100,7 +100,10 @@ def freshness(plan: Plan, stored: tuple[bytes, list[tuple[int, bytes]]] | None,
 def dirty_jobs(plan: Plan, changed: set[str], touched: set[str]) -> list[int]:
     """The jobs (indices, in dependency order) that a change to the files `changed` can
     make stale, with the jobs in `touched` (their depfiles listed a changed file) and every
-    `always` job: those, and everything downstream of them. Proportional to the answer."""
+    `always` job: those, and everything downstream of them. Proportional to the answer.
+
+    Downstream includes the jobs that only wait for a dirty job (order-only): what it
+    makes may be a header their depfiles list, which changes only once it has run."""
     index = plan.index
     seeds = {reader for path in changed for reader in index.readers.get(path, ())}
     seeds.update(plan.index_of(target) for target in touched)

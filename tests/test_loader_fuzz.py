@@ -44,7 +44,7 @@ INCLUDES = (["inc.yaml"], ["missing.yaml", "dir", "Rulesfile.yaml", "../x.yaml"]
 SCALAR_TEXTS = ["", "x", "on", "yes", "1.10", "~", "%", "{{ n }}", "[", "{{", "true"]
 JUNK_KEYS = ["dep", "comand", "", "<<", "rules", "vars", "%", "{{ n }}", "1"]
 RULE_KEYS = ["deps", "command", "outputs", "phony", "always", "env", "description", "pool",
-             "depfile", "foreach"]
+             "depfile", "foreach", "order_only"]
 
 
 class Generator:
@@ -98,7 +98,7 @@ class Generator:
         return {field: self.field(field) for field in fields}
 
     def field(self, name: str):
-        if name in ("deps", "outputs"):
+        if name in ("deps", "outputs", "order_only"):
             return self.some(PATHS)
         if name == "command":
             return self.some(COMMANDS, most=2)

@@ -75,7 +75,9 @@ class Spec:
     deps: tuple[str, ...] = ()
     extra: str | None = None        # a second output, a copy of the target
     uses_var: bool = False
-    header: str | None = None       # the command reads it and lists it in a depfile
+    header: str | None = None       # the command reads it and lists it in a depfile; a source
+                                    # or an earlier rule's output (then also order-only)
+    order_only: tuple[str, ...] = ()    # built first, never read
     always: bool = False
     version: int = 0                # bumped to rewrite the command
     failing: str | None = None      # None, "first" or "last": where `exit 3` goes
@@ -123,7 +125,7 @@ class Project_:
             if spec is None or spec.name in jobs:
                 continue
             jobs[spec.name] = spec
-            stack.extend(spec.deps)
+            stack.extend((*spec.deps, *spec.order_only))
         return jobs
 
     def every_output(self) -> list[str]:
@@ -170,7 +172,7 @@ def commands(spec: Spec) -> list[str]:
 
 def _rule_json(spec: Spec) -> dict:
     if spec.kind == "aggregate":
-        return {"deps": list(spec.deps)}
+        return {"deps": list(spec.deps), "order_only": list(spec.order_only)}
     rule: dict = {"deps": list(spec.deps) if spec.kind != "pattern" else ["%.c"],
                   "command": commands(spec)}
     if spec.kind == "phony":
@@ -179,6 +181,8 @@ def _rule_json(spec: Spec) -> dict:
         rule["outputs"] = [spec.extra]
     if spec.header:
         rule["depfile"] = "{{ target }}.d"
+    if spec.order_only:
+        rule["order_only"] = list(spec.order_only)
     if spec.always:
         rule["always"] = True
     return rule
@@ -193,7 +197,7 @@ def expected_bytes(project: Project_, path: str, flag: str) -> str:
     text = tag + "\n"
     text += "".join(expected_bytes(project, dep, flag) for dep in _file_deps(spec, _is_file))
     text += flag + "\n" if spec.uses_var else ""
-    text += project.sources[spec.header] if spec.header else ""
+    text += expected_bytes(project, spec.header, flag) if spec.header else ""
     return text
 
 
@@ -203,25 +207,30 @@ def projects(draw) -> Project_:
     if draw(st.booleans()):
         pattern = Spec("%.o", "pattern", uses_var=draw(st.booleans()))
     available = list(SOURCES[:4]) + (list(PATTERN_OUTPUTS) if pattern else [])
+    generated: list[str] = []       # outputs of earlier file rules: headers a rule may include
     specs: dict[str, Spec] = {}
     for i in range(draw(st.integers(2, 7))):
         kind = draw(st.sampled_from(("file", "file", "file", "file", "phony", "aggregate")))
         deps = tuple(draw(st.lists(st.sampled_from(available), min_size=1, max_size=3,
                                    unique=True)))
+        order_only = tuple(draw(st.lists(st.sampled_from(available), max_size=1)))
         if kind == "file":
             name = draw(st.sampled_from((f"t{i}", f"out/t{i}")))
             extra = f"{name}.x" if draw(st.booleans()) else None
-            spec = Spec(name, kind, deps, extra, draw(st.booleans()),
-                        draw(st.sampled_from((None, None, *HEADERS))),
-                        always=draw(st.integers(0, 9)) == 0)
+            header = draw(st.sampled_from((None, None, *HEADERS, *generated)))
+            if header in generated:         # reached only through its depfile: wait for it
+                order_only += (header,)
+            spec = Spec(name, kind, deps, extra, draw(st.booleans()), header,
+                        always=draw(st.integers(0, 9)) == 0, order_only=order_only)
             available += list(spec.outputs)
+            generated += list(spec.outputs)
         elif kind == "phony":
             spec = Spec(f"p{i}", kind, deps, uses_var=draw(st.booleans()),
-                        always=draw(st.integers(0, 4)) == 0)
+                        always=draw(st.integers(0, 4)) == 0, order_only=order_only)
             if not spec.always:             # an always name would rerun its dependents forever
                 available.append(spec.name)
         else:
-            spec = Spec(f"g{i}", kind, deps)
+            spec = Spec(f"g{i}", kind, deps, order_only=order_only)
             available.append(spec.name)
         specs[spec.name] = spec
     sources = {path: draw(st.sampled_from(CONTENTS)) for path in SOURCES}
@@ -294,10 +303,10 @@ class ModelCheck(RuleBasedStateMachine):
         self.flag: str | None = None            # the override of the var; None: none
         self.history: dict[str, list[str]] = {}
         self.written: dict[str, tuple[bytes, str]] = {}     # output -> (bytes, execution)
-        # key -> the sources as they were when an entry was stored under it: a job's key
-        # leaves out what its depfile lists, so one key can name results made from other
-        # headers, and the store must refuse those (it keeps the latest entry per key)
-        self.stored: dict[str, dict[str, str]] = {}
+        # key -> what headers are made from (inputs_now) when an entry was stored under it:
+        # a job's key leaves out what its depfile lists, so one key can name results made
+        # from other headers, and the store must refuse those (it keeps the latest per key)
+        self.stored: dict[str, tuple] = {}
         self.hand_edits = 0
 
     def teardown(self):
@@ -316,6 +325,12 @@ class ModelCheck(RuleBasedStateMachine):
         (self.root / path).write_text(text)
         self.project.sources[path] = text
         self.history.setdefault(path, []).append(text)
+
+    def inputs_now(self) -> tuple:
+        """What every file a depfile may list is made from: the sources, and for generated
+        headers the var and the rules' commands."""
+        return (dict(self.project.sources), self.flag,
+                [spec.version for spec in self.specs_with_commands()])
 
     def outputs_on_disk(self) -> list[str]:
         return [p for p in self.project.every_output() if (self.root / p).is_file()]
@@ -433,7 +448,7 @@ class ModelCheck(RuleBasedStateMachine):
             record = records.job_record(target)
         (self.root / path).unlink()
         reasons = self.builder.dry_run((), self.overrides).would_run[target].reasons
-        stored = self.stored.get(record.key) == self.project.sources
+        stored = self.stored.get(record.key) == self.inputs_now()
         result = self.build_and_check((), cache=True)
         if stored and [r.kind for r in reasons] == [ReasonKind.OUTPUT_MISSING]:
             assert target in result.restored and target not in result.ran
@@ -477,7 +492,7 @@ class ModelCheck(RuleBasedStateMachine):
         self.check_outputs(jobs)
         if cache:
             for key in self.keys_of_runs({t for t in result.ran if not jobs[t].always}):
-                self.stored[key] = dict(self.project.sources)
+                self.stored[key] = self.inputs_now()
         self.check_second_build(targets, jobs)
         return result
 

@@ -126,11 +126,20 @@ class Expander:
         context["outputs"] = [instance.target, *outputs]
         return outputs
 
+    def _order_only(self, instance: Instance, context: dict[str, Any],
+                    deps: list[str]) -> list[str]:
+        """Rendered after the deps and outputs, with every template variable; each once,
+        and none that is also a dep (as in make, the real dep wins)."""
+        rendered = self._render_list(instance, instance.spec.order_only, context, "order_only")
+        paths = (self._norm(self._substitute_stem(path, instance)) for path in rendered)
+        return [path for path in dict.fromkeys(paths) if path not in deps]
+
     def make_job(self, instance: Instance) -> Job:
         spec = instance.spec
         context = self._context(instance)
         deps = self._deps(instance, context)
         outputs = [instance.target, *self._outputs(instance, context)]
+        order_only = self._order_only(instance, context, deps) if spec.order_only else []
         if instance.stem is not None:           # explicit rules were checked by _index
             self._check_places(instance, outputs[1:])
         render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
@@ -144,7 +153,8 @@ class Expander:
             deps=tuple(deps), commands=commands, env=env,
             description=render(spec.description, "description") if spec.description else None,
             pool=spec.pool, depfile=self._norm(depfile) if depfile else None,
-            phony=spec.phony, always=spec.always, vars=self._vars_read(spec))
+            phony=spec.phony, always=spec.always, vars=self._vars_read(spec),
+            order_only=tuple(order_only))
 
     def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
         sources = [spec.key, *spec.deps, *spec.commands, *spec.outputs,
@@ -259,10 +269,9 @@ class Expander:
         """The rule instance that makes `path`: explicit first, then the first pattern that applies."""
         if path in self.explicit:
             return self.explicit[path]
-        found = self._pattern_for(path, chain)
-        return found[0] if found else None
+        return self._pattern_for(path, chain)
 
-    def _pattern_for(self, path: str, chain: frozenset[int] = frozenset()):
+    def _pattern_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
         if len(chain) >= MAX_PATTERN_CHAIN:
             return None
         for number, pattern in enumerate(self.patterns):
@@ -274,10 +283,20 @@ class Expander:
                 continue
             target = self._norm(pattern.target.replace("%", stem))
             instance = Instance(pattern.spec, target, pattern.names, stem)
-            deps = self._deps(instance, self._context(instance))
-            if all(self._can_make(dep, chain | {number}) for dep in deps):
-                return instance, deps
+            if all(self._can_make(path, chain | {number})
+                   for path in self._prerequisites(instance)):
+                return instance
         return None
+
+    def _prerequisites(self, instance: Instance) -> list[str]:
+        """A pattern instance's deps and order-only deps: it applies only if each can be made
+        or exists, as in GNU make."""
+        context = self._context(instance)
+        deps = self._deps(instance, context)
+        if not instance.spec.order_only:
+            return deps
+        self._outputs(instance, context)
+        return [*deps, *self._order_only(instance, context, deps)]
 
     def _can_make(self, path: str, chain: frozenset[int]) -> bool:
         return (path in self.explicit or self.probe(path) != "missing"
@@ -289,6 +308,10 @@ def _match(pattern: str, path: str) -> str | None:
     if len(path) > len(prefix) + len(suffix) and path.startswith(prefix) and path.endswith(suffix):
         return path[len(prefix):len(path) - len(suffix)]
     return None
+
+
+def _needs(job: Job) -> tuple[str, ...]:
+    return (*job.deps, *job.order_only) if job.order_only else job.deps
 
 
 def _field_key(field: str) -> str:
@@ -313,18 +336,19 @@ class _Resolver:
         root_job = self._job_for(root, needed_by=None)
         if root_job is None:
             return
-        stack: list[tuple[Job, int]] = [(root_job, 0)]
+        # each job with what it needs made first: its deps, then its order-only deps
+        stack: list[tuple[Job, tuple[str, ...], int]] = [(root_job, _needs(root_job), 0)]
         on_stack = {root_job.target: root}
         while stack:
-            job, index = stack[-1]
-            if index == len(job.deps):
+            job, needs, index = stack[-1]
+            if index == len(needs):
                 stack.pop()
                 del on_stack[job.target]
                 self._done.add(job.target)
                 self.order.append(job)
                 continue
-            stack[-1] = (job, index + 1)
-            dep = job.deps[index]
+            stack[-1] = (job, needs, index + 1)
+            dep = needs[index]
             owner = self.producers.get(dep)
             if owner in on_stack:
                 self._cycle(stack, on_stack, owner, dep)
@@ -333,7 +357,7 @@ class _Resolver:
             dep_job = self._job_for(dep, needed_by=job)
             if dep_job is not None:
                 on_stack[dep_job.target] = dep
-                stack.append((dep_job, 0))
+                stack.append((dep_job, _needs(dep_job), 0))
 
     def _job_for(self, path: str, needed_by: Job | None) -> Job | None:
         """The job that makes `path` (registered as its producer), or None for a source."""
@@ -371,7 +395,7 @@ class _Resolver:
     def _cycle(stack, on_stack, owner: str, dep: str):
         """The cycle as the targets of its jobs, closed (`b -> a -> b`), whatever paths its
         edges go through; an edge through another output of a job is named after it."""
-        targets = [job.target for job, _ in stack]
+        targets = [job.target for job, _, _ in stack]
         cycle = targets[targets.index(owner):]
         # each job needs the path its successor was reached by; the last one needs `dep`
         edges = [(needer, on_stack[maker], maker) for needer, maker in itertools.pairwise(cycle)]

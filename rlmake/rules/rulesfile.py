@@ -16,7 +16,7 @@ from rlmake.locate import display_path
 from rlmake.model import Location, RuleSpec, Rulesfile
 
 TOP_KEYS = ("vars", "default", "include", "pools", "rules")
-RULE_KEYS = ("deps", "command", "outputs", "phony", "always", "env",
+RULE_KEYS = ("deps", "command", "order_only", "outputs", "phony", "always", "env",
              "description", "pool", "depfile", "foreach")
 
 if TYPE_CHECKING:
@@ -286,6 +286,7 @@ def parse_rule(key: str, body: Any, where: Location) -> RuleSpec:
     return RuleSpec(
         key=key, where=where,
         deps=strings("deps"),
+        order_only=strings("order_only"),
         commands=commands,
         outputs=outputs,
         phony=bool(body.get("phony", False)),
