@@ -50,14 +50,16 @@ class CacheSettings:
     def open(self, state_dir: str, project_dir: str,
              warn: Callable[[str], None]) -> "ArtifactCache | None":
         """The cache for one build; None when no store is enabled."""
-        from rlmake.cache.artifacts import ArtifactCache
+        from rlmake.cache.artifacts import ArtifactCache, StoreUse
         from rlmake.cache.local import LocalStore
 
-        stores: list[tuple[Store, bool]] = []
+        stores: list[StoreUse] = []
         if self.local:
-            stores.append((LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE), True))
+            own = LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE)
+            stores.append(StoreUse(own, writable=True, shared=False))
         if self.url:
-            stores.append((_shared_store(self.url, self.endpoint_url, project_dir), self.write))
+            shared = _shared_store(self.url, self.endpoint_url, project_dir)
+            stores.append(StoreUse(shared, writable=self.write))
         if not stores:
             return None
         return ArtifactCache(stores, project_dir, warn, self.signing_key)
