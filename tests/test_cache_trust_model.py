@@ -516,6 +516,21 @@ def test_a_forbidden_marker_makes_the_store_unusable_but_the_build_goes_on(build
     assert "403" in warning or "AccessDenied" in warning, result
 
 
+@pytest.mark.integration
+def test_a_keyed_writer_that_cannot_write_the_marker_still_reads(builds, s3):
+    builds.build(builds.clone("a"), s3, key=KEY, write=True)
+    s3.set_marker(None)
+    nothing = f"arn:aws:s3:::{s3.bucket}/nothing"           # may read all, write nothing
+    with _credentials_that_cannot_read(s3, nothing) as env:
+        result = builds.build(builds.clone("b", rules(JOBS + 1)), _with_env(s3, env),
+                              key=KEY, write=True)
+    assert result.ran == [f"o{JOBS}"], result                 # the rest restored
+    [warning] = result.warnings
+    assert warning.startswith(f"cache {s3.url}: cannot write its marker, so not writing "
+                              "to it: "), result
+    assert s3.marker() is None and f"o{JOBS}" not in s3.records()
+
+
 def _with_env(store, extra: dict[str, str]):
     class Changed:
         url = store.url

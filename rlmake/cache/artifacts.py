@@ -242,12 +242,17 @@ class ArtifactCache:
         try:
             if trust.needs_marker(keyed, state.writable):
                 marker = trust.read_marker(state.store.get_marker(trust.MARKER_LIMIT + 1))
-            verdict = trust.decide(state.store.name, marker, keyed, state.writable)
-            if verdict.mark:        # before any record; again if someone deleted it
-                state.store.put_marker(trust.SIGNED_MARKER)
         except StoreError as error:
             self._break(state, error)
             return trust.Verdict(False, False)
+        verdict = trust.decide(state.store.name, marker, keyed, state.writable)
+        if verdict.mark:            # before any record; again if someone deleted it
+            try:
+                state.store.put_marker(trust.SIGNED_MARKER)
+            except StoreError as error:     # signed records are still safe to read
+                return trust.Verdict(True, False, warning=(
+                    f"cache {state.store.name}: cannot write its marker, so not writing "
+                    f"to it: {error}"))
         return verdict
 
     def _fill_earlier_stores(self, hit: _StoreState, key: str, record: dict) -> None:
