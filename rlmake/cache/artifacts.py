@@ -5,9 +5,12 @@ digest and mode, the files its depfile listed with their digests, and its
 captured output. Blobs are stored by digest. On a lookup, every part is
 checked before anything is moved into place: the record's form and key, its
 HMAC signature when a key is configured, the depfile deps' current digests,
-and each blob's digest. Anything that fails is refused with a warning and
-the job runs instead. Stores are tried in order (local first); a store that
-errs is reported once and left alone for the rest of the build.
+and each blob's digest. Anything that fails is refused and the job runs
+instead: the first refusal of each kind in a store is told as it happens, the
+number of them once, when the build ends. Stores are tried in order (local
+first); a store that errs is reported once and left alone for the rest of the
+build. Whether a shared store may be read or written at all, with or without a
+key, is trust.py's decision, made at its first use.
 
 A record is read as if a stranger wrote it, signed or not: every path it names
 must be a project file path (paths.is_project_path), a blob is asked for only
@@ -25,7 +28,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
+from rlmake.cache import trust
 from rlmake.cache.base import Store, StoreError, new_temporary
+from rlmake.cache.trust import Refusal
 from rlmake.hashing import digest_file, digest_regular_file, is_digest
 from rlmake.paths import is_project_path
 
@@ -53,26 +58,36 @@ class CacheStats:
         self.bytes_restored = self.bytes_stored = 0
 
 
+class StoreUse(NamedTuple):
+    store: Store
+    writable: bool              # this build may store results in it
+    shared: bool = True         # not the project's own .rlmake/cache: trust.py decides
+
+
 class _StoreState:
-    def __init__(self, store: Store, writable: bool):
-        self.store = store
-        self.writable = writable
+    def __init__(self, use: StoreUse):
+        self.store = use.store
+        self.writable = use.writable
         self.broken = False
+        # Decided at the first lookup or write, by one thread while the others wait.
+        self.verdict: trust.Verdict | None = None if use.shared else trust.TRUSTED
+        self.deciding = threading.Lock()
 
 
 class ArtifactCache:
     """Stores in lookup order; `signing_key` signs and checks action records (HMAC-SHA256)."""
 
-    def __init__(self, stores: Sequence[tuple[Store, bool]], project_dir: str,
+    def __init__(self, stores: Sequence[StoreUse], project_dir: str,
                  warn: Callable[[str], None], signing_key: bytes | None = None):
-        """`stores`: (store, writable) pairs."""
         self.project_dir = project_dir
-        self.warn = warn
+        self.warn = _one_at_a_time(warn)      # lookups and uploads warn from threads
         self.signing_key = signing_key
         self.stats = CacheStats()
-        self._states = [_StoreState(store, writable) for store, writable in stores]
+        self._states = [_StoreState(use) for use in stores]
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+        self._refusals = trust.Refusals()
+        self._closed = False
         self._uploads: ThreadPoolExecutor | None = None     # made for the first remote upload
         # Local stores wait for the build to be idle (`store_one`), on the thread that runs
         # it: a writer thread cost more in handing the GIL back and forth than it saved.
@@ -91,7 +106,7 @@ class ArtifactCache:
         """Put the outputs of the job with `key` in place from the first store that has a
         verified entry; None (a miss) otherwise. Safe to call from several threads."""
         for state in self._states:
-            if state.broken:
+            if state.broken or not self._verdict(state).read:
                 continue
             found = self._restore_from(state, key, outputs)
             if found is not None:
@@ -128,17 +143,20 @@ class ArtifactCache:
         except (ValueError, RecursionError):
             record = None
         if not _well_formed(record, key, outputs):
-            self._refuse(f"the action record for {key[:8]} in {store} is malformed")
+            self._refuse(store, Refusal.MALFORMED,
+                         f"the action record for {key[:8]} in {store} is malformed")
             return None
         if self.signing_key is not None:
             expected = _sign(self.signing_key, record)
             if not _same(str(record.get("signature", "")), expected):
-                self._refuse(f"the action record for {key[:8]} in {store} has a wrong or "
+                self._refuse(store, Refusal.SIGNATURE,
+                             f"the action record for {key[:8]} in {store} has a wrong or "
                              "missing signature (check RLMAKE_CACHE_KEY)")
                 return None
         foreign = _foreign_path(record)
         if foreign is not None:
-            self._refuse(f"the action record for {key[:8]} in {store} names "
+            self._refuse(store, Refusal.FOREIGN_PATH,
+                         f"the action record for {key[:8]} in {store} names "
                          f"'{terminal_safe(foreign[:_SHOWN_PATH])}', which is not a "
                          "file path in the project")
             return None
@@ -169,13 +187,15 @@ class ArtifactCache:
                 temporary = new_temporary(os.path.dirname(final) or ".", RESTORE_PREFIX)
                 staged.append((temporary, final))
                 if not store.fetch_blob(output["digest"], temporary):
-                    self._discard(staged, None)
+                    self._discard(staged)
                     return None
                 if digest_file(temporary) != output["digest"]:
                     with self._lock:
                         self._corrupt.add(output["digest"])
-                    self._discard(staged, f"a blob for {output['path']} in {store.name} "
-                                          "does not match its digest")
+                    self._discard(staged)
+                    self._refuse(store.name, Refusal.BAD_BLOB,
+                                 f"a blob for {output['path']} in {store.name} "
+                                 "does not match its digest")
                     return None
                 os.chmod(temporary, output.get("mode", 0o644) & _MODE_BITS)
             size = sum(os.path.getsize(temporary) for temporary, _ in staged)
@@ -183,24 +203,57 @@ class ArtifactCache:
                 os.replace(temporary, final)
             return size
         except BaseException:
-            self._discard(staged, None)
+            self._discard(staged)
             raise
 
-    def _discard(self, staged, problem: str | None) -> None:
+    def _discard(self, staged) -> None:
         for temporary, _ in staged:
             try:
                 os.unlink(temporary)
             except FileNotFoundError:
                 pass
-        if problem:
-            self._refuse(problem)
-        return None
 
-    def _refuse(self, problem: str) -> None:
+    def _refuse(self, store: str, kind: Refusal, problem: str) -> None:
+        """Told the first time for each store and kind; counted for `close` after that."""
         with self._lock:
             self.stats.refused += 1
-        self.warn(f"cache entry refused, running the job instead: {problem}")
-        return None
+            first = self._refusals.add(store, kind)
+        if first:
+            self.warn(f"cache entry refused, running the job instead: {problem}")
+
+    # --- trust ----------------------------------------------------------------------------
+
+    def _verdict(self, state: _StoreState) -> trust.Verdict:
+        """What this build may do with the store: decided at its first use, from its marker
+        when that matters (one read per build), and told once."""
+        verdict = state.verdict
+        if verdict is not None:
+            return verdict
+        with state.deciding:
+            if state.verdict is None:
+                state.verdict = self._decide(state)
+                if state.verdict.warning:
+                    self.warn(state.verdict.warning)
+            return state.verdict
+
+    def _decide(self, state: _StoreState) -> trust.Verdict:
+        keyed = self.signing_key is not None
+        marker = trust.ABSENT
+        try:
+            if trust.needs_marker(keyed, state.writable):
+                marker = trust.read_marker(state.store.get_marker(trust.MARKER_LIMIT + 1))
+        except StoreError as error:
+            self._break(state, error)
+            return trust.Verdict(False, False)
+        verdict = trust.decide(state.store.name, marker, keyed, state.writable)
+        if verdict.mark:            # before any record; again if someone deleted it
+            try:
+                state.store.put_marker(trust.SIGNED_MARKER)
+            except StoreError as error:     # signed records are still safe to read
+                return trust.Verdict(True, False, warning=(
+                    f"cache {state.store.name}: cannot write its marker, so not writing "
+                    f"to it: {error}"))
+        return verdict
 
     def _fill_earlier_stores(self, hit: _StoreState, key: str, record: dict) -> None:
         """A hit in a later store (remote) is copied into earlier writable ones (local)."""
@@ -242,7 +295,7 @@ class ArtifactCache:
         return True
 
     def _store_into(self, state: _StoreState, key: str, record: dict) -> None:
-        if state.broken:
+        if state.broken or not self._verdict(state).write:
             return
         record = dict(record)
         record.setdefault("depfile_deps", {})
@@ -281,13 +334,33 @@ class ArtifactCache:
         self._pending.append(self._uploads.submit(*call))
 
     def close(self) -> None:
-        """Finish queued writes and wait for uploads."""
-        while self.store_one():
-            pass
-        for future in self._pending:
-            future.result()
-        if self._uploads is not None:
-            self._uploads.shutdown(wait=True)
+        """Finish queued writes, wait for uploads, then say how many records each store
+        had refused (once, however the build ended)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            while self.store_one():
+                pass
+            for future in self._pending:
+                future.result()
+            if self._uploads is not None:
+                self._uploads.shutdown(wait=True)
+        finally:
+            with self._lock:
+                summary = self._refusals.summary()
+            for line in summary:
+                self.warn(line)
+
+
+def _one_at_a_time(warn: Callable[[str], None]) -> Callable[[str], None]:
+    """`warn` for several threads: one warning is written whole before the next starts."""
+    lock = threading.Lock()
+
+    def serialised(text: str) -> None:
+        with lock:
+            warn(text)
+    return serialised
 
 
 def _well_formed(record, key: str, outputs) -> bool:

@@ -10,6 +10,9 @@ import os
 from typing import Protocol
 
 
+MARKER_NAME = "rlmake-store.json"     # at the store's root: what trust.py reads and writes
+
+
 class StoreError(Exception):
     """The store could not be reached or answered with an error."""
 
@@ -30,6 +33,12 @@ class Store(Protocol):
 
     def put_blob(self, digest: str, source: str) -> None:
         """Store the file at `source` under `digest` (the caller has hashed it)."""
+
+    def get_marker(self, limit: int) -> bytes | None:
+        """At most `limit` bytes of the store's MARKER_NAME, or None if it has none."""
+
+    def put_marker(self, data: bytes) -> None:
+        """Write MARKER_NAME, unless something is there already."""
 
 
 _TOKEN_BYTES = 8         # a temporary's name is its prefix and this many random bytes in hex

@@ -1,6 +1,7 @@
 """A store in a local directory: `.rlmake/cache` by default, or a shared volume.
 
-Layout: `ac/KEY[:2]/KEY` for action records, `cas/DIGEST[:2]/DIGEST` for blobs.
+Layout: `ac/KEY[:2]/KEY` for action records, `cas/DIGEST[:2]/DIGEST` for blobs,
+`rlmake-store.json` for the marker of a signed store (see trust.py).
 Every write goes to a temporary file that is renamed into place, so readers
 never see half an entry. A hit touches the entry's mtime: `gc` removes the
 least recently used first.
@@ -12,7 +13,7 @@ import errno
 import os
 import stat
 
-from rlmake.cache.base import StoreError, is_temporary, open_temporary
+from rlmake.cache.base import MARKER_NAME, StoreError, is_temporary, open_temporary
 
 TEMPORARY_PREFIX = ".tmp-"
 
@@ -66,6 +67,44 @@ class LocalStore:
             self._write(self._path("cas", digest), lambda fd: _copy_fd(origin, fd))
         finally:
             os.close(origin)
+
+    def get_marker(self, limit: int) -> bytes | None:
+        path = os.path.join(self.root, MARKER_NAME)
+        try:
+            fd = _open_regular(path)        # a FIFO or a directory there is an error
+            try:
+                return _read_all(fd, limit)
+            finally:
+                os.close(fd)
+        except FileNotFoundError:
+            if os.path.lexists(path):       # a dangling link is not "no marker"
+                raise StoreError(f"cannot read {path}: a dangling symbolic link") from None
+            return None
+        except OSError as error:
+            raise StoreError(f"cannot read {path}: {error.strerror}") from None
+
+    def put_marker(self, data: bytes) -> None:
+        """Linked into place rather than renamed: whatever appeared there since the marker
+        was found missing is left as it is."""
+        path = os.path.join(self.root, MARKER_NAME)
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            temporary, fd = open_temporary(self.root, TEMPORARY_PREFIX)
+            try:
+                try:
+                    _write_all(fd, data)
+                finally:
+                    os.close(fd)
+                _link_new(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                try:
+                    os.unlink(temporary)
+                except FileNotFoundError:    # renamed into place
+                    pass
+        except OSError as error:
+            raise StoreError(f"cannot write {path}: {error.strerror}") from None
 
     def _write(self, path: str, write) -> None:
         """Call `write(fd)` on a new temporary file, then rename it to `path`."""
@@ -189,11 +228,29 @@ def _open_regular(path: str) -> int:
     return fd
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, limit: int | None = None) -> bytes:
     chunks = []
-    while chunk := os.read(fd, 1 << 20):
+    left = limit
+    while chunk := os.read(fd, 1 << 20 if left is None else min(left, 1 << 20)):
         chunks.append(chunk)
+        if left is not None:
+            left -= len(chunk)
+            if left == 0:
+                break
     return b"".join(chunks)
+
+
+def _link_new(source: str, path: str) -> None:
+    """Give `source` the name `path` only if nothing has it (FileExistsError otherwise);
+    where the filesystem has no hard links, a rename after a look is the best there is."""
+    try:
+        os.link(source, path)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", path) from None
+        os.replace(source, path)
 
 
 def _copy_fd(origin: int, target: int) -> None:

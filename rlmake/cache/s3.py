@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from rlmake.cache.base import StoreError
+from rlmake.cache.base import MARKER_NAME, StoreError
 
 CONNECT_TIMEOUT_SECONDS = 3
 READ_TIMEOUT_SECONDS = 30
@@ -32,6 +32,7 @@ class S3Store:
         self.name = url
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
+        self._marker = "/".join(part for part in (self.prefix, MARKER_NAME) if part)
         config = botocore.config.Config(connect_timeout=CONNECT_TIMEOUT_SECONDS,
                                         read_timeout=READ_TIMEOUT_SECONDS,
                                         retries={"max_attempts": 2, "mode": "standard"})
@@ -91,6 +92,28 @@ class S3Store:
             self._client.upload_file(source, self.bucket, self._key("cas", digest))
         except self._errors as error:
             raise StoreError(f"{self.name}: {error}") from None
+
+    def get_marker(self, limit: int) -> bytes | None:
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._marker)
+            body = answer["Body"]
+            try:
+                return body.read(limit)         # a huge marker is not downloaded whole
+            finally:
+                body.close()
+        except self._errors as error:
+            if self._missing(error):
+                return None
+            raise StoreError(f"{self.name}: cannot read {MARKER_NAME}: {error}") from None
+
+    def put_marker(self, data: bytes) -> None:
+        """A plain PUT: the marker was found missing, and every rlmake writes the same bytes
+        (a conditional PUT is not implemented by every S3-compatible service)."""
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._marker,
+                                    Body=data)
+        except self._errors as error:
+            raise StoreError(f"{self.name}: cannot write {MARKER_NAME}: {error}") from None
 
     # --- housekeeping (rlmake.cache.housekeeping) ------------------------------------------
 

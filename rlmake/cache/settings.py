@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING, Callable
 
-from rlmake.cache.base import Store, StoreError
+from rlmake.cache.base import StoreError
 from rlmake.config import Config
 from rlmake.errors import UsageError
 
@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from rlmake.cache.s3 import S3Store
 
 LOCAL_STORE = "local cache"
+KNOWN_SCHEMES = ("s3://", "file://")
+# What reads as a URL scheme (RFC 3986, leniently): `s3:/b`, `gs://b`, `file:x`, `a:b`.
+_SCHEME_LIKE = re.compile(r"[A-Za-z0-9+.-]+:")
+_ACCEPTED = "use s3://bucket/prefix, file:///path or a directory"
 
 
 def _flag(value: str | None) -> bool | None:
@@ -39,11 +43,12 @@ class CacheSettings:
                 local: bool | None = None) -> "CacheSettings":
         env = os.environ
         key = env.get("RLMAKE_CACHE_KEY")
-        typed = url or env.get("RLMAKE_CACHE")         # a path here means what the shell means
+        typed = (checked_url(url, "--cache") if url
+                 else checked_url(env.get("RLMAKE_CACHE"), "RLMAKE_CACHE"))
         if typed and "://" not in typed:
-            typed = os.path.abspath(typed)
+            typed = os.path.abspath(typed)              # a path here means what the shell means
         return cls(
-            url=typed or config.get("cache", "url"),      # rlmake.toml: relative to the project
+            url=typed or checked_url(config.get("cache", "url"), "[cache] url in rlmake.toml"),
             write=next(v for v in (write, _flag(env.get("RLMAKE_CACHE_WRITE")),
                                    config.get("cache", "write"), False) if v is not None),
             endpoint_url=env.get("RLMAKE_CACHE_ENDPOINT") or config.get("cache", "endpoint_url"),
@@ -53,14 +58,16 @@ class CacheSettings:
     def open(self, state_dir: str, project_dir: str,
              warn: Callable[[str], None]) -> "ArtifactCache | None":
         """The cache for one build; None when no store is enabled."""
-        from rlmake.cache.artifacts import ArtifactCache
+        from rlmake.cache.artifacts import ArtifactCache, StoreUse
         from rlmake.cache.local import LocalStore
 
-        stores: list[tuple[Store, bool]] = []
+        stores: list[StoreUse] = []
         if self.local:
-            stores.append((LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE), True))
+            own = LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE)
+            stores.append(StoreUse(own, writable=True, shared=False))
         if self.url:
-            stores.append((_shared_store(self.url, self.endpoint_url, project_dir), self.write))
+            shared = _shared_store(self.url, self.endpoint_url, project_dir)
+            stores.append(StoreUse(shared, writable=self.write))
         if not stores:
             return None
         return ArtifactCache(stores, project_dir, warn, self.signing_key)
@@ -68,6 +75,26 @@ class CacheSettings:
     def shared_store(self, project_dir: str) -> "Tended | None":
         """The shared store `url` names, for `cache stats` and `cache gc`; None if none."""
         return _shared_store(self.url, self.endpoint_url, project_dir) if self.url else None
+
+
+def checked_url(url, origin: str) -> str | None:
+    """`url` if it is an s3:// or file:// URL or a directory; anything else that starts
+    like a URL (`s3:/bucket`, `gs://bucket`) is a usage error, before a directory of that
+    name could be made."""
+    if url is None or url == "":
+        return None
+    if not isinstance(url, str):
+        raise UsageError(f"{origin}: the cache URL must be a string, not {url!r}")
+    if url.startswith("s3://") and not url.removeprefix("s3://").split("/", 1)[0]:
+        raise UsageError(f"{origin}: cache URL '{url}' names no bucket: {_ACCEPTED}")
+    if url.startswith("file://") and not url.removeprefix("file://").strip("/"):
+        raise UsageError(f"{origin}: cache URL '{url}' names no directory: {_ACCEPTED}")
+    if url.startswith(KNOWN_SCHEMES):
+        return url
+    if _SCHEME_LIKE.match(url):
+        raise UsageError(f"{origin}: '{url}' is not a cache URL rlmake knows: {_ACCEPTED} "
+                         "(write ./NAME for a directory whose name has a colon)")
+    return url
 
 
 def _shared_store(url: str, endpoint_url: str | None, project_dir: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from typing import TextIO
@@ -37,6 +38,7 @@ class ConsoleReporter:
         self.total = 0
         self.finished = 0
         self._line_shown = False
+        self._warning_lock = threading.Lock()     # cache lookups warn from their threads
 
     # --- events ---------------------------------------------------------------------
 
@@ -79,8 +81,10 @@ class ConsoleReporter:
             self._failure(outcome)
 
     def warning(self, text: str) -> None:
-        self._clear_status()
-        print(f"rlmake: warning: {text}", file=self.err, flush=True)
+        with self._warning_lock:        # one write per line: two warnings never share one
+            self._clear_status()
+            self.err.write(f"rlmake: warning: {text}\n")
+            self.err.flush()
 
     def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
         self._clear_status()
