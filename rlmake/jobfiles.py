@@ -45,12 +45,21 @@ def watch(project_dir: str, outputs: tuple[str, ...], inputs: dict[str, str],
 
 
 def _file_clock_ns() -> int:
-    """Now, on the precise clock: no file written before this moment has a later ctime,
-    whether the kernel stamped it from its coarse clock (which lags this one by up to a
-    tick) or, as Linux does since 6.13 for a file whose stat was read, from the precise
-    one. Taking the coarse clock here made a header written an instant before the job
-    started look written while it ran."""
+    """Now, on the precise clock. A file written after this moment may still get an
+    earlier ctime, by up to one tick of the coarse clock kernels stamp most writes with:
+    see written_while_running."""
     return time.time_ns()
+
+
+def _coarse_tick_ns() -> int:
+    try:
+        return max(1, int(time.clock_getres(_CLOCK_REALTIME_COARSE) * 1e9))
+    except OSError:
+        return 10_000_000           # no coarse clock: allow a 10 ms tick
+
+
+_CLOCK_REALTIME_COARSE = 5      # Linux; the time module does not name it
+_TICK_NS = _coarse_tick_ns()
 
 
 def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str], str | None],
@@ -89,12 +98,18 @@ def changed_input(project_dir: str, started: Watch,
     return None
 
 
-def written_while_running(project_dir: str, started: Watch,
-                          listed: Iterable[str]) -> str | None:
+def written_while_running(project_dir: str, started: Watch, listed: Iterable[str],
+                          settled_before: Callable[[str], bool]) -> str | None:
     """The first file a depfile listed that was written after the job started, as a
     sentence, or None. For files the job was not keyed on (a depfile's first listing):
     they were never hashed before, so only their ctime, which no one can set back, can
-    say the command may have read other bytes than those recorded now."""
+    say the command may have read other bytes than those recorded now.
+
+    A ctime after the start is a write after it. One within a coarse tick before it is
+    either: a kernel stamps most writes from its coarse clock, which lags, and Linux
+    stamps some precisely. Such a file is taken as written before only when
+    `settled_before(path)` vouches for it: a job of this build that finished before this
+    one started wrote it, and its stat has not changed since (a generated header)."""
     for path in listed:
         if path in started.inputs or path in started.outputs:
             continue                # checked by content, or the job's own
@@ -102,7 +117,8 @@ def written_while_running(project_dir: str, started: Watch,
             changed = os.stat(os.path.join(project_dir, path)).st_ctime_ns
         except OSError:
             continue
-        if changed > started.since_ns:
+        if changed > started.since_ns or (changed > started.since_ns - _TICK_NS
+                                          and not settled_before(path)):
             return (f"'{path}', which its depfile lists, changed while the command ran, so "
                     "its outputs may mix old and new content; they were removed and the job "
                     "will run again (if the command writes that file itself, name it in the "

@@ -49,6 +49,7 @@ class _Running(NamedTuple):
     dep_digests: DepDigests
     started: jobfiles.Watch
     began: float                # clock time when it was handed to the executor
+    succeeded_before: int       # how many jobs of this build had succeeded when it started
 
 
 class Scheduler:
@@ -79,6 +80,9 @@ class Scheduler:
         self._running: dict[str, _Running] = {}
         self._queue: ReadyQueue[_Ready] = ReadyQueue(dict, {}, plan.pools)
         self._stopping = False
+        # each output a job of this build made: (how many had succeeded before, its stat then)
+        self._made: dict[str, tuple[int, jobfiles.Signature | None]] = {}
+        self._successes = 0
         self._dirs_seen: set[str] = set()      # output directories looked at (jobfiles.missing_dirs)
         self.unreadable: list[UnreadableFile] = []     # files that failed a job before it ran
         self._identical: set[str] = set()   # outputs rebuilt to the bytes they had before
@@ -253,7 +257,7 @@ class Scheduler:
         started = jobfiles.watch(self.project_dir, job.outputs, inputs,
                                  self.scan.hasher.hashed_as)
         self._running[job.target] = _Running(job, decision, dep_digests, started,
-                                             self.clock.time())
+                                             self.clock.time(), self._successes)
         self.reporter.job_started(job, decision)
         self.executor.start(task)
 
@@ -287,8 +291,9 @@ class Scheduler:
         elif problem is None and job.depfile:
             depfile_deps, problem = self._read_depfile(job.depfile)
             if problem is None:
-                problem = jobfiles.written_while_running(self.project_dir, running.started,
-                                                         depfile_deps)
+                problem = jobfiles.written_while_running(
+                    self.project_dir, running.started, depfile_deps,
+                    lambda path: self._made_before(running, path))
         if problem is None:
             problem = jobfiles.changed_input(self.project_dir, running.started, self._reread)
         return problem, depfile_deps
@@ -324,9 +329,20 @@ class Scheduler:
                             f"{error.problem}")
         return deps, None
 
+    def _made_before(self, running: _Running, path: str) -> bool:
+        """Whether a job that succeeded before `running` started wrote `path`, and no one
+        has touched it since."""
+        made = self._made.get(path)
+        return made is not None and made[0] < running.succeeded_before \
+            and jobfiles.signature(os.path.join(self.project_dir, path)) == made[1]
+
     def _succeed(self, running: _Running, completion: Completion,
                  depfile_deps: dict[str, str | None]) -> None:
         job = running.job
+        for path in job.outputs:
+            self._made[path] = (self._successes,
+                                jobfiles.signature(os.path.join(self.project_dir, path)))
+        self._successes += 1
         self.scan.depfile_deps[job.target] = tuple(depfile_deps)
         writes = tuple((path, self.scan.digest(path)) for path in job.outputs)
         status = Status.RESTORED if completion.restored_from else Status.DONE
