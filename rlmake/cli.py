@@ -168,11 +168,14 @@ def main(ctx, directory, file):
               help="Write a JSON report of the build (every job, status, reason, duration).")
 @click.option("--junit", "junit_path", default=None, metavar="FILE",
               help="Write a JUnit XML file, one testcase per job, for CI test views.")
+@click.option("--trace", "trace_path", default=None, metavar="FILE",
+              help="Write a Chrome trace of the build (jobs on their parallel slots, "
+                   "rlmake's phases) for ui.perfetto.dev or chrome://tracing.")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
                 shell_complete=complete_targets)
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
           cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
-          report_path, junit_path, arguments):
+          report_path, junit_path, trace_path, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars."""
@@ -192,12 +195,13 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
         scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait,
         argv=("rlmake", *sys.argv[1:]))
     reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
-    if report_path or junit_path:
-        reporter = _with_report_files(reporter, report_path, junit_path)
+    if report_path or junit_path or trace_path:
+        reporter = _with_report_files(reporter, report_path, junit_path, trace_path)
     project.build(targets, config, reporter)
 
 
-def _with_report_files(console, report_path: str | None, junit_path: str | None):
+def _with_report_files(console, report_path: str | None, junit_path: str | None,
+                       trace_path: str | None = None):
     from rlmake.reporters.fanout import FanOut
 
     reporters = [console]
@@ -209,6 +213,10 @@ def _with_report_files(console, report_path: str | None, junit_path: str | None)
         from rlmake.reporters.junit import JUnitReport
 
         reporters.append(JUnitReport(junit_path))
+    if trace_path:
+        from rlmake.reporters.trace import TraceReport
+
+        reporters.append(TraceReport(trace_path))
     return FanOut(*reporters)
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from typing import TextIO
 
 from rlmake.model import Decision, Job, Outcome, ReasonKind, Status
+from rlmake.reporters.base import Phase
 
 _TAIL_LINES = 20
 _COLUMNS = ("PENDING", "RUNNING", "FAILED", "CACHED", "RESTORED", "DONE", "TOTAL")
@@ -39,6 +40,9 @@ class ConsoleReporter:
         self._line_shown = False
 
     # --- events ---------------------------------------------------------------------
+
+    def phase_started(self, phase: Phase) -> None:
+        pass
 
     def build_started(self, total: int) -> None:
         self.total = total
