@@ -359,6 +359,40 @@ def log(directory, file, list_files, as_json, limit, what):
 
 @main.command()
 @project_options
+@click.option("-o", "--output", default="rlmake-report.html", show_default=True, metavar="FILE",
+              help="Where to write the page (relative to the current directory).")
+@click.argument("exec_id", required=False, metavar="[EXEC_ID]")
+def report(directory, file, output, exec_id):
+    """Write one self-contained HTML page about a recorded build (default: the last; EXEC_ID
+    any unique prefix, as `log` takes it): a timeline of its jobs on their parallel slots,
+    the critical path, the slowest jobs and rules, cache hit rates, and each job's command,
+    reasons and output on click."""
+    from rlmake.report.page import render
+    from rlmake.report.timeline import report_data
+    from rlmake.reporters.reportfile import write_atomically
+
+    project = open_project(directory, file)
+    with project.records() as state:
+        execution = recorded_execution(state, exec_id or "-")
+        data = report_data(execution, state.runs_of(execution.id),
+                           state.cache_use_of(execution.id))
+    path = os.path.abspath(output)
+    write_atomically(path, render(data))
+    click.echo(f"wrote the report of build {execution.id} to {path}")
+
+
+def recorded_execution(state, what: str):
+    """The recorded build `what` names: `-` for the last, else a unique prefix of its id."""
+    matches = state.executions(1) if what == "-" else state.executions_starting(what)
+    if len(matches) != 1:
+        raise UsageError("no build has been recorded" if what == "-" else (
+            f"no execution '{what}'" if not matches
+            else f"'{what}' matches {len(matches)} executions; give more of the id"))
+    return matches[0]
+
+
+@main.command()
+@project_options
 @click.option("--dry-run", "-n", "dry_run", is_flag=True, help="Say what would be removed.")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
                 shell_complete=complete_targets)
