@@ -24,4 +24,4 @@ def embedded_json(data: Any) -> str:
     """JSON that can sit inside a <script> element: every `<` is written as \\u003c, so no
     text in it (an output tail saying `</script>` or `<!--`) can end the element early.
     JSON.parse reads it back unchanged."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
