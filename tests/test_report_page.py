@@ -88,3 +88,16 @@ def test_report_without_a_recorded_build_says_so(tmp_path):
     result = proj.cli("report", expect=2)
     assert "no build has been recorded" in result.stderr
     assert not proj.exists("rlmake-report.html")
+
+
+@needs_browser
+def test_report_of_a_build_that_ran_nothing_opens_without_error(tmp_path):
+    proj = Project(tmp_path / "proj")
+    proj.rules("rules:\n  x: {command: 'echo x > x'}\n")
+    proj.build()
+    proj.build()                                # up to date: the last build ran nothing
+    proj.cli("report")
+    dom = dump_dom(BROWSER, proj.root / "rlmake-report.html")
+    state = selftest(dom)
+    assert state["errors"] == [] and state["jobs"] == 0 and state["marks"] == 0
+    assert "No job ran." in panel_text(dom, "critical-summary")
