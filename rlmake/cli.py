@@ -168,11 +168,14 @@ def main(ctx, directory, file):
               help="Write a JSON report of the build (every job, status, reason, duration).")
 @click.option("--junit", "junit_path", default=None, metavar="FILE",
               help="Write a JUnit XML file, one testcase per job, for CI test views.")
+@click.option("--trace", "trace_path", default=None, metavar="FILE",
+              help="Write a Chrome trace of the build (jobs on their parallel slots, "
+                   "rlmake's phases) for ui.perfetto.dev or chrome://tracing.")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
                 shell_complete=complete_targets)
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
           cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
-          report_path, junit_path, arguments):
+          report_path, junit_path, trace_path, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars.
@@ -194,12 +197,13 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
         scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
         argv=("rlmake", *sys.argv[1:]))
     reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
-    if report_path or junit_path:
-        reporter = _with_report_files(reporter, report_path, junit_path)
+    if report_path or junit_path or trace_path:
+        reporter = _with_report_files(reporter, report_path, junit_path, trace_path)
     project.build(targets, config, reporter)
 
 
-def _with_report_files(console, report_path: str | None, junit_path: str | None):
+def _with_report_files(console, report_path: str | None, junit_path: str | None,
+                       trace_path: str | None = None):
     from rlmake.reporters.fanout import FanOut
 
     reporters = [console]
@@ -211,6 +215,10 @@ def _with_report_files(console, report_path: str | None, junit_path: str | None)
         from rlmake.reporters.junit import JUnitReport
 
         reporters.append(JUnitReport(junit_path))
+    if trace_path:
+        from rlmake.reporters.trace import TraceReport
+
+        reporters.append(TraceReport(trace_path))
     return FanOut(*reporters)
 
 
@@ -360,6 +368,40 @@ def log(directory, file, list_files, as_json, limit, depth, what):
             return
     origin = project.provenance(path, depth)
     emit(origin.to_json(), history.provenance_lines(origin, fold=depth is None))
+
+
+@main.command()
+@project_options
+@click.option("-o", "--output", default="rlmake-report.html", show_default=True, metavar="FILE",
+              help="Where to write the page (relative to the current directory).")
+@click.argument("exec_id", required=False, metavar="[EXEC_ID]")
+def report(directory, file, output, exec_id):
+    """Write one self-contained HTML page about a recorded build (default: the last; EXEC_ID
+    any unique prefix, as `log` takes it): a timeline of its jobs on their parallel slots,
+    the critical path, the slowest jobs and rules, cache hit rates, and each job's command,
+    reasons and output on click."""
+    from rlmake.report.page import render
+    from rlmake.report.timeline import report_data
+    from rlmake.reporters.reportfile import write_atomically
+
+    project = open_project(directory, file)
+    with project.records() as state:
+        execution = recorded_execution(state, exec_id or "-")
+        data = report_data(execution, state.runs_of(execution.id),
+                           state.cache_use_of(execution.id))
+    path = os.path.abspath(output)
+    write_atomically(path, render(data))
+    click.echo(f"wrote the report of build {execution.id} to {path}")
+
+
+def recorded_execution(state, what: str):
+    """The recorded build `what` names: `-` for the last, else a unique prefix of its id."""
+    matches = state.executions(1) if what == "-" else state.executions_starting(what)
+    if len(matches) != 1:
+        raise UsageError("no build has been recorded" if what == "-" else (
+            f"no execution '{what}'" if not matches
+            else f"'{what}' matches {len(matches)} executions; give more of the id"))
+    return matches[0]
 
 
 @main.command()

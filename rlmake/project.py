@@ -28,7 +28,7 @@ from rlmake.lock import ProjectLock
 from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, Rulesfile,
                           Status)
 from rlmake.paths import normalise
-from rlmake.reporters.base import Reporter, SilentReporter
+from rlmake.reporters.base import Phase, Reporter, SilentReporter
 from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
 from rlmake.uptodate import Freshness, Snapshot, capture, freshness, renew
 
@@ -108,6 +108,7 @@ class Project:
 
         `executor`: where commands run (default: as `config` says); `clock`: the time
         the engine sees. Tests pass both to run builds in-process."""
+        reporter.phase_started(Phase.PLAN)
         plan = self.plan(targets, store=not config.options.dry_run)   # Rulesfile errors first
         mode = config.hash_mode_for(plan.hash_setting)
         clock = clock or SystemClock()
@@ -131,10 +132,12 @@ class Project:
              state: StateDB, executor: Executor | None, clock: Clock) -> list[Outcome]:
         started = clock.time()
         execution = os.urandom(4).hex()
+        reporter.phase_started(Phase.DECIDE)
         fresh = self._freshness(plan, state, mode, config.options)
         if fresh.dirty == []:
             if fresh.verified:
                 state.retime_uptodate(plan.key, mode, fresh.verified)
+            reporter.phase_started(Phase.RECORD)
             state.record_noop(execution, started, list(config.argv), plan.count_with_commands())
             outcomes = _all_up_to_date(plan, reporter) if reporter.wants_every_job else []
             reporter.build_finished(outcomes, clock.time() - started)
@@ -151,10 +154,12 @@ class Project:
         scheduler = Scheduler(plan, scan, reporter, options, clock, executor=runner,
                               recorder=recorder, dirty=fresh.dirty, cache=cache)
         status = ExecutionStatus.INTERRUPTED
+        reporter.phase_started(Phase.RUN)
         try:
             outcomes = scheduler.run()
             failed = any(o.status is Status.FAILED for o in outcomes)
             status = ExecutionStatus.FAILED if failed else ExecutionStatus.SUCCEEDED
+            reporter.phase_started(Phase.RECORD)
         except KeyboardInterrupt:
             outcomes = scheduler.outcomes_in_order()
             reporter.build_finished(outcomes, clock.time() - started)

@@ -301,6 +301,12 @@ class StateReader:
             "ORDER BY started DESC", (len(prefix), prefix))
         return [_execution(row) for row in rows]
 
+    def cache_use_of(self, execution: str) -> CacheUse:
+        """How the build `execution` used the artifact cache (all zero if it did not)."""
+        row = self.conn.execute("SELECT restored, cache_misses, bytes_restored, bytes_stored "
+                                "FROM executions WHERE id = ?", (execution,)).fetchone()
+        return CacheUse(*row) if row else CacheUse()
+
     def runs_of(self, execution: str) -> list[RunRecord]:
         rows = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE execution = ? "
                                  "ORDER BY runs.id", (execution,))

@@ -24,6 +24,9 @@ class Recording:
         self.warnings: list[str] = []
         self.outcomes: list[Outcome] = []
 
+    def phase_started(self, phase) -> None:
+        pass
+
     def build_started(self, total: int) -> None:
         pass
 

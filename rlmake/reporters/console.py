@@ -17,6 +17,7 @@ from collections import Counter
 from typing import TextIO
 
 from rlmake.model import Decision, Job, Outcome, ReasonKind, Status
+from rlmake.reporters.base import Phase
 
 _TAIL_LINES = 20
 _COLUMNS = ("PENDING", "RUNNING", "FAILED", "CACHED", "RESTORED", "DONE", "TOTAL")
@@ -41,6 +42,9 @@ class ConsoleReporter:
         self._warning_lock = threading.Lock()     # cache lookups warn from their threads
 
     # --- events ---------------------------------------------------------------------
+
+    def phase_started(self, phase: Phase) -> None:
+        pass
 
     def build_started(self, total: int) -> None:
         self.total = total

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlmake.model import Decision, Job, Outcome
-from rlmake.reporters.base import Reporter
+from rlmake.reporters.base import Phase, Reporter
 
 
 class FanOut:
@@ -21,6 +21,9 @@ class FanOut:
     @property
     def wants_every_job(self) -> bool:
         return any(reporter.wants_every_job for reporter in self.reporters)
+
+    def phase_started(self, phase: Phase) -> None:
+        self._forward("phase_started", phase)
 
     def build_started(self, total: int) -> None:
         self._forward("build_started", total)
