@@ -19,6 +19,15 @@ from rlmake.errors import INTERRUPT_SIGNALS, Interrupted, RlmakeError, UsageErro
 class _Group(click.Group):
     """Where errors and signals become exit statuses, for every command."""
 
+    def make_context(self, *args, **kwargs):
+        """Ctrl-C while click reads the command line: click would say 'Aborted!' and exit
+        1; it is an interrupt like any other."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("rlmake: interrupted", err=True)
+            raise SystemExit(Interrupted.exit_code) from None
+
     def invoke(self, ctx: click.Context):
         previous = _signals_as_ctrl_c()
         try:

@@ -63,7 +63,8 @@ def build(root: Path, shared: Path | None = None, write: bool = False,
                                   cache_write=write, local_cache=local)
     reporter = Recording()
     project.build([], config, reporter, executor=executor, clock=clock)
-    assert reporter.warnings == []
+    # a keyless build warns once that a shared store's records go unchecked: that is all
+    assert [text for text in reporter.warnings if "RLMAKE_CACHE_KEY is not set" not in text] == []
     for name, text in outputs.items():
         assert (root / name).read_text() == text, name
     return sorted(executor.ran)

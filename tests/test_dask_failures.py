@@ -55,7 +55,7 @@ def test_a_bad_address_is_a_usage_error_through_the_real_cli(tmp_path, address):
 
 @pytest.mark.parametrize("toml, said", [
     ('scheduler = ""', "bad Dask scheduler address ''"),
-    ("scheduler = 8786", "bad Dask scheduler address '8786'"),
+    ("scheduler = 8786", "[build] scheduler must be a string in quotes, not 8786"),
     ('scheduler = "http://127.0.0.1:8787"', "is not a protocol Dask schedulers listen on"),
     ('file_mode = "nfs"', "unknown file mode 'nfs'"),
 ])

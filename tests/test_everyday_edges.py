@@ -292,3 +292,21 @@ def test_a_dep_in_the_state_directory_is_refused(tmp_path):
     result = run_cli(["build", "-n"], cwd=project)
     assert result.exit_code == 2, result.describe()
     assert "Rulesfile.yaml:3: rule 'list.txt': dep '.rlmake/lock' is in .rlmake/" in result.stderr
+
+
+# --- Ctrl-C while the command line is read ------------------------------------------------------
+
+def test_ctrl_c_while_click_reads_the_command_line_is_an_interrupt(monkeypatch, capsys):
+    """Not click's 'Aborted!' and exit 1: a signal that lands before the command runs (a
+    busy machine, a slow start) must end rlmake as any interrupt does."""
+    import click
+
+    from rlmake.cli import main
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(click.Group, "make_context", interrupted)
+    with pytest.raises(SystemExit) as ended:
+        main(["build"], prog_name="rlmake")
+    assert ended.value.code == 130
+    assert capsys.readouterr().err == "rlmake: interrupted\n"
