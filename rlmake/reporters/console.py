@@ -51,8 +51,9 @@ class ConsoleReporter:
 
     def job_started(self, job: Job, decision: Decision) -> None:
         if self.verbose:                    # as ninja -v: the command itself, as it starts
+            shown = job.commands if job.label() != "; ".join(job.commands) else ()
             self._line("\n".join([_verbose_line(job, decision),
-                                  *(f"  {command}" for command in job.commands)]))
+                                  *(f"  {command}" for command in shown)]))
         if self.status_line:
             self._status(f"[{self.finished}/{self.total}] {job.label()}")
 
