@@ -356,7 +356,7 @@ def log(directory, file, list_files, as_json, limit, depth, what):
             kept = state.kept_in(matches[0].id)
             emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs],
                   "kept": history.kept_json(kept)},
-                 history.execution_detail(matches[0], runs, kept))
+                 history.execution_detail(matches[0], runs, kept, records=state))
             return
     origin = project.provenance(path, depth)
     emit(origin.to_json(), history.provenance_lines(origin, fold=depth is None))
