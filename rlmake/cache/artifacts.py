@@ -405,7 +405,8 @@ def _well_formed_stored_by(record: dict) -> bool:
     return (isinstance(stored_by, dict) and set(stored_by) == {"execution", "host", "version"}
             and all(isinstance(value, str) and len(value) <= _STORED_BY_LIMIT
                     for value in stored_by.values())
-            and type(created) in (int, float) and math.isfinite(created))
+            and isinstance(created, (int, float)) and not isinstance(created, bool)
+            and math.isfinite(created))
 
 
 def _stored_by(record: dict) -> StoredBy | None:
