@@ -168,11 +168,14 @@ def main(ctx, directory, file):
               help="Write a JSON report of the build (every job, status, reason, duration).")
 @click.option("--junit", "junit_path", default=None, metavar="FILE",
               help="Write a JUnit XML file, one testcase per job, for CI test views.")
+@click.option("--watch", "watch", is_flag=True,
+              help="After the build, build again whenever a source, the Rulesfile or "
+                   "rlmake.toml changes, until Ctrl-C (needs rlmake[watch]).")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
                 shell_complete=complete_targets)
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
           cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
-          report_path, junit_path, arguments):
+          report_path, junit_path, watch, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars.
@@ -186,17 +189,27 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     from rlmake.model import BuildOptions
 
     targets, overrides = split_arguments(arguments)
-    project = open_project(directory, file, overrides)
     options = BuildOptions(jobs=jobs, keep_going=keep_going, force=force, dry_run=dry_run)
-    config = project.build_config(
-        options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
-        local_cache=False if no_local_cache else None, executor=executor_kind,
-        scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
-        argv=("rlmake", *sys.argv[1:]))
-    reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
-    if report_path or junit_path:
-        reporter = _with_report_files(reporter, report_path, junit_path)
-    project.build(targets, config, reporter)
+
+    def build_in(project):
+        config = project.build_config(
+            options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
+            local_cache=False if no_local_cache else None, executor=executor_kind,
+            scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
+            argv=("rlmake", *sys.argv[1:]))
+        reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
+        if report_path or junit_path:
+            reporter = _with_report_files(reporter, report_path, junit_path)
+        project.build(targets, config, reporter)
+
+    if not watch:
+        return build_in(open_project(directory, file, overrides))
+    if dry_run:
+        raise UsageError("--watch builds; it cannot be combined with -n")
+    from rlmake.watch import watch as watch_and_build
+
+    watch_and_build(lambda: open_project(directory, file, overrides), build_in, targets,
+                    click.echo)
 
 
 def _with_report_files(console, report_path: str | None, junit_path: str | None):
