@@ -21,6 +21,7 @@ from rlmake.project import Project
 
 _DEBOUNCE_MS = 1600     # the longest a burst of changes is gathered into one
 _STEP_MS = 50           # a burst ends when nothing changed for this long
+_WAKE_MS = 200          # how often a quiet watcher wakes (it yields no change then)
 _SHOWN_NAMES = 3        # changed files named in the "changed, building" line
 
 
@@ -35,6 +36,7 @@ def watch(open_project: Callable[[], Project], build: Callable[[Project], object
     project: Project | None = first
     changes = _changes(watchfiles, directory)
     try:
+        next(changes)   # the watcher starts on the first call: before the first build reads
         while True:
             watched = watched_files(project, targets, say) if project else None
             before = _stats(watched or ())
@@ -128,10 +130,12 @@ def _changed(watched: set[str] | None, before: dict[str, tuple[int, ...] | None]
 
 
 def _changes(watchfiles, directory: str) -> Generator[set[str], None, None]:
-    """The paths changed under `directory`, a burst at a time. One watcher for the whole
+    """The paths changed under `directory`, a burst at a time (none every _WAKE_MS, so
+    that the first call returns once the watcher runs). One watcher for the whole
     watch: what changes while a build runs is kept for the next call."""
     for batch in watchfiles.watch(directory, debounce=_DEBOUNCE_MS, step=_STEP_MS,
-                                  watch_filter=None, raise_interrupt=True):
+                                  watch_filter=None, raise_interrupt=True,
+                                  rust_timeout=_WAKE_MS, yield_on_timeout=True):
         yield {os.path.abspath(path) for _, path in batch}
 
 
