@@ -180,11 +180,14 @@ def main(ctx, directory, file):
 @click.option("--trace", "trace_path", default=None, metavar="FILE",
               help="Write a Chrome trace of the build (jobs on their parallel slots, "
                    "rlmake's phases) for ui.perfetto.dev or chrome://tracing.")
+@click.option("--watch", "watch", is_flag=True,
+              help="After the build, build again whenever a source, the Rulesfile or "
+                   "rlmake.toml changes, until Ctrl-C (needs rlmake[watch]).")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
                 shell_complete=complete_targets)
 def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
           cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
-          report_path, junit_path, trace_path, arguments):
+          report_path, junit_path, trace_path, watch, arguments):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars.
@@ -198,17 +201,27 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     from rlmake.model import BuildOptions
 
     targets, overrides = split_arguments(arguments)
-    project = open_project(directory, file, overrides)
     options = BuildOptions(jobs=jobs, keep_going=keep_going, force=force, dry_run=dry_run)
-    config = project.build_config(
-        options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
-        local_cache=False if no_local_cache else None, executor=executor_kind,
-        scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
-        argv=("rlmake", *sys.argv[1:]))
-    reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
-    if report_path or junit_path or trace_path:
-        reporter = _with_report_files(reporter, report_path, junit_path, trace_path)
-    project.build(targets, config, reporter)
+
+    def build_in(project):
+        config = project.build_config(
+            options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
+            local_cache=False if no_local_cache else None, executor=executor_kind,
+            scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
+            argv=("rlmake", *sys.argv[1:]))
+        reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
+        if report_path or junit_path or trace_path:
+            reporter = _with_report_files(reporter, report_path, junit_path, trace_path)
+        project.build(targets, config, reporter)
+
+    if not watch:
+        return build_in(open_project(directory, file, overrides))
+    if dry_run:
+        raise UsageError("--watch builds; it cannot be combined with -n")
+    from rlmake.watch import watch as watch_and_build
+
+    watch_and_build(lambda: open_project(directory, file, overrides), build_in, targets,
+                    click.echo)
 
 
 def _with_report_files(console, report_path: str | None, junit_path: str | None,
@@ -373,7 +386,7 @@ def log(directory, file, list_files, as_json, limit, depth, what):
             kept = state.kept_in(matches[0].id)
             emit({**history.execution_json(matches[0]), "runs": [history.run_json(r) for r in runs],
                   "kept": history.kept_json(kept)},
-                 history.execution_detail(matches[0], runs, kept))
+                 history.execution_detail(matches[0], runs, kept, records=state))
             return
     origin = project.provenance(path, depth)
     emit(origin.to_json(), history.provenance_lines(origin, fold=depth is None))

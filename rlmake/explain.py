@@ -61,6 +61,30 @@ def when(timestamp: float | None) -> str:
     return stamp[11:] if stamp.startswith(today) else stamp
 
 
+def stored_by_lines(run: RunRecord, records: StateReader) -> list[str]:
+    """Where a restored run's bytes came from, as its action record said: the build that
+    stored them and, when this project recorded that build running the job with the same
+    key, why it ran then. Empty for a run that was not restored."""
+    if run.status is not Status.RESTORED:
+        return []
+    source = f"restored from {run.cache_source}"
+    stored_by = run.stored_by
+    if stored_by is None:
+        return [f"{source}: stored by an unknown build (its record does not say)"]
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(stored_by.time))
+    lines = [f"{source}: stored by execution {stored_by.execution} on host {stored_by.host} "
+             f"at {stamp} (rlmake {stored_by.version})"]
+    then = records.ran_in(stored_by.execution, run.target, run.key)
+    if then is None:
+        lines.append(f"execution {stored_by.execution} is not in this project's records "
+                     "(another copy of the project or another machine built it)")
+    elif then.reasons:
+        lines.append("it ran then because: " + ", ".join(str(r) for r in then.reasons))
+    else:
+        lines.append("it ran then (no reason was recorded)")
+    return lines
+
+
 class Explainer:
     """Answers `why` from a dry-run survey of the next build and the stored runs."""
 
@@ -303,6 +327,7 @@ class Explainer:
         if reasons:
             sentence += " because " + self._phrases(reasons)
         cause = Cause(run.target, sentence, reasons=[r.to_json() for r in reasons])
+        cause.details.extend(stored_by_lines(run, self.records))
         job = self.plan.job(run.target) if run.target in self.plan.producers else None
         if job is not None:
             self._elaborate(cause, job, reasons, depth, run=run)

@@ -6,7 +6,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from rlmake.explain import when
+from rlmake.explain import stored_by_lines, when
 from rlmake.model import short
 from rlmake.model import RunRecord
 from rlmake.reporters.console import kept_sentence
@@ -29,7 +29,8 @@ def run_json(run: RunRecord) -> dict[str, Any]:
             "ended": run.ended, "exit_code": run.exit_code,
             "inputs": {**run.inputs._asdict(), "deps": [list(p) for p in run.inputs.deps]},
             "output_tail": run.output_tail, "cache_source": run.cache_source,
-            "same_outputs": run.same_outputs, "duration": run.ended - run.started}
+            "same_outputs": run.same_outputs, "duration": run.ended - run.started,
+            "stored_by": run.stored_by.to_json() if run.stored_by else None}
 
 
 def kept_json(kept: list[tuple[str, list[str]]]) -> list[dict[str, Any]]:
@@ -50,8 +51,10 @@ def executions_table(executions: list[Execution]) -> list[str]:
 
 
 def execution_detail(execution: Execution, runs: list[RunRecord],
-                     kept: Sequence[tuple[str, list[str]]] = ()) -> list[str]:
-    """`kept`: the jobs it kept up to date because a dep came out identical (early cutoff)."""
+                     kept: Sequence[tuple[str, list[str]]] = (),
+                     records: StateReader | None = None) -> list[str]:
+    """`kept`: the jobs it kept up to date because a dep came out identical (early cutoff);
+    `records`: to say where restored runs' bytes came from."""
     took = _duration(execution)
     lines = [f"execution {execution.id}: {shlex.join(execution.argv)}",
              f"  started {when(execution.started)}"
@@ -69,6 +72,8 @@ def execution_detail(execution: Execution, runs: list[RunRecord],
             reasons += "; rebuilt to identical bytes"
         lines.append(f"  {run.target:<{width}}  {run.status.value:<6} {run.ended - run.started:7.2f}s  "
                      f"{reasons}")
+        if records is not None:
+            lines.extend(f"      {line}" for line in stored_by_lines(run, records))
     for target, deps in kept:
         lines.append(f"  {target:<{width}}  {'kept':<6} {'':>8}  {kept_sentence(target, deps)}")
     return lines
@@ -145,7 +150,8 @@ class _Tracer:
             return node
         node.made_by = {"rule": run.rule, "target": run.target,
                         "commands": list(run.inputs.commands), "execution": run.execution,
-                        "when": run.started, "took": run.ended - run.started}
+                        "when": run.started, "took": run.ended - run.started,
+                        "restored": stored_by_lines(run, self.records)}
         again = self.records.writer_of(path, digest, after=run.id or 0)
         if again is not None:
             node.rebuilt = {"execution": again.execution, "when": again.started}
@@ -221,7 +227,8 @@ def _made_by_lines(origin: Origin, prefix: str) -> list[str]:
     if origin.rebuilt:
         line += (f"; rebuilt to identical bytes in {origin.rebuilt['execution']} at "
                  f"{when(origin.rebuilt['when'])}")
-    return [line, *(f"{prefix}$ {command}" for command in made["commands"])]
+    return [line, *(f"{prefix}{told}" for told in made["restored"]),
+            *(f"{prefix}$ {command}" for command in made["commands"])]
 
 
 def _duration(execution: Execution) -> float | None:

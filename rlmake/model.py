@@ -308,6 +308,30 @@ class JobRecord(NamedTuple):
         return self.read_inputs()
 
 
+class StoredBy(NamedTuple):
+    """Who stored the action record a job was restored from, as the record says. Read from
+    a store, so trusted for nothing but display."""
+
+    execution: str          # the id of the build that stored it
+    host: str
+    time: float
+    version: str            # of rlmake
+
+    def to_json(self) -> dict[str, str | float]:
+        return self._asdict()
+
+    @classmethod
+    def from_json(cls, data: object) -> "StoredBy | None":
+        """From what `to_json` wrote; None for anything else."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(str(data["execution"]), str(data["host"]), float(data["time"]),
+                       str(data["version"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 class RunRecord(NamedTuple):
     """One run of a job as it is stored and read back: what ran, why, what it read and wrote."""
 
@@ -329,6 +353,7 @@ class RunRecord(NamedTuple):
                                         # depfile): recorded for `clean`, not outputs
     id: int | None = None               # its row, once stored
     same_outputs: bool | None = None    # wrote what the job's previous good run wrote (None: no such run)
+    stored_by: StoredBy | None = None   # RESTORED: who stored it (None: the record did not say)
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,8 @@ class Project:
         from rlmake.recorder import Recorder
         from rlmake.scheduler import Scheduler
 
-        cache = config.cache.open(self.state_dir, self.directory, reporter.warning) \
-            if config.cache else None
+        cache = config.cache.open(self.state_dir, self.directory, reporter.warning,
+                                  execution) if config.cache else None
         runner, options = self._executor(config, cache, executor)
         recorder = Recorder(state, execution, clock)
         recorder.start(list(config.argv))     # after anything that can refuse

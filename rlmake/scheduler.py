@@ -394,7 +394,8 @@ class Scheduler:
             running.decision.reasons, completion.started, completion.ended,
             completion.exit_code, inputs, tail,
             tuple(running.dep_digests) + tuple(depfile_deps.items()), writes,
-            completion.restored_from, side_files=side_files, same_outputs=same_outputs))
+            completion.restored_from, side_files=side_files, same_outputs=same_outputs,
+            stored_by=completion.stored_by))
 
     def _report(self, running: _Running, completion: Completion, status: Status,
                 error: str | None = None) -> None:

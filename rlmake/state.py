@@ -20,10 +20,11 @@ from typing import (Any, Callable, Concatenate, Iterable, ParamSpec, Sequence, T
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
-from rlmake.model import ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status
+from rlmake.model import (ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status,
+                          StoredBy)
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -145,6 +146,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE made_dirs (path TEXT PRIMARY KEY);
     """,
+    # 8: who stored the action record a restored run came from (JSON of model.StoredBy, as
+    # the record said; NULL: it ran, or the record did not say), for why and log.
+    """
+    ALTER TABLE runs ADD COLUMN stored_by TEXT;
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -217,16 +223,17 @@ class Execution:
 
 _EXECUTION_COLUMNS = "id, started, ended, argv, status, ran, cached, failed, restored"
 _RUN_COLUMNS = ("runs.id, execution, target, rule, key, runs.status, reasons, runs.started, "
-                "runs.ended, exit_code, inputs, output_tail, cache_source, same_outputs")
+                "runs.ended, exit_code, inputs, output_tail, cache_source, same_outputs, stored_by")
 
 
 def _run(row: Row) -> RunRecord:
     (run_id, execution, target, rule, key, status, reasons, started, ended, exit_code,
-     inputs, output_tail, cache_source, same_outputs) = row
+     inputs, output_tail, cache_source, same_outputs, stored_by) = row
     return RunRecord(execution, target, rule, key, Status(status), _decode_reasons(reasons),
                      started, ended, exit_code, _decode_inputs(inputs), output_tail,
                      cache_source=cache_source, id=run_id,
-                     same_outputs=None if same_outputs is None else bool(same_outputs))
+                     same_outputs=None if same_outputs is None else bool(same_outputs),
+                     stored_by=None if stored_by is None else StoredBy.from_json(json.loads(stored_by)))
 
 
 def _execution(row: Row) -> Execution:
@@ -315,6 +322,14 @@ class StateReader:
     def last_run(self, target: str) -> RunRecord | None:
         row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE target = ? "
                                 "ORDER BY runs.id DESC LIMIT 1", (target,)).fetchone()
+        return _run(row) if row else None
+
+    def ran_in(self, execution: str, target: str, key: str) -> RunRecord | None:
+        """The run of `target` with job key `key` whose command ran and succeeded in
+        `execution`, if this project recorded one."""
+        row = self.conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE execution = ? AND "
+                                "target = ? AND key = ? AND status = 'done' LIMIT 1",
+                                (execution, target, key)).fetchone()
         return _run(row) if row else None
 
     def failed_last(self) -> set[str]:
@@ -580,12 +595,13 @@ class StateDB(StateReader):
         inputs = _encode_inputs(run.inputs)
         cursor = self._write(
             "INSERT INTO runs (execution, target, rule, key, status, reasons, started, ended, "
-            "exit_code, inputs, output_tail, cache_source, same_outputs) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "exit_code, inputs, output_tail, cache_source, same_outputs, stored_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run.execution, run.target, run.rule, run.key, run.status.value,
              _encode_reasons(run.reasons), run.started,
              run.ended, run.exit_code, inputs, run.output_tail, run.cache_source,
-             None if run.same_outputs is None else int(run.same_outputs)))
+             None if run.same_outputs is None else int(run.same_outputs),
+             None if run.stored_by is None else json.dumps(run.stored_by.to_json())))
         run_id = cursor.lastrowid
         if run_id is None:                  # SQLite gives every inserted row one
             raise StateError(f"the state database gave no row to the run of {run.target}")

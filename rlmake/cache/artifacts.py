@@ -17,13 +17,21 @@ must be a project file path (paths.is_project_path), a blob is asked for only
 by a well-formed digest, a depfile dep is read only if it is a regular file, a
 restored mode keeps only the permission bits, and its captured output reaches
 the terminal with control characters made visible (terminal_safe).
+
+A record says who stored it (`stored_by`: the build's execution id, the host and
+rlmake's version; the time is `created`), so that `why` and `log` can tell
+where restored bytes came from. Those fields are signed with the rest, checked
+for their types, and used for display only; a record from before them has
+none and is accepted as from an unknown build.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import math
 import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
@@ -32,6 +40,7 @@ from rlmake.cache import trust
 from rlmake.cache.base import Store, StoreError, new_temporary
 from rlmake.cache.trust import Refusal
 from rlmake.hashing import digest_file, digest_regular_file, is_digest
+from rlmake.model import StoredBy
 from rlmake.paths import is_project_path
 
 if TYPE_CHECKING:
@@ -42,6 +51,7 @@ RESTORE_PREFIX = ".rlmake-restore-"     # a blob being fetched beside its output
 _UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
 _MODE_BITS = 0o777       # a restored file's mode: never setuid, setgid or sticky
 _SHOWN_PATH = 100        # characters of a record's path quoted in a warning
+_STORED_BY_LIMIT = 255   # characters of each `stored_by` field a record may have
 
 
 class Restored(NamedTuple):
@@ -49,6 +59,7 @@ class Restored(NamedTuple):
     output: bytes                           # the captured output, replayed
     depfile_deps: dict[str, str | None]
     bytes: int
+    stored_by: StoredBy | None = None       # None: the record does not say (an older rlmake)
 
 
 # Plain classes, not dataclasses: their code generation would cost every rebuild at import.
@@ -75,11 +86,14 @@ class _StoreState:
 
 
 class ArtifactCache:
-    """Stores in lookup order; `signing_key` signs and checks action records (HMAC-SHA256)."""
+    """Stores in lookup order; `signing_key` signs and checks action records (HMAC-SHA256);
+    `execution`: the id of the build, written into the records it stores."""
 
     def __init__(self, stores: Sequence[StoreUse], project_dir: str,
-                 warn: Callable[[str], None], signing_key: bytes | None = None):
+                 warn: Callable[[str], None], signing_key: bytes | None = None,
+                 execution: str | None = None):
         self.project_dir = project_dir
+        self.execution = execution
         self.warn = _one_at_a_time(warn)      # lookups and uploads warn from threads
         self.signing_key = signing_key
         self.stats = CacheStats()
@@ -135,7 +149,8 @@ class ArtifactCache:
         if size is None:
             return None
         output = terminal_safe(record.get("output", "")).encode(errors="replace")
-        return Restored(state.store.name, output, record.get("depfile_deps", {}), size), record
+        return Restored(state.store.name, output, record.get("depfile_deps", {}), size,
+                        _stored_by(record)), record
 
     def _verified_record(self, data: bytes, key: str, outputs, store: str) -> dict | None:
         try:
@@ -280,6 +295,8 @@ class ArtifactCache:
         record = {"format": FORMAT, "key": key, "outputs": entries,
                   "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
                   "created": time.time()}
+        if self.execution is not None:
+            record["stored_by"] = _this_build(self.execution)
         for state in writable:
             if getattr(state.store, "is_local", False):
                 self._local_writes.append((state, key, record))
@@ -378,7 +395,38 @@ def _well_formed(record, key: str, outputs) -> bool:
     deps = record.get("depfile_deps", {})
     return (isinstance(deps, dict) and all(digest is None or isinstance(digest, str)
                                            for digest in deps.values())
-            and isinstance(record.get("output", ""), str))
+            and isinstance(record.get("output", ""), str)
+            and ("stored_by" not in record or _well_formed_stored_by(record)))
+
+
+def _well_formed_stored_by(record: dict) -> bool:
+    """`stored_by` names three short strings, and the record's `created` is a time."""
+    stored_by, created = record["stored_by"], record.get("created")
+    return (isinstance(stored_by, dict) and set(stored_by) == {"execution", "host", "version"}
+            and all(isinstance(value, str) and len(value) <= _STORED_BY_LIMIT
+                    for value in stored_by.values())
+            and isinstance(created, (int, float)) and not isinstance(created, bool)
+            and math.isfinite(created))
+
+
+def _stored_by(record: dict) -> StoredBy | None:
+    """Who stored a well-formed record, shown terminal-safe; None if it does not say."""
+    stored_by = record.get("stored_by")
+    if stored_by is None:
+        return None
+    return StoredBy(_one_line(stored_by["execution"]), _one_line(stored_by["host"]),
+                    float(record["created"]), _one_line(stored_by["version"]))
+
+
+def _one_line(text: str) -> str:
+    """`text` terminal-safe, and on one line: a host name cannot add a line to `why`."""
+    return terminal_safe(text).replace("\n", "\\x0a").replace("\t", "\\x09")
+
+
+def _this_build(execution: str) -> dict[str, str]:
+    from rlmake import __version__
+
+    return {"execution": execution, "host": socket.gethostname(), "version": __version__}
 
 
 def _foreign_path(record: dict) -> str | None:

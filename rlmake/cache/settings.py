@@ -55,9 +55,9 @@ class CacheSettings:
             local=next(v for v in (local, config.get("cache", "local"), True) if v is not None),
             signing_key=key.encode() if key else None)
 
-    def open(self, state_dir: str, project_dir: str,
-             warn: Callable[[str], None]) -> "ArtifactCache | None":
-        """The cache for one build; None when no store is enabled."""
+    def open(self, state_dir: str, project_dir: str, warn: Callable[[str], None],
+             execution: str | None = None) -> "ArtifactCache | None":
+        """The cache for build `execution`; None when no store is enabled."""
         from rlmake.cache.artifacts import ArtifactCache, StoreUse
         from rlmake.cache.local import LocalStore
 
@@ -70,7 +70,7 @@ class CacheSettings:
             stores.append(StoreUse(shared, writable=self.write))
         if not stores:
             return None
-        return ArtifactCache(stores, project_dir, warn, self.signing_key)
+        return ArtifactCache(stores, project_dir, warn, self.signing_key, execution)
 
     def shared_store(self, project_dir: str) -> "Tended | None":
         """The shared store `url` names, for `cache stats` and `cache gc`; None if none."""

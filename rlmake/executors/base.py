@@ -6,7 +6,10 @@ executor only has to run shell commands somewhere and say how they ended.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from rlmake.model import StoredBy
 
 
 # NamedTuples, not dataclasses: built once per job, and cheaper to import and to build.
@@ -35,6 +38,7 @@ class Completion(NamedTuple):
     error: str | None = None                # the executor could not run the task at all
     restored_from: str | None = None        # a cache hit: the store's name; nothing ran
     depfile_deps: dict[str, str | None] | None = None   # a cache hit's recorded depfile deps
+    stored_by: StoredBy | None = None       # a cache hit: who stored it, as its record says
 
 
 class Executor(Protocol):

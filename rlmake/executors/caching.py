@@ -68,7 +68,8 @@ class CachingExecutor:
             if restored is not None:
                 self._hits.append(Completion(task.id, 0, restored.output, started, time.time(),
                                              restored_from=restored.source,
-                                             depfile_deps=restored.depfile_deps))
+                                             depfile_deps=restored.depfile_deps,
+                                             stored_by=restored.stored_by))
                 return
             if self._cancelled:
                 self._hits.append(Completion(task.id, -signal.SIGTERM, b"", started, time.time(),
