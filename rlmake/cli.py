@@ -221,7 +221,7 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     from rlmake.watch import watch as watch_and_build
 
     watch_and_build(lambda: open_project(directory, file, overrides), build_in, targets,
-                    click.echo)
+                    lambda text: click.echo(text, err=True))
 
 
 def _with_report_files(console, report_path: str | None, junit_path: str | None,
