@@ -54,6 +54,7 @@ class Rulesfile:
     rules: tuple[RuleSpec, ...]
     files: tuple[str, ...]          # every file read, absolute: the top file, then includes
     top_rule_count: int             # how many of `rules` come from the top file
+    default_line: int | None = None     # where `default` is written
 
 
 class Job(NamedTuple):

@@ -310,3 +310,23 @@ def test_ctrl_c_while_click_reads_the_command_line_is_an_interrupt(monkeypatch, 
         main(["build"], prog_name="rlmake")
     assert ended.value.code == 130
     assert capsys.readouterr().err == "rlmake: interrupted\n"
+
+
+def test_a_default_target_no_rule_makes_is_named_with_its_line(tmp_path):
+    project = write_project(tmp_path / "p", """
+        vars: {x: 1}
+        default: al
+        rules:
+          all: {command: "true", phony: true}
+    """)
+    result = run_cli(["build", "-n"], cwd=project)
+    assert result.exit_code == 2, result.describe()
+    assert result.stderr == ("rlmake: error: Rulesfile.yaml:2: default target 'al': no rule makes "
+                             "it and no such file exists (did you mean 'all'?)\n")
+
+
+def test_a_terminal_that_reports_no_width_gets_eighty_columns(monkeypatch):
+    from rlmake.reporters import console
+
+    monkeypatch.setattr(console.os, "get_terminal_size", lambda: os.terminal_size((0, 0)))
+    assert console._terminal_width() == 80

@@ -208,7 +208,8 @@ def _count(number: int, noun: str) -> str:
 
 
 def _terminal_width() -> int:
+    """The terminal's width; 80 when it will not say, or says 0 (a pty nobody sized)."""
     try:
-        return os.get_terminal_size().columns
+        return os.get_terminal_size().columns or 80
     except OSError:
         return 80

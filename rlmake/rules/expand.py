@@ -223,7 +223,7 @@ class Expander:
 
     def default_targets(self) -> list[str]:
         if self.rulesfile.default is not None:
-            return [self._norm(t) for t in self.rulesfile.default]
+            return [self._checked_default(self._norm(t)) for t in self.rulesfile.default]
         top = {rule.key for rule in self.rulesfile.rules[:self.rulesfile.top_rule_count]}
         for instance in self.explicit_order:
             if instance.spec.key in top:
@@ -231,13 +231,23 @@ class Expander:
         raise UsageError(f"{self.rulesfile.path}: no targets: the Rulesfile has no "
                          "non-pattern rule and no 'default'")
 
+    def _checked_default(self, path: str) -> str:
+        if not self._can_be_built(path):
+            raise RulesfileError(f"default target '{path}': no rule makes it and no such file "
+                                 f"exists{did_you_mean(path, self.explicit)}",
+                                 self.rulesfile.path, self.rulesfile.default_line)
+        return path
+
+    def _can_be_built(self, path: str) -> bool:
+        return path in self.explicit or self._pattern_for(path) is not None \
+            or self.probe(path) == "file"
+
     def check_requested(self, targets: list[str]) -> list[str]:
         """Normalise command-line targets; an unknown one is an error with a suggestion."""
         result = []
         for target in targets:
             path = self._norm(target)
-            if path not in self.explicit and self._pattern_for(path) is None \
-                    and self.probe(path) != "file":
+            if not self._can_be_built(path):
                 suggestion = did_you_mean(path, self.explicit)
                 raise UsageError(f"no rule to make target '{path}'{suggestion}")
             result.append(path)

@@ -100,7 +100,8 @@ def load(path: str) -> Rulesfile:
     default = state.default
     return Rulesfile(path=display_path(path), project_dir=project_dir, vars=state.vars,
                      default=default, pools=state.pools, rules=tuple(state.rules),
-                     files=tuple(state.files), top_rule_count=state.top_rule_count)
+                     files=tuple(state.files), top_rule_count=state.top_rule_count,
+                     default_line=state.default_line)
 
 
 class _LoadState:
@@ -112,6 +113,7 @@ class _LoadState:
         self.rule_where: dict[str, Location] = {}
         self.files: list[str] = []
         self.default: tuple[str, ...] | None = None
+        self.default_line: int | None = None
         self.top_rule_count = 0
 
 
@@ -187,6 +189,7 @@ def _load_file(path: str, state: _LoadState, chain: tuple[str, ...]) -> None:
     where = lambda key: Location(shown, data.key_lines.get(key))  # noqa: E731
     if is_top and "default" in data:
         state.default = _string_list(data["default"], "default", where("default"))
+        state.default_line = data.key_lines.get("default")
     if "vars" in data:
         _merge_vars(state, data["vars"], where("vars"))
     if "pools" in data:
