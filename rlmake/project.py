@@ -122,6 +122,8 @@ class Project:
             stop_leftovers(self.state_dir, reporter.warning)
             state = StateDB(self.state_dir)
             try:
+                if "expander" in self.__dict__:     # planned anew: the Rulesfile changed
+                    _warn_of_former_outputs(plan, state, reporter.warning)
                 return self._run(plan, config, reporter, mode, state, executor, clock)
             finally:
                 state.close()
@@ -502,6 +504,21 @@ class Project:
             stale = now - housekeeping.STALE_TEMPORARY_SECONDS
             collected = collected._replace(temporaries=store.remove_temporaries(stale))
         return collected
+
+
+def _warn_of_former_outputs(plan: Plan, state: StateDB, warn) -> None:
+    """Files the plan takes as sources that a rule made before: a typo in a pattern rule's
+    deps or order_only makes the rule not apply, and its old outputs then pass for
+    sources, up to date for ever. Said when the plan is made, not on every build."""
+    writers = state.writers()
+    former = [path for path in plan.sources if path in writers]
+    if former:
+        shown = ", ".join(f"'{path}'" for path in former[:3])
+        more = f" and {len(former) - 3} more" if len(former) > 3 else ""
+        warn(f"{shown}{more}: an earlier build made {'it' if len(former) == 1 else 'them'} "
+             "with a rule, but no rule makes it now, so it is taken as a source: if a rule "
+             "should still make it, check that rule's deps and order_only (a pattern rule "
+             "applies only when each of them exists or can be made)")
 
 
 def _parents(path: str) -> list[str]:

@@ -330,3 +330,23 @@ def test_a_terminal_that_reports_no_width_gets_eighty_columns(monkeypatch):
 
     monkeypatch.setattr(console.os, "get_terminal_size", lambda: os.terminal_size((0, 0)))
     assert console._terminal_width() == 80
+
+
+@pytest.mark.integration
+def test_a_former_output_taken_as_a_source_is_said_once_when_the_plan_changes(tmp_path):
+    """A typo in a pattern rule's order_only makes the rule not apply: its old output
+    would pass for a source, up to date for ever, without a word."""
+    project = Project(tmp_path / "p")
+    project.rules("""
+        rules:
+          app: {deps: [main.o], command: cp main.o app}
+          cfg.h: {command: "echo '#define X 1' > cfg.h"}
+          "%.o": {deps: ["%.c"], order_only: [cfg.h], command: "cp {{ dep }} {{ target }}"}
+    """)
+    project.write("main.c", "1\n")
+    assert "earlier build made" not in project.build().stderr
+    project.write("Rulesfile.yaml", project.read("Rulesfile.yaml").replace("[cfg.h]", "[cfgg.h]"))
+    warned = project.build()
+    assert "rlmake: warning: 'main.o': an earlier build made it with a rule, but no rule " \
+           "makes it now, so it is taken as a source" in warned.stderr, warned.describe()
+    assert "earlier build made" not in project.build().stderr     # the plan is stored now
