@@ -12,7 +12,12 @@ workers one of two ways:
 
 `auto` (the default) uses shared when a worker can see a file the client
 just wrote in the project, else staged when a shared store is configured,
-else stops with an error that says both. `distributed` is imported only here.
+else stops with an error that says both. Staging writes to the store, so it
+needs `--cache-write`; before any job is sent, the client and every worker
+write a probe blob there and read it back, so that a worker without rlmake or
+without the store's credentials stops the build once, saying which. Commands
+on a worker die with it, and a job Dask runs again after losing a worker waits
+for the old copy (tether.py). `distributed` is imported only here.
 """
 
 from __future__ import annotations
@@ -21,24 +26,33 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from rlmake.errors import UsageError
 from rlmake.executors.base import Completion, Task
 from rlmake.executors.local import run_task, wait_on
+from rlmake.executors.tether import JobLock, Tether, lock_path
 from rlmake.hashing import digest_file
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from distributed import Future, Worker
 
     from rlmake.cache.base import Store
 
 CONNECT_TIMEOUT = "5s"
 _STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
+_TRANSFER_THREADS = 8       # staged: uploads of inputs and downloads of outputs at once
+_SEND_UNASKED_BYTES = 256 * 1024     # staged: inputs up to this size are uploaded unasked
 FILE_MODES = ("auto", "shared", "staged")
+# What the client and each worker write to the store, and read back, before staging.
+_PROBE = b"rlmake: a probe blob, written to check that this store can be written\n"
 
 # What a staged job returns: its completion, and each file it wrote as (digest, mode).
 _Staged = tuple[Completion, dict[str, tuple[str, int]]]
@@ -52,26 +66,43 @@ class StoreSpec:
     endpoint_url: str | None = None
 
     def open(self) -> Store:
-        if self.url.startswith("s3://"):
-            from rlmake.cache.s3 import S3Store
+        """The store, opened once per process: an S3 store's boto3 client costs a third
+        of a second of CPU to make, more than a small job takes to run."""
+        if not self.url.startswith("s3://"):
+            from rlmake.cache.local import LocalStore
 
-            return S3Store(self.url, self.endpoint_url)
-        from rlmake.cache.local import LocalStore
+            # cheap, and not kept: it remembers the directories it made, which may go
+            return LocalStore(self.url.removeprefix("file://"), self.url)
+        with _open_stores_lock:
+            store = _open_stores.get(self)
+            if store is None:
+                from rlmake.cache.s3 import S3Store
 
-        return LocalStore(self.url.removeprefix("file://"), self.url)
+                store = _open_stores[self] = S3Store(self.url, self.endpoint_url)
+            return store
+
+
+# A worker process runs many jobs against the same store, from several threads: boto3
+# clients may be shared between threads.
+_open_stores: dict[StoreSpec, Store] = {}
+_open_stores_lock = threading.Lock()
 
 
 class DaskExecutor:
     def __init__(self, project_dir: str, scheduler: str | None, file_mode: str = "auto",
-                 store: StoreSpec | None = None, say=print):
+                 store: StoreSpec | None = None, say=print, store_writable: bool = False):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--executor dask needs the distributed package: "
                              "pip install 'rlmake[dask]'") from None
+        if file_mode == "staged":       # known before connecting: stop at once
+            _check_can_stage(store, store_writable, None)
         self.project_dir = project_dir
         self._finished: queue.SimpleQueue[Completion] = queue.SimpleQueue()
         self._futures: dict[str, Future[Completion | _Staged]] = {}
+        self._lock = threading.Lock()       # _futures and _stopped, for the staging threads
+        self._stopped = False               # cancelled or closed: submit nothing more
         self._cluster = None
         try:
             if scheduler:
@@ -82,9 +113,15 @@ class DaskExecutor:
                 self.client = Client(self._cluster)
         except (OSError, TimeoutError) as error:
             raise UsageError(f"cannot reach the Dask scheduler at {scheduler}: {error}") from None
-        self.mode = self._choose_mode(file_mode, store)
-        self.store = store if self.mode == "staged" else None
-        self._client_store = self.store.open() if self.store is not None else None
+        try:
+            self.mode = self._choose_mode(file_mode, store, store_writable)
+            self.store = store if self.mode == "staged" else None
+            self._client_store = self.store.open() if self.store is not None else None
+            self._transfers = self._check_staging() if self.store is not None else None
+        except BaseException:
+            self.close()
+            raise
+        self._in_store: set[str] = set()    # digests known to be in the store, this build
         where = scheduler or "a local Dask cluster"
         say(f"rlmake: running jobs on {where}, files {self._describe_mode()}")
 
@@ -93,7 +130,7 @@ class DaskExecutor:
             return f"on a shared filesystem at {self.project_dir}"
         return f"staged through {self.store.url}"
 
-    def _choose_mode(self, requested: str, store: StoreSpec | None) -> str:
+    def _choose_mode(self, requested: str, store: StoreSpec | None, writable: bool) -> str:
         if requested not in FILE_MODES:
             raise UsageError(f"unknown file mode '{requested}': use one of {', '.join(FILE_MODES)}")
         if requested in ("auto", "shared") and self._workers_share_the_project():
@@ -101,15 +138,7 @@ class DaskExecutor:
         if requested == "shared":
             raise UsageError(f"the Dask workers cannot see {self.project_dir}: "
                              "no shared filesystem (use --dask-files staged with --cache)")
-        if store is None and requested == "staged":
-            raise UsageError("--dask-files staged needs a shared store to stage files through: "
-                             "pass --cache s3://bucket/prefix or --cache DIR (a directory "
-                             "every worker can reach)")
-        if store is None:
-            raise UsageError(f"the Dask workers cannot see {self.project_dir} and no shared "
-                             "cache is configured to stage files through: mount the project "
-                             "at the same path on every worker, or pass --cache s3://... or "
-                             "--cache DIR (a directory every worker can reach)")
+        _check_can_stage(store, writable, None if requested == "staged" else self.project_dir)
         return "staged"
 
     def _workers_share_the_project(self) -> bool:
@@ -119,24 +148,74 @@ class DaskExecutor:
         with open(probe, "w") as stream:
             stream.write(token)
         try:
-            seen = self.client.run(_read_probe, probe)     # every worker answers
+            seen = self._ask_every_worker(_read_probe, probe)
             return bool(seen) and all(answer == token for answer in seen.values())
         finally:
             os.remove(probe)
 
+    def _check_staging(self) -> ThreadPoolExecutor:
+        """Write a probe blob to the store and read it back, here and on every worker:
+        without rlmake, credentials or write access there, every job would fail alike."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert self.store is not None
+        problem = _probe_store(self.store)
+        if problem:
+            raise UsageError(f"cannot write to {self.store.url} from this machine: {problem}; "
+                             "staged Dask builds upload every job's inputs there")
+        for name, problem in self._ask_every_worker(_probe_store, self.store).items():
+            if problem:
+                raise UsageError(f"the Dask worker {name} cannot write to {self.store.url}: "
+                                 f"{problem}; staged mode needs rlmake installed on every "
+                                 "worker and the store's credentials there")
+        return ThreadPoolExecutor(_TRANSFER_THREADS, thread_name_prefix="rlmake-stage")
+
+    def _ask_every_worker(self, function: Callable, *args) -> dict[str, object]:
+        """`function(*args)` on every worker, by worker name; a worker that cannot import
+        rlmake (so cannot even read the function) stops the build, saying so."""
+        answers = self.client.run(function, *args, on_error="return")
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        named = {}
+        for address, answer in answers.items():
+            name = workers.get(address, {}).get("name", address)
+            name = f"{name} ({address})" if str(name) != address else address
+            if isinstance(answer, BaseException):
+                if "No module named 'rlmake" in str(answer):
+                    raise UsageError(f"the Dask worker {name} cannot import rlmake ({answer}): "
+                                     "install rlmake, the same version as here, on every "
+                                     "worker (pip install 'rlmake[dask]')")
+                raise UsageError(f"the Dask worker {name} failed a check before the build: "
+                                 f"{type(answer).__name__}: {answer}")
+            named[name] = answer
+        return named
+
     # --- the executor protocol ----------------------------------------------------------
 
     def start(self, task: Task) -> None:
-        future: Future[Completion | _Staged]
-        if self.store is not None:
-            self._upload_inputs(task)
-            future = self.client.submit(_run_staged, task, self.store, pure=False,
+        if self._transfers is None:
+            self._submit(task, _run_shared, lock_path(self.project_dir, task.id))
+        else:       # the uploads run beside the build, not on its thread
+            self._transfers.submit(self._stage_and_submit, task)
+
+    def _submit(self, task: Task, function: Callable, *args) -> None:
+        with self._lock:
+            if self._stopped:
+                self._finished.put(Completion(task.id, -signal.SIGTERM, b"", time.time(),
+                                              time.time(), error="interrupted"))
+                return
+            future = self.client.submit(function, task, *args, pure=False,
                                         key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
-        else:
-            future = self.client.submit(_run_shared, task, pure=False,
-                                        key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
-        self._futures[task.id] = future
+            self._futures[task.id] = future
         future.add_done_callback(lambda done, task=task: self._collect(task, done))
+
+    def _stage_and_submit(self, task: Task) -> None:
+        started = time.time()
+        try:
+            self._upload_inputs(task)
+            self._submit(task, _run_staged, self.store)
+        except Exception as error:      # noqa: BLE001 - on a thread: the build must hear of it
+            self._finished.put(Completion(task.id, 1, b"", started, time.time(),
+                                          error=f"could not stage its inputs: {error}"))
 
     def _staging_store(self) -> Store:
         """The shared store as the client opened it; only a staged executor has one."""
@@ -145,10 +224,16 @@ class DaskExecutor:
         return self._client_store
 
     def _upload_inputs(self, task: Task) -> None:
+        """Put in the store each input it may lack. A small file is sent without asking
+        first: one request, where asking costs one and often a second."""
         store = self._staging_store()
         for path, digest in task.inputs:
-            if not store.has_blob(digest):
-                store.put_blob(digest, os.path.join(self.project_dir, path))
+            if digest in self._in_store or os.path.isabs(path):
+                continue
+            full = os.path.join(self.project_dir, path)
+            if os.path.getsize(full) <= _SEND_UNASKED_BYTES or not store.has_blob(digest):
+                store.put_blob(digest, full)
+            self._in_store.add(digest)
 
     def _collect(self, task: Task, future: Future[Completion | _Staged]) -> None:
         started = time.time()
@@ -162,8 +247,16 @@ class DaskExecutor:
         if isinstance(result, Completion):      # ran in place: nothing to bring back
             self._finished.put(result)
             return
-        completion, written = result
-        problem = self._restore_outputs(written) if completion.exit_code == 0 else None
+        assert self._transfers is not None
+        # Dask runs every done callback on one thread: downloads would queue behind it
+        self._transfers.submit(self._finish_staged, *result)
+
+    def _finish_staged(self, completion: Completion, written: dict[str, tuple[str, int]]) -> None:
+        self._in_store.update(digest for digest, _ in written.values())
+        try:
+            problem = self._restore_outputs(written) if completion.exit_code == 0 else None
+        except Exception as error:      # noqa: BLE001 - on a thread: the build must hear of it
+            problem = f"staged outputs could not be brought back: {error}"
         if problem:
             completion = completion._replace(exit_code=1, error=problem)
         self._finished.put(completion)
@@ -190,17 +283,21 @@ class DaskExecutor:
     def wait(self, timeout: float | None = None) -> Completion | None:
         completion = wait_on(self._finished, timeout)
         if completion is not None:
-            self._futures.pop(completion.id, None)
+            with self._lock:
+                self._futures.pop(completion.id, None)
         return completion
 
     def cancel(self) -> None:
         """Cancel every task, then wait (a few seconds at most) until the workers have
         stopped their commands: a worker only notices between polls, and one of a
         LocalCluster dies with rlmake, leaving its commands running, if it has not."""
-        if not self._futures:
+        with self._lock:
+            self._stopped = True            # tasks still being staged are not sent
+            futures = list(self._futures.values())
+        if not futures:
             return
-        keys = [future.key for future in self._futures.values()]
-        self.client.cancel(list(self._futures.values()), force=True)
+        keys = [future.key for future in futures]
+        self.client.cancel(futures, force=True)
         deadline = time.monotonic() + _STOP_SECONDS
         while time.monotonic() < deadline:
             try:
@@ -212,17 +309,53 @@ class DaskExecutor:
             time.sleep(0.05)
 
     def close(self) -> None:
+        with self._lock:
+            self._stopped = True
+        transfers = getattr(self, "_transfers", None)
+        if transfers is not None:
+            transfers.shutdown(wait=True, cancel_futures=True)
         self.client.close()
         if self._cluster is not None:
             self._cluster.close()
 
 
+def _check_can_stage(store: StoreSpec | None, writable: bool, unseen: str | None) -> None:
+    """Staging needs a shared store and write access to it; `unseen` is the project
+    directory when `auto` found that the workers cannot see it, None for `staged`."""
+    if store is None and unseen is None:
+        raise UsageError("--dask-files staged needs a shared store to stage files through: "
+                         "pass --cache s3://bucket/prefix or --cache DIR (a directory "
+                         "every worker can reach)")
+    if store is None:
+        raise UsageError(f"the Dask workers cannot see {unseen} and no shared "
+                         "cache is configured to stage files through: mount the project "
+                         "at the same path on every worker, or pass --cache s3://... or "
+                         "--cache DIR (a directory every worker can reach)")
+    if not writable:
+        why = "--dask-files staged" if unseen is None else \
+            f"the Dask workers cannot see {unseen}, so files must be staged through the store"
+        raise UsageError(f"{why}: staging writes every job's inputs and outputs to "
+                         f"{store.url}, and the cache is read-only: pass --cache-write (or "
+                         "set RLMAKE_CACHE_WRITE=1), with write credentials to the store "
+                         "here and on every worker")
+
+
 # --- run on the workers -----------------------------------------------------------------
 
-def _run_shared(task: Task) -> Completion:
-    """Run in place; stop the command's process group once the task is cancelled (Ctrl-C,
-    or the client gone)."""
-    return run_task(task, cancelled=_cancellation_check())
+def _run_shared(task: Task, lock: str) -> Completion:
+    """Run in place once no other copy of the job runs (the file `lock`, see tether.py);
+    stop the command's process group once the task is cancelled (Ctrl-C, or the client
+    gone), or if this worker dies."""
+    cancelled = _cancellation_check()
+    held = JobLock.acquire(lock, cancelled)
+    if held is None:
+        return Completion(task.id, -signal.SIGTERM, b"", time.time(), time.time(),
+                          error="interrupted")
+    try:
+        with Tether() as tether:
+            return run_task(task, cancelled=cancelled, tether=tether, keep_fds=(held.fd,))
+    finally:
+        held.release()
 
 
 def _cancellation_check():
@@ -257,8 +390,26 @@ def _read_probe(path: str) -> str | None:
         return None
 
 
+def _probe_store(spec: StoreSpec) -> str | None:
+    """Why the store cannot be written and read back from here, or None if it can."""
+    with tempfile.TemporaryDirectory(prefix="rlmake-probe-") as scratch:
+        source, back = os.path.join(scratch, "probe"), os.path.join(scratch, "back")
+        with open(source, "wb") as stream:
+            stream.write(_PROBE)
+        digest = digest_file(source)
+        try:
+            store = spec.open()
+            store.put_blob(digest, source)
+            if not store.fetch_blob(digest, back) or digest_file(back) != digest:
+                return "a blob written there did not read back intact"
+        except Exception as error:      # noqa: BLE001 - whatever it is, it is the answer
+            return str(error) or type(error).__name__
+    return None
+
+
 def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
-    """Fetch the inputs into a scratch directory, run, upload what the job wrote."""
+    """Fetch the inputs into a scratch directory, run, upload what the job wrote.
+    Copies of a job never share a directory: a rerun need not wait for the old one."""
     store = spec.open()
     scratch = tempfile.mkdtemp(prefix="rlmake-job-")
     try:
@@ -272,7 +423,8 @@ def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
                                   error=f"input {path} could not be staged intact"), {}
         local = task._replace(cwd=scratch, make_dirs=tuple(
             os.path.join(scratch, os.path.relpath(d, task.cwd)) for d in task.make_dirs))
-        completion = run_task(local, cancelled=_cancellation_check())
+        with Tether() as tether:
+            completion = run_task(local, cancelled=_cancellation_check(), tether=tether)
         written: dict[str, tuple[str, int]] = {}
         if completion.exit_code == 0:
             for path in (*task.outputs, *([task.depfile] if task.depfile else [])):
