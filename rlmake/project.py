@@ -176,7 +176,8 @@ class Project:
         settings = config.cache
         inner = given or make_executor(config.executor, self.directory, config.options.jobs,
                                        settings.url if settings else None,
-                                       settings.endpoint_url if settings else None)
+                                       settings.endpoint_url if settings else None,
+                                       bool(settings and settings.write))
         if cache is None:
             return inner
         from rlmake.executors.caching import CachingExecutor

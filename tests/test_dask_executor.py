@@ -187,7 +187,8 @@ def last_execution(project: Path) -> dict:
 def dask_args(cluster: Cluster, mode: str, store: Path | None) -> list[str]:
     args = ["--executor", "dask", "--scheduler", cluster.address]
     if mode == "staged":
-        args += ["--dask-files", "staged", "--cache", str(store), "--no-local-cache"]
+        args += ["--dask-files", "staged", "--cache", str(store), "--cache-write",
+                 "--no-local-cache"]
     return args
 
 

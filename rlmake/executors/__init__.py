@@ -55,7 +55,8 @@ def check_scheduler_address(address: str) -> None:
 
 
 def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int,
-                  shared_store_url: str | None, endpoint_url: str | None):
+                  shared_store_url: str | None, endpoint_url: str | None,
+                  shared_store_writable: bool = False):
     if settings.kind == "local":
         from rlmake.executors.leftovers import CommandRecord
         from rlmake.executors.local import LocalExecutor
@@ -64,7 +65,11 @@ def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int,
     if settings.kind == "dask":
         from rlmake.executors.dask import DaskExecutor, StoreSpec
 
-        store = StoreSpec(shared_store_url, endpoint_url) if shared_store_url else None
+        url = shared_store_url
+        if url and "://" not in url:        # rlmake.toml's is relative to the project
+            url = os.path.join(project_dir, url)
+        store = StoreSpec(url, endpoint_url) if url else None
         return DaskExecutor(project_dir, settings.scheduler, settings.file_mode, store,
-                            say=lambda text: print(text, file=sys.stderr, flush=True))
+                            say=lambda text: print(text, file=sys.stderr, flush=True),
+                            store_writable=shared_store_writable)
     raise UsageError(f"unknown executor '{settings.kind}': use one of {', '.join(EXECUTORS)}")
