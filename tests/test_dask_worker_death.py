@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,20 +26,20 @@ pytestmark = pytest.mark.integration
 
 psutil = pytest.importorskip("psutil")
 
-JOBS = 6
-TICKS = 20              # a job writes for about 2 s
+JOBS = 4
+TICKS = 40              # a job writes for about 4 s
 
 
 def write_ticking(root: Path, escape: bool = False) -> None:
     """JOBS jobs that log `start JOB GROUP PARENT`, a tick every 0.1 s, then copy their
     source and log `end JOB GROUP`. With `escape`, each also leaves behind a process in
-    a session of its own (out of the watcher's reach) that logs `late JOB` 3 s on, after
+    a session of its own (out of the watcher's reach) that logs `late JOB` 6 s on, after
     the job has ended."""
     lines = ["default: all", "rules:"]
     (root / "src").mkdir(parents=True)
     for i in range(JOBS):
         (root / f"src/f{i}.txt").write_text(f"ticking source {i}\n" * (i + 1))
-        left = (f"setsid sh -c 'sleep 3; echo late {i} >> trace.log' "
+        left = (f"setsid sh -c 'sleep 6; echo late {i} >> trace.log' "
                 "</dev/null >/dev/null 2>&1 & " if escape else "")
         command = (f"echo start {i} $$ $PPID >> trace.log; {left}k=0; "
                    f"while [ $k -lt {TICKS} ]; do echo tick {i} $$ >> trace.log; sleep 0.1; "
@@ -134,7 +136,7 @@ def test_a_killed_workers_command_dies_and_its_rerun_does_not_race_it(cluster, t
         killed_at = time.monotonic()
         for job, group in lost.items():
             while live_members(group):
-                assert time.monotonic() - killed_at < 5, \
+                assert time.monotonic() - killed_at < 2.5, \
                     f"job {job}'s command (group {group}) outlived its worker: " \
                     f"{live_members(group)}"
                 time.sleep(0.02)
@@ -176,8 +178,57 @@ def test_a_rerun_waits_for_what_the_killed_copy_left_running(cluster, tmp_path):
         assert late and late[0] < starts[1], lines
     # a job that ended normally let its lock go, though its leftover still holds the file
     leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if "sleep 3; echo late" in " ".join(p.info["cmdline"] or [])]
+                 if "sleep 6; echo late" in " ".join(p.info["cmdline"] or [])]
     assert leftovers, "no leftover outlived its job: nothing was checked"
     for lock in (project / ".rlmake" / "dask" / "locks").iterdir():
         with open(lock) as stream:
             fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)     # raises if held
+
+
+# --- the two parts, without a cluster -------------------------------------------------------
+
+def sleeper() -> subprocess.Popen:
+    return subprocess.Popen(["sleep", "30"], start_new_session=True)
+
+
+def test_the_watcher_kills_the_armed_group_when_its_worker_lets_go():
+    from rlmake.executors.tether import Tether
+
+    command = sleeper()
+    try:
+        tether = Tether()
+        tether.arm(command.pid)
+        tether.close()          # the pipe's end, as when the worker dies
+        assert command.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        command.kill()
+        command.wait()
+
+
+def test_a_disarmed_watcher_kills_nothing():
+    from rlmake.executors.tether import Tether
+
+    command = sleeper()
+    try:
+        with Tether() as tether:
+            tether.arm(command.pid)
+            tether.disarm()
+        assert command.poll() is None
+    finally:
+        command.kill()
+        command.wait()
+
+
+def test_a_job_lock_waits_for_the_holder_and_gives_up_when_cancelled(tmp_path):
+    from rlmake.executors.tether import JobLock
+
+    path = str(tmp_path / "locks" / "job")
+    held = JobLock.acquire(path, lambda: False)
+    assert held is not None
+    asked = []
+    assert JobLock.acquire(path, lambda: asked.append(1) or len(asked) > 2) is None
+    assert len(asked) == 3
+    held.release()
+    again = JobLock.acquire(path, lambda: True)     # free: taken without asking
+    assert again is not None
+    again.release()

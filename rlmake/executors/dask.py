@@ -52,7 +52,7 @@ _TRANSFER_THREADS = 8       # staged: uploads of inputs and downloads of outputs
 _SEND_UNASKED_BYTES = 256 * 1024     # staged: inputs up to this size are uploaded unasked
 FILE_MODES = ("auto", "shared", "staged")
 # What the client and each worker write to the store, and read back, before staging.
-_PROBE = b"rlmake: a probe blob, written to check that this store can be written\n"
+_PROBE = b"rlmake: a probe that the client and the Dask workers share this store (%s)\n"
 
 # What a staged job returns: its completion, and each file it wrote as (digest, mode).
 _Staged = tuple[Completion, dict[str, tuple[str, int]]]
@@ -154,20 +154,28 @@ class DaskExecutor:
             os.remove(probe)
 
     def _check_staging(self) -> ThreadPoolExecutor:
-        """Write a probe blob to the store and read it back, here and on every worker:
-        without rlmake, credentials or write access there, every job would fail alike."""
+        """Before any job is sent: this machine writes a probe blob to the store, every
+        worker writes one of its own and reads this machine's, and this machine reads
+        each worker's.
+        Without rlmake, credentials or the same store there, every job would fail alike."""
         from concurrent.futures import ThreadPoolExecutor
 
         assert self.store is not None
-        problem = _probe_store(self.store)
-        if problem:
-            raise UsageError(f"cannot write to {self.store.url} from this machine: {problem}; "
-                             "staged Dask builds upload every job's inputs there")
-        for name, problem in self._ask_every_worker(_probe_store, self.store).items():
-            if problem:
-                raise UsageError(f"the Dask worker {name} cannot write to {self.store.url}: "
-                                 f"{problem}; staged mode needs rlmake installed on every "
-                                 "worker and the store's credentials there")
+        url = self.store.url
+        step, mine = _check_store_here(self.store, None)
+        if step != "ok":
+            raise UsageError(f"cannot write to {url} from this machine: {mine}; staged Dask "
+                             "builds upload every job's inputs there")
+        answers = self._ask_every_worker(_check_store_here, self.store, mine)
+        for name, (step, detail) in answers.items():
+            if step == "ok":
+                problem = _read_back(self.store.open(), detail)
+                if problem:
+                    raise UsageError(_staging_problem("this machine", f"the Dask worker {name}",
+                                                      url, *problem))
+            else:
+                raise UsageError(_staging_problem(f"the Dask worker {name}", "this machine",
+                                                  url, step, detail))
         return ThreadPoolExecutor(_TRANSFER_THREADS, thread_name_prefix="rlmake-stage")
 
     def _ask_every_worker(self, function: Callable, *args) -> dict[str, object]:
@@ -319,6 +327,16 @@ class DaskExecutor:
             self._cluster.close()
 
 
+def _staging_problem(who: str, writer: str, url: str, step: str, why: str) -> str:
+    if step == "missing":
+        return (f"{who} does not find in {url} what {writer} wrote there ({why}): every "
+                "worker must reach the same store as this machine (a directory store must be "
+                "one directory that every worker mounts at the same path)")
+    verb = "write to" if step == "write" else "read from"
+    return (f"{who} cannot {verb} {url}: {why}; staged mode needs rlmake installed on every "
+            "worker and the store's credentials there")
+
+
 def _check_can_stage(store: StoreSpec | None, writable: bool, unseen: str | None) -> None:
     """Staging needs a shared store and write access to it; `unseen` is the project
     directory when `auto` found that the workers cannot see it, None for `staged`."""
@@ -390,21 +408,44 @@ def _read_probe(path: str) -> str | None:
         return None
 
 
-def _probe_store(spec: StoreSpec) -> str | None:
-    """Why the store cannot be written and read back from here, or None if it can."""
-    with tempfile.TemporaryDirectory(prefix="rlmake-probe-") as scratch:
-        source, back = os.path.join(scratch, "probe"), os.path.join(scratch, "back")
-        with open(source, "wb") as stream:
-            stream.write(_PROBE)
-        digest = digest_file(source)
-        try:
-            store = spec.open()
+def _check_store_here(spec: StoreSpec, theirs: str | None) -> tuple[str, str]:
+    """Write a probe blob of our own, then read back the probe blob `theirs` (if
+    given): ("ok", our blob's digest), or what failed ("write", "read", or "missing":
+    read, but not there or altered) and why."""
+    try:
+        store = spec.open()
+        with tempfile.TemporaryDirectory(prefix="rlmake-probe-") as scratch:
+            source = os.path.join(scratch, "probe")
+            with open(source, "wb") as stream:       # new bytes each time: a new blob
+                stream.write(_PROBE % secrets.token_hex(16).encode())
+            digest = digest_file(source)
             store.put_blob(digest, source)
-            if not store.fetch_blob(digest, back) or digest_file(back) != digest:
-                return "a blob written there did not read back intact"
+    except Exception as error:      # noqa: BLE001 - whatever it is, it is the answer
+        return "write", _reason(error)
+    if theirs is not None:
+        problem = _read_back(store, theirs)
+        if problem:
+            return problem
+    return "ok", digest
+
+
+def _read_back(store: Store, digest: str) -> tuple[str, str] | None:
+    """Why the probe blob `digest` cannot be read from `store` ("read" or "missing",
+    and the reason), or None."""
+    with tempfile.TemporaryDirectory(prefix="rlmake-probe-") as scratch:
+        copy = os.path.join(scratch, "probe")
+        try:
+            if not store.fetch_blob(digest, copy):
+                return "missing", "the probe blob is not there"
         except Exception as error:      # noqa: BLE001 - whatever it is, it is the answer
-            return str(error) or type(error).__name__
+            return "read", _reason(error)
+        if digest_file(copy) != digest:
+            return "missing", "the probe blob read back altered"
     return None
+
+
+def _reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
 
 
 def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
