@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rlmake.errors import UsageError
 from rlmake.executors.base import Completion, Task
@@ -178,7 +178,7 @@ class DaskExecutor:
                                                   url, step, detail))
         return ThreadPoolExecutor(_TRANSFER_THREADS, thread_name_prefix="rlmake-stage")
 
-    def _ask_every_worker(self, function: Callable, *args) -> dict[str, object]:
+    def _ask_every_worker(self, function: Callable, *args) -> dict[str, Any]:
         """`function(*args)` on every worker, by worker name; a worker that cannot import
         rlmake (so cannot even read the function) stops the build, saying so."""
         answers = self.client.run(function, *args, on_error="return")
