@@ -200,7 +200,8 @@ class Project:
         else:
             inner, capacity = make_executor(config.executor, self.directory, config.options.jobs,
                                             settings.url if settings else None,
-                                            settings.endpoint_url if settings else None)
+                                            settings.endpoint_url if settings else None,
+                                            bool(settings and settings.write))
         options = config.options if config.options.jobs else \
             dataclasses.replace(config.options, jobs=capacity)
         if cache is None:

@@ -190,7 +190,8 @@ def last_execution(project: Path) -> dict:
 def dask_args(cluster: Cluster, mode: str, store: Path | None) -> list[str]:
     args = ["--executor", "dask", "--scheduler", cluster.address]
     if mode == "staged":
-        args += ["--dask-files", "staged", "--cache", str(store), "--no-local-cache"]
+        args += ["--dask-files", "staged", "--cache", str(store), "--cache-write",
+                 "--no-local-cache"]
     return args
 
 
@@ -424,6 +425,24 @@ def in_flight(root: Path, pids: set[int]) -> set[int]:
     return {job for job, pid in running if pid in pids}
 
 
+def commands_running_in(root: Path) -> list[int]:
+    """Live processes whose working directory is the project: the jobs' commands."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cwd", "status"]):
+        if process.info["cwd"] == str(root) and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process.pid)
+    return found
+
+
+def wait_for_commands_to_stop(root: Path, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while commands_running_in(root):
+        assert time.monotonic() < deadline, f"commands still running: {commands_running_in(root)}"
+        time.sleep(0.05)
+
+
 def started_twice(root: Path) -> list[int]:
     starts: dict[int, int] = {}
     for line in (root / "trace.log").read_text().splitlines():
@@ -461,14 +480,15 @@ def test_worker_killed_mid_build(fresh_cluster, tmp_path, record_property):
         record = last_execution(project)
         assert (record["status"], record["ran"], record["failed"]) == \
             ("succeeded", SLOW_JOBS, 0), result.describe()
-        time.sleep(0.5)                                     # orphaned commands of the dead worker
+        # the rerun waited for the dead worker's copy to be killed: none is left running
+        assert commands_running_in(project) == [], "a command outlived its dead worker"
         assert rlmake(project, "build", "-v", "--executor", "local").ran == set()
         assert set(started_twice(project)) >= lost, "the lost job was not run again"
     else:
         outcome = "failed clearly, naming the Dask cluster"
         assert result.returncode == 1, result.describe()
         assert "Dask cluster" in result.stdout + result.stderr, result.describe()
-        time.sleep(0.5)
+        wait_for_commands_to_stop(project)
         rlmake(project, "build", "-j2", "--executor", "local")
         assert slow_outputs_correct(project)
     rerun = started_twice(project)
@@ -530,7 +550,7 @@ def test_scheduler_killed_mid_build(fresh_cluster, tmp_path):
     assert record["ran"] < SLOW_JOBS, record
 
     fresh_cluster.stop()                    # no worker may write into the project any more
-    time.sleep(0.5)                         # nor an orphaned command of one
+    wait_for_commands_to_stop(project)      # nor a command of one (killed when it died)
     local = rlmake(project, "build", "-v", "-j2", "--executor", "local")
     assert lost <= local.ran, local.describe()
     assert slow_outputs_correct(project), local.describe()

@@ -82,8 +82,8 @@ def check_scheduler_address(address: str) -> None:
 
 
 def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int | None,
-                  shared_store_url: str | None, endpoint_url: str | None
-                  ) -> tuple[Executor, int]:
+                  shared_store_url: str | None, endpoint_url: str | None,
+                  shared_store_writable: bool = False) -> tuple[Executor, int]:
     """The executor, and how many jobs it runs at once: -j when not given (`jobs` None).
     Here, the CPUs; on Dask, the threads of the workers connected when it started."""
     if settings.kind == "local":
@@ -96,9 +96,13 @@ def make_executor(settings: ExecutorSettings, project_dir: str, jobs: int | None
     if settings.kind == "dask":
         from rlmake.executors.dask import DaskExecutor, StoreSpec
 
-        store = StoreSpec(shared_store_url, endpoint_url) if shared_store_url else None
+        url = shared_store_url
+        if url and "://" not in url:        # rlmake.toml's is relative to the project
+            url = os.path.join(project_dir, url)
+        store = StoreSpec(url, endpoint_url) if url else None
         dask = DaskExecutor(project_dir, settings.scheduler, settings.file_mode, store,
                             say=lambda text: print(text, file=sys.stderr, flush=True),
+                            store_writable=shared_store_writable,
                             worker_wait=settings.worker_wait,
                             cluster_logs=settings.cluster_logs)
         return dask, max(1, dask.total_threads)

@@ -12,7 +12,12 @@ workers one of two ways:
 
 `auto` (the default) uses shared when a worker can see a file the client
 just wrote in the project, else staged when a shared store is configured,
-else stops with an error that says both. `distributed` is imported only here.
+else stops with an error that says both. Staging writes to the store, so it
+needs `--cache-write`; before any job is sent, the client and every worker
+write a probe blob there and read it back, so that a worker without rlmake or
+without the store's credentials stops the build once, saying which. Commands
+on a worker die with it, and a job Dask runs again after losing a worker waits
+for the old copy (tether.py). `distributed` is imported only here.
 """
 
 from __future__ import annotations
@@ -21,24 +26,33 @@ import os
 import queue
 import secrets
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from rlmake.errors import ExecutorLost, UsageError
 from rlmake.executors import FILE_MODES, WORKER_WAIT_SECONDS
 from rlmake.executors.base import Completion, Task
 from rlmake.executors.local import run_task, wait_on
+from rlmake.executors.tether import JobLock, Tether, lock_path
 from rlmake.hashing import digest_file
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from distributed import Future, Worker
 
     from rlmake.cache.base import Store
 
 CONNECT_TIMEOUT = "5s"
 _STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
+_TRANSFER_THREADS = 8       # staged: uploads of inputs and downloads of outputs at once
+_SEND_UNASKED_BYTES = 256 * 1024     # staged: inputs up to this size are uploaded unasked
+# What the client and each worker write to the store, and read back, before staging.
+_PROBE = b"rlmake: a probe that the client and the Dask workers share this store (%s)\n"
 
 # What a staged job returns: its completion, and each file it wrote as (digest, mode).
 _Staged = tuple[Completion, dict[str, tuple[str, int]]]
@@ -52,27 +66,45 @@ class StoreSpec:
     endpoint_url: str | None = None
 
     def open(self) -> Store:
-        if self.url.startswith("s3://"):
-            from rlmake.cache.s3 import S3Store
+        """The store, opened once per process: an S3 store's boto3 client costs a third
+        of a second of CPU to make, more than a small job takes to run."""
+        if not self.url.startswith("s3://"):
+            from rlmake.cache.local import LocalStore
 
-            return S3Store(self.url, self.endpoint_url)
-        from rlmake.cache.local import LocalStore
+            # cheap, and not kept: it remembers the directories it made, which may go
+            return LocalStore(self.url.removeprefix("file://"), self.url)
+        with _open_stores_lock:
+            store = _open_stores.get(self)
+            if store is None:
+                from rlmake.cache.s3 import S3Store
 
-        return LocalStore(self.url.removeprefix("file://"), self.url)
+                store = _open_stores[self] = S3Store(self.url, self.endpoint_url)
+            return store
+
+
+# A worker process runs many jobs against the same store, from several threads: boto3
+# clients may be shared between threads.
+_open_stores: dict[StoreSpec, Store] = {}
+_open_stores_lock = threading.Lock()
 
 
 class DaskExecutor:
     def __init__(self, project_dir: str, scheduler: str | None, file_mode: str = "auto",
                  store: StoreSpec | None = None, say=print, *,
-                 worker_wait: float = WORKER_WAIT_SECONDS, cluster_logs: bool = False):
+                 store_writable: bool = False, worker_wait: float = WORKER_WAIT_SECONDS,
+                 cluster_logs: bool = False):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise UsageError("--executor dask needs the distributed package: "
                              "pip install 'rlmake[dask]'") from None
+        if file_mode == "staged":       # known before connecting: stop at once
+            _check_can_stage(store, store_writable, None)
         self.project_dir = project_dir
         self._finished: queue.SimpleQueue[Completion | _Lost] = queue.SimpleQueue()
         self._futures: dict[str, Future[Completion | _Staged]] = {}
+        self._lock = threading.Lock()       # _futures and _stopped, for the staging threads
+        self._stopped = False               # cancelled or closed: submit nothing more
         self._cluster = None
         self._lost: str | None = None       # why the cluster can run nothing any more
         self._log_levels = {} if cluster_logs else _quiet_cluster_logs()
@@ -92,12 +124,14 @@ class DaskExecutor:
         try:
             workers = self._wait_for_workers(worker_wait)
             self.total_threads = sum(nthreads for nthreads in workers.values())
-            self.mode = self._choose_mode(file_mode, store)
+            self.mode = self._choose_mode(file_mode, store, store_writable)
+            self.store = store if self.mode == "staged" else None
+            self._client_store = self.store.open() if self.store is not None else None
+            self._transfers = self._check_staging() if self.store is not None else None
         except BaseException:
             self.close()
             raise
-        self.store = store if self.mode == "staged" else None
-        self._client_store = self.store.open() if self.store is not None else None
+        self._in_store: set[str] = set()    # digests known to be in the store, this build
         where = scheduler or "a local Dask cluster"
         say(f"rlmake: running jobs on {where}, files {self._describe_mode()} "
             f"({_count(len(workers), 'worker')}, {_count(self.total_threads, 'thread')})")
@@ -121,7 +155,7 @@ class DaskExecutor:
             return f"on a shared filesystem at {self.project_dir}"
         return f"staged through {self.store.url}"
 
-    def _choose_mode(self, requested: str, store: StoreSpec | None) -> str:
+    def _choose_mode(self, requested: str, store: StoreSpec | None, writable: bool) -> str:
         if requested not in FILE_MODES:
             raise UsageError(f"unknown file mode '{requested}': use one of {', '.join(FILE_MODES)}")
         if requested in ("auto", "shared") and self._workers_share_the_project():
@@ -129,15 +163,7 @@ class DaskExecutor:
         if requested == "shared":
             raise UsageError(f"the Dask workers cannot see {self.project_dir}: "
                              "no shared filesystem (use --dask-files staged with --cache)")
-        if store is None and requested == "staged":
-            raise UsageError("--dask-files staged needs a shared store to stage files through: "
-                             "pass --cache s3://bucket/prefix or --cache DIR (a directory "
-                             "every worker can reach)")
-        if store is None:
-            raise UsageError(f"the Dask workers cannot see {self.project_dir} and no shared "
-                             "cache is configured to stage files through: mount the project "
-                             "at the same path on every worker, or pass --cache s3://... or "
-                             "--cache DIR (a directory every worker can reach)")
+        _check_can_stage(store, writable, None if requested == "staged" else self.project_dir)
         return "staged"
 
     def _workers_share_the_project(self) -> bool:
@@ -147,12 +173,56 @@ class DaskExecutor:
         with open(probe, "w") as stream:
             stream.write(token)
         try:
-            seen = self.client.run(_read_probe, probe)     # every worker answers
+            seen = self._ask_every_worker(_read_probe, probe)
             return bool(seen) and all(answer == token for answer in seen.values())
         except OSError as error:        # the scheduler went away meanwhile
             raise ExecutorLost(_went_away(self.address, error)) from None
         finally:
             os.remove(probe)
+
+    def _check_staging(self) -> ThreadPoolExecutor:
+        """Before any job is sent: this machine writes a probe blob to the store, every
+        worker writes one of its own and reads this machine's, and this machine reads
+        each worker's.
+        Without rlmake, credentials or the same store there, every job would fail alike."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        assert self.store is not None
+        url = self.store.url
+        step, mine = _check_store_here(self.store, None)
+        if step != "ok":
+            raise UsageError(f"cannot write to {url} from this machine: {mine}; staged Dask "
+                             "builds upload every job's inputs there")
+        answers = self._ask_every_worker(_check_store_here, self.store, mine)
+        for name, (step, detail) in answers.items():
+            if step == "ok":
+                problem = _read_back(self.store.open(), detail)
+                if problem:
+                    raise UsageError(_staging_problem("this machine", f"the Dask worker {name}",
+                                                      url, *problem))
+            else:
+                raise UsageError(_staging_problem(f"the Dask worker {name}", "this machine",
+                                                  url, step, detail))
+        return ThreadPoolExecutor(_TRANSFER_THREADS, thread_name_prefix="rlmake-stage")
+
+    def _ask_every_worker(self, function: Callable, *args) -> dict[str, Any]:
+        """`function(*args)` on every worker, by worker name; a worker that cannot import
+        rlmake (so cannot even read the function) stops the build, saying so."""
+        answers = self.client.run(function, *args, on_error="return")
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        named = {}
+        for address, answer in answers.items():
+            name = workers.get(address, {}).get("name", address)
+            name = f"{name} ({address})" if str(name) != address else address
+            if isinstance(answer, BaseException):
+                if "No module named 'rlmake" in str(answer):
+                    raise UsageError(f"the Dask worker {name} cannot import rlmake ({answer}): "
+                                     "install rlmake, the same version as here, on every "
+                                     "worker (pip install 'rlmake[dask]')")
+                raise UsageError(f"the Dask worker {name} failed a check before the build: "
+                                 f"{type(answer).__name__}: {answer}")
+            named[name] = answer
+        return named
 
     # --- the executor protocol ----------------------------------------------------------
 
@@ -162,16 +232,30 @@ class DaskExecutor:
         if self._lost is not None:          # submitted, it would wait for a scheduler forever
             self._finished.put(_LOST)
             return
-        future: Future[Completion | _Staged]
-        if self.store is not None:
-            self._upload_inputs(task)
-            future = self.client.submit(_run_staged, task, self.store, pure=False,
+        if self._transfers is None:
+            self._submit(task, _run_shared, lock_path(self.project_dir, task.id))
+        else:       # the uploads run beside the build, not on its thread
+            self._transfers.submit(self._stage_and_submit, task)
+
+    def _submit(self, task: Task, function: Callable, *args) -> None:
+        with self._lock:
+            if self._stopped:
+                self._finished.put(Completion(task.id, -signal.SIGTERM, b"", time.time(),
+                                              time.time(), error="interrupted"))
+                return
+            future = self.client.submit(function, task, *args, pure=False,
                                         key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
-        else:
-            future = self.client.submit(_run_shared, task, pure=False,
-                                        key=f"rlmake-{task.id}-{secrets.token_hex(4)}")
-        self._futures[task.id] = future
+            self._futures[task.id] = future
         future.add_done_callback(lambda done, task=task: self._collect(task, done))
+
+    def _stage_and_submit(self, task: Task) -> None:
+        started = time.time()
+        try:
+            self._upload_inputs(task)
+            self._submit(task, _run_staged, self.store)
+        except Exception as error:      # noqa: BLE001 - on a thread: the build must hear of it
+            self._finished.put(Completion(task.id, 1, b"", started, time.time(),
+                                          error=f"could not stage its inputs: {error}"))
 
     def _staging_store(self) -> Store:
         """The shared store as the client opened it; only a staged executor has one."""
@@ -180,10 +264,16 @@ class DaskExecutor:
         return self._client_store
 
     def _upload_inputs(self, task: Task) -> None:
+        """Put in the store each input it may lack. A small file is sent without asking
+        first: one request, where asking costs one and often a second."""
         store = self._staging_store()
         for path, digest in task.inputs:
-            if not store.has_blob(digest):
-                store.put_blob(digest, os.path.join(self.project_dir, path))
+            if digest in self._in_store or os.path.isabs(path):
+                continue
+            full = os.path.join(self.project_dir, path)
+            if os.path.getsize(full) <= _SEND_UNASKED_BYTES or not store.has_blob(digest):
+                store.put_blob(digest, full)
+            self._in_store.add(digest)
 
     def _collect(self, task: Task, future: Future[Completion | _Staged]) -> None:
         started = time.time()
@@ -202,8 +292,16 @@ class DaskExecutor:
         if isinstance(result, Completion):      # ran in place: nothing to bring back
             self._finished.put(result)
             return
-        completion, written = result
-        problem = self._restore_outputs(written) if completion.exit_code == 0 else None
+        assert self._transfers is not None
+        # Dask runs every done callback on one thread: downloads would queue behind it
+        self._transfers.submit(self._finish_staged, *result)
+
+    def _finish_staged(self, completion: Completion, written: dict[str, tuple[str, int]]) -> None:
+        self._in_store.update(digest for digest, _ in written.values())
+        try:
+            problem = self._restore_outputs(written) if completion.exit_code == 0 else None
+        except Exception as error:      # noqa: BLE001 - on a thread: the build must hear of it
+            problem = f"staged outputs could not be brought back: {error}"
         if problem:
             completion = completion._replace(exit_code=1, error=problem)
         self._finished.put(completion)
@@ -243,17 +341,21 @@ class DaskExecutor:
         if isinstance(completion, _Lost):
             raise ExecutorLost(self._lost or _went_away(self.address, None))
         if completion is not None:
-            self._futures.pop(completion.id, None)
+            with self._lock:
+                self._futures.pop(completion.id, None)
         return completion
 
     def cancel(self) -> None:
         """Cancel every task, then wait (a few seconds at most) until the workers have
         stopped their commands: a worker only notices between polls, and one of a
         LocalCluster dies with rlmake, leaving its commands running, if it has not."""
-        if not self._futures:
+        with self._lock:
+            self._stopped = True            # tasks still being staged are not sent
+            futures = list(self._futures.values())
+        if not futures:
             return
-        keys = [future.key for future in self._futures.values()]
-        self.client.cancel(list(self._futures.values()), force=True)
+        keys = [future.key for future in futures]
+        self.client.cancel(futures, force=True)
         deadline = time.monotonic() + _STOP_SECONDS
         while time.monotonic() < deadline:
             try:
@@ -265,7 +367,12 @@ class DaskExecutor:
             time.sleep(0.05)
 
     def close(self) -> None:
+        with self._lock:
+            self._stopped = True
         try:
+            transfers = getattr(self, "_transfers", None)
+            if transfers is not None:
+                transfers.shutdown(wait=True, cancel_futures=True)
             # a client whose scheduler went away has nothing to say goodbye to
             self.client.close(timeout=1 if self._lost else None)
             if self._cluster is not None:
@@ -321,12 +428,53 @@ def _restore_log_levels(levels: dict[str, int]) -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def _staging_problem(who: str, writer: str, url: str, step: str, why: str) -> str:
+    if step == "missing":
+        return (f"{who} does not find in {url} what {writer} wrote there ({why}): every "
+                "worker must reach the same store as this machine (a directory store must be "
+                "one directory that every worker mounts at the same path)")
+    verb = "write to" if step == "write" else "read from"
+    return (f"{who} cannot {verb} {url}: {why}; staged mode needs rlmake installed on every "
+            "worker and the store's credentials there")
+
+
+def _check_can_stage(store: StoreSpec | None, writable: bool, unseen: str | None) -> None:
+    """Staging needs a shared store and write access to it; `unseen` is the project
+    directory when `auto` found that the workers cannot see it, None for `staged`."""
+    if store is None and unseen is None:
+        raise UsageError("--dask-files staged needs a shared store to stage files through: "
+                         "pass --cache s3://bucket/prefix or --cache DIR (a directory "
+                         "every worker can reach)")
+    if store is None:
+        raise UsageError(f"the Dask workers cannot see {unseen} and no shared "
+                         "cache is configured to stage files through: mount the project "
+                         "at the same path on every worker, or pass --cache s3://... or "
+                         "--cache DIR (a directory every worker can reach)")
+    if not writable:
+        why = "--dask-files staged" if unseen is None else \
+            f"the Dask workers cannot see {unseen}, so files must be staged through the store"
+        raise UsageError(f"{why}: staging writes every job's inputs and outputs to "
+                         f"{store.url}, and the cache is read-only: pass --cache-write (or "
+                         "set RLMAKE_CACHE_WRITE=1), with write credentials to the store "
+                         "here and on every worker")
+
+
 # --- run on the workers -----------------------------------------------------------------
 
-def _run_shared(task: Task) -> Completion:
-    """Run in place; stop the command's process group once the task is cancelled (Ctrl-C,
-    or the client gone)."""
-    return run_task(task, cancelled=_cancellation_check())
+def _run_shared(task: Task, lock: str) -> Completion:
+    """Run in place once no other copy of the job runs (the file `lock`, see tether.py);
+    stop the command's process group once the task is cancelled (Ctrl-C, or the client
+    gone), or if this worker dies."""
+    cancelled = _cancellation_check()
+    held = JobLock.acquire(lock, cancelled)
+    if held is None:
+        return Completion(task.id, -signal.SIGTERM, b"", time.time(), time.time(),
+                          error="interrupted")
+    try:
+        with Tether() as tether:
+            return run_task(task, cancelled=cancelled, tether=tether, keep_fds=(held.fd,))
+    finally:
+        held.release()
 
 
 def _cancellation_check():
@@ -361,8 +509,49 @@ def _read_probe(path: str) -> str | None:
         return None
 
 
+def _check_store_here(spec: StoreSpec, theirs: str | None) -> tuple[str, str]:
+    """Write a probe blob of our own, then read back the probe blob `theirs` (if
+    given): ("ok", our blob's digest), or what failed ("write", "read", or "missing":
+    read, but not there or altered) and why."""
+    try:
+        store = spec.open()
+        with tempfile.TemporaryDirectory(prefix="rlmake-probe-") as scratch:
+            source = os.path.join(scratch, "probe")
+            with open(source, "wb") as stream:       # new bytes each time: a new blob
+                stream.write(_PROBE % secrets.token_hex(16).encode())
+            digest = digest_file(source)
+            store.put_blob(digest, source)
+    except Exception as error:      # noqa: BLE001 - whatever it is, it is the answer
+        return "write", _reason(error)
+    if theirs is not None:
+        problem = _read_back(store, theirs)
+        if problem:
+            return problem
+    return "ok", digest
+
+
+def _read_back(store: Store, digest: str) -> tuple[str, str] | None:
+    """Why the probe blob `digest` cannot be read from `store` ("read" or "missing",
+    and the reason), or None."""
+    with tempfile.TemporaryDirectory(prefix="rlmake-probe-") as scratch:
+        copy = os.path.join(scratch, "probe")
+        try:
+            if not store.fetch_blob(digest, copy):
+                return "missing", "the probe blob is not there"
+        except Exception as error:      # noqa: BLE001 - whatever it is, it is the answer
+            return "read", _reason(error)
+        if digest_file(copy) != digest:
+            return "missing", "the probe blob read back altered"
+    return None
+
+
+def _reason(error: Exception) -> str:
+    return str(error) or type(error).__name__
+
+
 def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
-    """Fetch the inputs into a scratch directory, run, upload what the job wrote."""
+    """Fetch the inputs into a scratch directory, run, upload what the job wrote.
+    Copies of a job never share a directory: a rerun need not wait for the old one."""
     store = spec.open()
     scratch = tempfile.mkdtemp(prefix="rlmake-job-")
     try:
@@ -376,7 +565,8 @@ def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
                                   error=f"input {path} could not be staged intact"), {}
         local = task._replace(cwd=scratch, make_dirs=tuple(
             os.path.join(scratch, os.path.relpath(d, task.cwd)) for d in task.make_dirs))
-        completion = run_task(local, cancelled=_cancellation_check())
+        with Tether() as tether:
+            completion = run_task(local, cancelled=_cancellation_check(), tether=tether)
         written: dict[str, tuple[str, int]] = {}
         if completion.exit_code == 0:
             for path in (*task.outputs, *([task.depfile] if task.depfile else [])):

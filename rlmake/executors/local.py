@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import queue
     import subprocess
 
+    from rlmake.executors.tether import Tether
+
 _KILL_GRACE_SECONDS = 2.0
 _REAP_SECONDS = 2.0             # for SIGKILLed children to be gone
 _READ_SIZE = 65536
@@ -375,12 +377,15 @@ def _which(program: str, path: str) -> str | None:
 
 def run_task(task: Task, base_env: dict[str, str] | None = None,
              track: Callable[[subprocess.Popen, bool], None] | None = None,
-             cancelled: Callable[[], bool] = lambda: False) -> Completion:
+             cancelled: Callable[[], bool] = lambda: False,
+             tether: Tether | None = None, keep_fds: tuple[int, ...] = ()) -> Completion:
     """Run a task's commands in order with `/bin/sh -c`, stopping at the first failure.
 
     A plain function, so that any executor can run it, here or on another machine.
     `track(process, running)` hears of each child; `cancelled()`, asked every
-    _CANCEL_POLL_SECONDS while a command runs, stops its process group when true."""
+    _CANCEL_POLL_SECONDS while a command runs, stops its process group when true.
+    `tether`, when given, is told of each command's process group while it runs;
+    `keep_fds` stay open in every command."""
     import subprocess
 
     started = time.time()
@@ -396,11 +401,14 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
                                   command)
             process = subprocess.Popen(argv_for(command, env), cwd=task.cwd, env=env,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                                       stderr=subprocess.STDOUT, start_new_session=True,
+                                       pass_fds=keep_fds)
+            if tether:
+                tether.arm(process.pid)
             if track:
                 track(process, True)
             try:
-                output += _communicate(process, cancelled)
+                output += _communicate(process, cancelled, tether.disarm if tether else None)
             finally:
                 if track:
                     track(process, False)
@@ -415,24 +423,73 @@ def run_task(task: Task, base_env: dict[str, str] | None = None,
 _CANCEL_POLL_SECONDS = 0.2
 
 
-def _communicate(process: "subprocess.Popen", cancelled: Callable[[], bool]) -> bytes:
+def _communicate(process: "subprocess.Popen", cancelled: Callable[[], bool],
+                 exited: Callable[[], None] | None = None) -> bytes:
     """The command's output once it has ended; if `cancelled()` turns true first, its
-    process group is stopped: SIGTERM, up to the grace period, SIGKILL."""
-    import subprocess
-
+    process group is stopped: SIGTERM, up to the grace period, SIGKILL (the rest of the
+    group too). `exited()` is called once it has exited and before it is reaped: until
+    then its pid, which is its group's id, cannot be given to another process."""
+    assert process.stdout is not None
+    stdout = process.stdout.fileno()
+    poller = select.poll()
+    poller.register(stdout, select.POLLIN)
+    output = bytearray()
+    reading = True
+    stopping = _Stopping(process.pid)
+    pause = 0.001
     while True:
-        try:
-            return process.communicate(timeout=_CANCEL_POLL_SECONDS)[0]
-        except subprocess.TimeoutExpired:
-            if cancelled():
-                break
-    _kill_group(process.pid, signal.SIGTERM)
+        if reading:
+            for _ in poller.poll(_CANCEL_POLL_SECONDS * 1000):
+                data = os.read(stdout, _READ_SIZE)
+                if data:
+                    output += data
+                else:
+                    reading = False
+        elif _has_exited(process.pid):
+            break
+        else:                       # its output closed and it has not exited yet: rare
+            time.sleep(pause)
+            pause = min(2 * pause, _CANCEL_POLL_SECONDS)
+        stopping.step(cancelled)
+    process.stdout.close()
+    if stopping.started:
+        _kill_group(process.pid, signal.SIGKILL)     # what is left of its group
+    if exited:
+        exited()
+    process.wait()
+    return bytes(output)
+
+
+class _Stopping:
+    """SIGTERM to a command's group once the task is cancelled, SIGKILL a grace period
+    later; cancellation is asked at most every _CANCEL_POLL_SECONDS."""
+
+    def __init__(self, group: int):
+        self.group = group
+        self.started = False
+        self._next_check = time.monotonic() + _CANCEL_POLL_SECONDS
+        self._kill_at = 0.0
+
+    def step(self, cancelled: Callable[[], bool]) -> None:
+        now = time.monotonic()
+        if not self.started:
+            if now >= self._next_check:
+                self._next_check = now + _CANCEL_POLL_SECONDS
+                if cancelled():
+                    self.started = True
+                    self._kill_at = now + _KILL_GRACE_SECONDS
+                    _kill_group(self.group, signal.SIGTERM)
+        elif self._kill_at and now >= self._kill_at:
+            self._kill_at = 0.0
+            _kill_group(self.group, signal.SIGKILL)
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether the child has exited, leaving it to be reaped (its pid stays taken)."""
     try:
-        process.wait(timeout=_KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
-    _kill_group(process.pid, signal.SIGKILL)        # the rest of its group too
-    return process.communicate()[0]
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:       # reaped already (SIGCHLD ignored): gone all the same
+        return True
 
 
 def _kill_group(group: int, signum: int) -> None:
