@@ -13,6 +13,7 @@ import os
 import shlex
 from typing import Any, Iterable
 
+from rlmake.errors import UsageError
 from rlmake.model import Job
 
 SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".c++", ".C", ".m", ".mm", ".cu")
@@ -45,6 +46,9 @@ def write(found: list[dict[str, Any]], path: str) -> None:
             json.dump(found, stream, indent=2)
             stream.write("\n")
         os.replace(temporary, path)
+    except OSError as error:
+        raise UsageError(f"cannot write the compilation database {path}: "
+                         f"{error.strerror or error}") from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

@@ -350,3 +350,14 @@ def test_a_former_output_taken_as_a_source_is_said_once_when_the_plan_changes(tm
     assert "rlmake: warning: 'main.o': an earlier build made it with a rule, but no rule " \
            "makes it now, so it is taken as a source" in warned.stderr, warned.describe()
     assert "earlier build made" not in project.build().stderr     # the plan is stored now
+
+
+def test_compdb_that_cannot_be_written_is_a_clear_error(tmp_path):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": ""})
+    (project / "taken.json").mkdir()
+    for target in ("taken.json", str(tmp_path / "no" / "such" / "dir.json")):
+        result = run_cli(["compdb", "-o", target], cwd=project)
+        assert result.exit_code == 2, result.describe()
+        assert "cannot write the compilation database" in result.stderr
+    assert sorted(p.name for p in project.iterdir()) == [".rlmake", "Rulesfile.yaml", "src",
+                                                         "taken.json"]   # no temporary left
