@@ -81,7 +81,7 @@ def test_a_scheduler_without_workers_is_named_not_blamed_on_the_filesystem(
         lonely_scheduler, tmp_path, mode):
     project = tmp_path / "proj"
     write_slow(project)
-    files = ["--dask-files", "staged", "--cache", str(tmp_path / "store")] \
+    files = ["--dask-files", "staged", "--cache", str(tmp_path / "store"), "--cache-write"] \
         if mode == "staged" else []
     result = run(project, "build", "--executor", "dask", "--scheduler",
                  lonely_scheduler.address, *files, RLMAKE_DASK_WORKER_WAIT="1")
