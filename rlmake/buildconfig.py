@@ -4,8 +4,7 @@ order of precedence), so that no layer below the CLI reads any of them again."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from rlmake.config import Config
 from rlmake.errors import UsageError
@@ -17,12 +16,11 @@ if TYPE_CHECKING:
     from rlmake.cache.settings import CacheSettings
 
 
-@dataclass(frozen=True)
-class BuildConfig:
-    options: BuildOptions = field(default_factory=BuildOptions)
+class BuildConfig(NamedTuple):
+    options: BuildOptions = BuildOptions()
     hash_mode: str | None = None    # None: the Rulesfile's var `rlmake_hash`, else content
     cache: "CacheSettings | None" = None     # None: no artifact store at all
-    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    executor: ExecutorSettings = ExecutorSettings()
     wait: bool = True               # wait for another build of the project (not --no-wait)
     argv: tuple[str, ...] = ()      # the command line, as recorded
 

@@ -12,6 +12,7 @@ url = "s3://bucket/prefix"         # a shared cache, read by every build
 write = false                      # only trusted CI should write to it
 endpoint_url = "http://127.0.0.1:9000"   # MinIO, Ceph, any S3 service
 local = true                       # the local store in .rlmake/cache (default true)
+local_max_size = "5G"              # its size cap, least recently used out first (default 2G)
 ```
 
 Command-line flags win over environment variables, which win over this file
@@ -21,8 +22,7 @@ Command-line flags win over environment variables, which win over this file
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlmake.errors import UsageError
 
@@ -30,11 +30,11 @@ CONFIG_NAME = "rlmake.toml"
 # Each setting and the type its value must have.
 _KNOWN: dict[str, dict[str, type]] = {
     "build": {"hash": str, "executor": str, "scheduler": str, "file_mode": str},
-    "cache": {"url": str, "write": bool, "endpoint_url": str, "local": bool}}
+    "cache": {"url": str, "write": bool, "endpoint_url": str, "local": bool,
+              "local_max_size": str}}
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     values: dict[str, dict[str, Any]]
 
     def get(self, section: str, name: str, default: Any = None) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import signal
 
@@ -100,5 +99,7 @@ INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 def did_you_mean(name: str, choices) -> str:
     """A ` (did you mean 'x'?)` suffix when a close name exists, else ''."""
+    import difflib      # only on a mistake: not on every build's path
+
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""

@@ -16,7 +16,7 @@ MAX_DEPTH = 64
 
 
 def execution_json(execution: Execution) -> dict[str, Any]:
-    data = asdict(execution)
+    data = execution._asdict()
     data["status"] = execution.status.value
     data["duration"] = _duration(execution)
     return data

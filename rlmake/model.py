@@ -1,4 +1,9 @@
-"""Plain, frozen data that every layer shares: what a Rulesfile says, and the jobs it expands to."""
+"""Plain, frozen data that every layer shares: what a Rulesfile says, and the jobs it expands to.
+
+NamedTuples, not dataclasses, wherever nothing needs a dataclass's extras (a field left
+out of equality, `dataclasses.replace`): every command imports this module, and a frozen
+dataclass costs ten times a NamedTuple to create (its methods are generated and compiled
+at import)."""
 
 from __future__ import annotations
 
@@ -8,8 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, Iterator, NamedTuple, overload
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """Where something was written: a file as the user named it, and a 1-based line."""
 
     path: str
@@ -42,8 +46,7 @@ class RuleSpec:
         return self.key_lines.get(key, self.where.line)
 
 
-@dataclass(frozen=True)
-class Rulesfile:
+class Rulesfile(NamedTuple):
     """A loaded Rulesfile with its includes merged in."""
 
     path: str                       # the top file, as the user would name it
@@ -180,8 +183,7 @@ class Plan:
         return self.jobs.count_with_commands()
 
 
-@dataclass(frozen=True)
-class BuildOptions:
+class BuildOptions(NamedTuple):
     """How to run a build: the command line's -j, -k, -B and -n."""
 
     jobs: int | None = None         # None: as many as the executor runs at once (the CPUs
@@ -210,8 +212,7 @@ class ReasonKind(Enum):
     INPUTS_CHANGED = "inputs changed"
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):
     kind: ReasonKind
     path: str | None = None
     old: Any = None
@@ -243,8 +244,7 @@ class Reason:
         return cls(ReasonKind[data["kind"]], data.get("path"), data.get("old"), data.get("new"))
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """Whether a job must run, with the reasons found (the first only, unless all were asked)."""
 
     key: str
@@ -357,8 +357,7 @@ class RunRecord(NamedTuple):
     stored_by: StoredBy | None = None   # RESTORED: who stored it (None: the record did not say)
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     job: Job
     status: Status
     decision: Decision | None = None

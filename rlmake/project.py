@@ -8,7 +8,6 @@ loads them.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import time
 from functools import cached_property
@@ -203,7 +202,7 @@ class Project:
                                             settings.endpoint_url if settings else None,
                                             bool(settings and settings.write))
         options = config.options if config.options.jobs else \
-            dataclasses.replace(config.options, jobs=capacity)
+            config.options._replace(jobs=capacity)
         if cache is None:
             return inner, options
         from rlmake.executors.caching import CachingExecutor
@@ -479,6 +478,11 @@ class Project:
             temporaries = (0, 0) if dry_run else store.remove_temporaries()
             collected = housekeeping.collect(store, limits, time.time() if now is None else now,
                                              dry_run)
+            if not dry_run and collected.error is None and os.path.isdir(store.root):
+                # counted: the next build that stores need not walk the store
+                from rlmake.cache.cap import write_estimate
+
+                write_estimate(store.root, collected.kept.total_size)
             return collected._replace(temporaries=temporaries)
         finally:
             lock.release()

@@ -14,9 +14,8 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
-from typing import (Any, Callable, Concatenate, Iterable, ParamSpec, Sequence, TypeVar,
-                    overload)
+from typing import (Any, Callable, Concatenate, Iterable, NamedTuple, ParamSpec, Sequence,
+                    TypeVar, overload)
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
@@ -155,8 +154,7 @@ MIGRATIONS: tuple[str, ...] = (
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
-@dataclass(frozen=True)
-class CacheUse:
+class CacheUse(NamedTuple):
     """How one build used the artifact cache."""
 
     restored: int = 0
@@ -208,8 +206,7 @@ def _job_record(row: Row) -> JobRecord:
 
 # --- reading the records back (why, log, clean) ---------------------------------------
 
-@dataclass(frozen=True)
-class Execution:
+class Execution(NamedTuple):
     id: str
     started: float
     ended: float | None

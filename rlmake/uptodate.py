@@ -24,7 +24,6 @@ from __future__ import annotations
 import marshal
 import os
 import time
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Callable, Iterable, Mapping, NamedTuple
 
@@ -40,14 +39,12 @@ Entry = tuple[str, int, int, int, int, int, str]
 MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a path
 
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(NamedTuple):
     taken_ns: int               # no later than the moment its entries' digests were read
     entries: tuple[Entry, ...]
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     pieces: tuple[Piece, ...]
     depfile_readers: dict[str, tuple[str, ...]]      # depfile dep -> jobs whose depfile lists it
 

@@ -363,6 +363,10 @@ class ArtifactCache:
                 future.result()
             if self._uploads is not None:
                 self._uploads.shutdown(wait=True)
+            for state in self._states:      # the local store's size cap (cap.py)
+                after_build = getattr(state.store, "after_build", None)
+                if after_build is not None and not state.broken:
+                    after_build(self.warn)
         finally:
             with self._lock:
                 summary = self._refusals.summary()

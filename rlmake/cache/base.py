@@ -44,6 +44,19 @@ class Store(Protocol):
 _TOKEN_BYTES = 8         # a temporary's name is its prefix and this many random bytes in hex
 
 
+_token_state: list[int] = []     # [random base, count]: drawn once a process
+
+
+def _next_token() -> str:
+    """A fresh token: half drawn at random once a process, half a count. A random draw
+    per name was a system call per stored file; a clash (another process that drew the
+    same half and counted as far) only costs O_EXCL's retry."""
+    if not _token_state:
+        _token_state[:] = [int.from_bytes(os.urandom(4), "big"), 0]
+    _token_state[1] = (_token_state[1] + 1) & 0xFFFFFFFF
+    return f"{_token_state[0]:08x}{_token_state[1]:08x}"        # _TOKEN_BYTES in hex
+
+
 def new_temporary(directory: str, prefix: str) -> str:
     """Create an empty file with a fresh name in `directory`; its path."""
     path, fd = open_temporary(directory, prefix)
@@ -55,7 +68,7 @@ def open_temporary(directory: str, prefix: str) -> tuple[str, int]:
     """Create an empty file with a fresh name in `directory`; its path and a descriptor open
     for writing (tempfile would import `random`, which costs every build that stores)."""
     while True:
-        path = os.path.join(directory, prefix + os.urandom(_TOKEN_BYTES).hex())
+        path = os.path.join(directory, prefix + _next_token())
         try:
             return path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:

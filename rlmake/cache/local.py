@@ -3,8 +3,16 @@
 Layout: `ac/KEY[:2]/KEY` for action records, `cas/DIGEST[:2]/DIGEST` for blobs,
 `rlmake-store.json` for the marker of a signed store (see trust.py).
 Every write goes to a temporary file that is renamed into place, so readers
-never see half an entry. A hit touches the entry's mtime: `gc` removes the
-least recently used first.
+never see half an entry. A hit touches the entry's mtime, and so does storing a
+blob the store already has: `gc` and the size cap remove the least recently used
+first.
+
+A blob is always a copy of the output, never a hard link to it: a link shares the
+inode, and a command that later rewrites its output in place (`>>`, a linker
+writing over its old file) would change the stored blob under its digest. The
+copy is made with copy_file_range, which on a file system with reflinks (Btrfs,
+XFS, bcachefs) shares the blocks copy-on-write instead of copying them, and
+elsewhere copies inside the kernel; a restore copies the same way.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ TEMPORARY_PREFIX = ".tmp-"
 class LocalStore:
     is_local = True
 
-    def __init__(self, root: str, name: str | None = None):
+    def __init__(self, root: str, name: str | None = None, max_bytes: int | None = None):
         self.root = root
         self.name = name or root
+        self.max_bytes = max_bytes      # the project's own store: its size cap (cap.py)
+        self.bytes_written = 0          # by this process: what the cap's estimate adds
         self._made_dirs: set[str] = set()
 
     def _path(self, kind: str, name: str) -> str:
@@ -46,9 +56,19 @@ class LocalStore:
 
     def put_action(self, key: str, data: bytes) -> None:
         self._write(self._path("ac", key), lambda fd: _write_all(fd, data))
+        self.bytes_written += len(data)
 
     def has_blob(self, digest: str) -> bool:
-        return os.path.exists(self._path("cas", digest))
+        """Asked before storing: a blob a new record will name is in use, so it is
+        touched (one system call either way), lest the cap remove it as long unused."""
+        path = self._path("cas", digest)
+        try:
+            os.utime(path)
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError:                 # someone else's file in a shared store
+            return os.path.exists(path)
 
     def fetch_blob(self, digest: str, destination: str) -> bool:
         path = self._path("cas", digest)
@@ -64,9 +84,23 @@ class LocalStore:
     def put_blob(self, digest: str, source: str) -> None:
         origin = os.open(source, os.O_RDONLY)
         try:
-            self._write(self._path("cas", digest), lambda fd: _copy_fd(origin, fd))
+            size = os.fstat(origin).st_size
+            self._write(self._path("cas", digest), lambda fd: _copy_fd(origin, fd, size))
         finally:
             os.close(origin)
+        self.bytes_written += size
+
+    def after_build(self, warn) -> None:
+        """Keep the store under its cap, if it has one and this build wrote to it."""
+        if self.max_bytes is None or not self.bytes_written:
+            return
+        from rlmake.cache.cap import keep_under
+
+        try:
+            keep_under(self, self.max_bytes, self.bytes_written)
+        except (OSError, StoreError) as error:
+            warn(f"cache {self.name}: could not keep it under its size cap: {error}")
+        self.bytes_written = 0
 
     def get_marker(self, limit: int) -> bytes | None:
         path = os.path.join(self.root, MARKER_NAME)
@@ -210,7 +244,7 @@ def _copy(source: str, destination: str) -> None:
     try:
         target = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
-            _copy_fd(origin, target)
+            _copy_fd(origin, target, os.fstat(origin).st_size)
         finally:
             os.close(target)
     finally:
@@ -253,9 +287,29 @@ def _link_new(source: str, path: str) -> None:
         os.replace(source, path)
 
 
-def _copy_fd(origin: int, target: int) -> None:
+def _copy_fd(origin: int, target: int, size: int) -> None:
+    """Copy `origin` (at offset 0, `size` bytes by its fstat) into `target`: in the kernel,
+    reflinked where the file system can, in one system call for a file that does not
+    change meanwhile; through memory where the kernel cannot copy between the two.
+    (A file changed since it was hashed makes a blob that no restore accepts: every
+    restore checks the blob's digest.)"""
+    copied = 0
+    if _KERNEL_COPY:
+        try:
+            while copied < size and (done := os.copy_file_range(origin, target, size - copied)):
+                copied += done
+            return
+        except OSError as error:
+            if error.errno not in _NO_KERNEL_COPY or copied:
+                raise
     while block := os.read(origin, 1 << 20):
         _write_all(target, block)
+
+
+# copy_file_range's answers meaning "not between these two files" (an old kernel, two
+# file systems, a FUSE mount): nothing was copied, so copy through memory instead
+_NO_KERNEL_COPY = (errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP)
+_KERNEL_COPY = hasattr(os, "copy_file_range")
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from rlmake.cache.base import StoreError
 from rlmake.config import Config
@@ -18,9 +16,10 @@ if TYPE_CHECKING:
     from rlmake.cache.s3 import S3Store
 
 LOCAL_STORE = "local cache"
+DEFAULT_MAX_BYTES = 2 << 30     # 2 GiB: see docs/decisions.md, "The local store's size cap"
 KNOWN_SCHEMES = ("s3://", "file://")
 # What reads as a URL scheme (RFC 3986, leniently): `s3:/b`, `gs://b`, `file:x`, `a:b`.
-_SCHEME_LIKE = re.compile(r"[A-Za-z0-9+.-]+:")
+_SCHEME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+.-")
 _ACCEPTED = "use s3://bucket/prefix, file:///path or a directory"
 
 
@@ -30,13 +29,13 @@ def _flag(value: str | None) -> bool | None:
     return value.lower() in ("1", "true", "yes", "on")
 
 
-@dataclass(frozen=True)
-class CacheSettings:
+class CacheSettings(NamedTuple):
     url: str | None = None              # the shared store: s3://bucket/prefix or a directory
     write: bool = False                 # write to the shared store (trusted CI only)
     endpoint_url: str | None = None
     local: bool = True                  # the project's own store in .rlmake/cache
     signing_key: bytes | None = None    # HMAC key for action records (RLMAKE_CACHE_KEY)
+    local_max_size: int = DEFAULT_MAX_BYTES     # the size cap of .rlmake/cache (cap.py)
 
     @classmethod
     def resolve(cls, config: Config, url: str | None = None, write: bool | None = None,
@@ -53,7 +52,8 @@ class CacheSettings:
                                    config.get("cache", "write"), False) if v is not None),
             endpoint_url=env.get("RLMAKE_CACHE_ENDPOINT") or config.get("cache", "endpoint_url"),
             local=next(v for v in (local, config.get("cache", "local"), True) if v is not None),
-            signing_key=key.encode() if key else None)
+            signing_key=key.encode() if key else None,
+            local_max_size=_max_size(config.get("cache", "local_max_size")))
 
     def open(self, state_dir: str, project_dir: str, warn: Callable[[str], None],
              execution: str | None = None) -> "ArtifactCache | None":
@@ -63,7 +63,8 @@ class CacheSettings:
 
         stores: list[StoreUse] = []
         if self.local:
-            own = LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE)
+            own = LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE,
+                             max_bytes=self.local_max_size)
             stores.append(StoreUse(own, writable=True, shared=False))
         if self.url:
             shared = _shared_store(self.url, self.endpoint_url, project_dir)
@@ -75,6 +76,18 @@ class CacheSettings:
     def shared_store(self, project_dir: str) -> "Tended | None":
         """The shared store `url` names, for `cache stats` and `cache gc`; None if none."""
         return _shared_store(self.url, self.endpoint_url, project_dir) if self.url else None
+
+
+def _max_size(text: str | None) -> int:
+    """`[cache] local_max_size` in bytes (500M, 5G); the default when it is not set."""
+    if text is None:
+        return DEFAULT_MAX_BYTES
+    from rlmake.cache.housekeeping import parse_size
+
+    try:
+        return parse_size(text)
+    except UsageError as error:
+        raise UsageError(f"rlmake.toml: [cache] local_max_size: {error}") from None
 
 
 def checked_url(url, origin: str) -> str | None:
@@ -91,10 +104,17 @@ def checked_url(url, origin: str) -> str | None:
         raise UsageError(f"{origin}: cache URL '{url}' names no directory: {_ACCEPTED}")
     if url.startswith(KNOWN_SCHEMES):
         return url
-    if _SCHEME_LIKE.match(url):
+    if _looks_like_a_scheme(url):
         raise UsageError(f"{origin}: '{url}' is not a cache URL rlmake knows: {_ACCEPTED} "
                          "(write ./NAME for a directory whose name has a colon)")
     return url
+
+
+def _looks_like_a_scheme(url: str) -> bool:
+    """Whether `url` starts with a scheme and its colon (no `re`: every build checks
+    the settings, few name a cache)."""
+    scheme, colon, _ = url.partition(":")
+    return bool(colon and scheme) and all(char in _SCHEME_CHARACTERS for char in scheme)
 
 
 def _shared_store(url: str, endpoint_url: str | None, project_dir: str
