@@ -88,8 +88,15 @@ class S3Store:
             raise StoreError(f"{self.name}: {error}") from None
 
     def put_blob(self, digest: str, source: str) -> None:
+        """A file up to PUT_OBJECT_BYTES in one plain PUT of its bytes; a larger one with
+        upload_file, which sends it in parts (and costs far more per call)."""
+        key = self._key("cas", digest)
+        data = _read_up_to(source, PUT_OBJECT_BYTES)
         try:
-            self._client.upload_file(source, self.bucket, self._key("cas", digest))
+            if data is not None:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
+            else:
+                self._client.upload_file(source, self.bucket, key)
         except self._errors as error:
             raise StoreError(f"{self.name}: {error}") from None
 
@@ -162,3 +169,11 @@ class S3Store:
 
 
 DELETE_BATCH = 1000         # the most keys one DeleteObjects request takes
+PUT_OBJECT_BYTES = 8 * 1024 * 1024      # boto3's own threshold for uploading in parts
+
+
+def _read_up_to(path: str, limit: int) -> bytes | None:
+    """The whole of a file of at most `limit` bytes; None for a larger one."""
+    with open(path, "rb") as stream:
+        data = stream.read(limit + 1)
+    return data if len(data) <= limit else None

@@ -6,9 +6,10 @@ workers one of two ways:
 
 - shared: the project path is the same on every worker (an HPC cluster's
   shared filesystem); the commands run there in place;
-- staged: through the shared artifact store (`--cache`): the client uploads
-  the job's inputs by digest, a worker fetches them into a scratch directory,
-  runs the commands, uploads the outputs; the client restores them, verified.
+- staged: a worker fetches the job's inputs into a scratch directory, runs the
+  commands there and sends the outputs back; the client restores them, verified
+  by digest. Small files (up to `_INLINE_FILE_BYTES`) travel in the task and in
+  its result; larger ones through the shared artifact store (`--cache`), by digest.
 
 `auto` (the default) uses shared when a worker can see a file the client
 just wrote in the project, else staged when a shared store is configured,
@@ -38,7 +39,7 @@ from rlmake.executors import FILE_MODES, WORKER_WAIT_SECONDS
 from rlmake.executors.base import Completion, Task
 from rlmake.executors.local import run_task, wait_on
 from rlmake.executors.tether import JobLock, Tether, lock_path
-from rlmake.hashing import digest_file
+from rlmake.hashing import digest_bytes, digest_file
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -51,11 +52,18 @@ CONNECT_TIMEOUT = "5s"
 _STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
 _TRANSFER_THREADS = 8       # staged: uploads of inputs and downloads of outputs at once
 _SEND_UNASKED_BYTES = 256 * 1024     # staged: inputs up to this size are uploaded unasked
+# Staged: files up to this size travel in Dask's own messages (the task, its result), up
+# to _INLINE_TASK_BYTES of them each way per job; larger ones go through the store.
+_INLINE_FILE_BYTES = 256 * 1024
+_INLINE_TASK_BYTES = 2 * 1024 * 1024
 # What the client and each worker write to the store, and read back, before staging.
 _PROBE = b"rlmake: a probe that the client and the Dask workers share this store (%s)\n"
 
-# What a staged job returns: its completion, and each file it wrote as (digest, mode).
-_Staged = tuple[Completion, dict[str, tuple[str, int]]]
+# A file a staged job wrote: its digest, its mode, and its bytes when they travel inline
+# (else the worker put them in the store).
+_Written = tuple[str, int, bytes | None]
+# What a staged job returns: its completion, and each file it wrote.
+_Staged = tuple[Completion, dict[str, _Written]]
 
 
 @dataclass(frozen=True)
@@ -251,8 +259,8 @@ class DaskExecutor:
     def _stage_and_submit(self, task: Task) -> None:
         started = time.time()
         try:
-            self._upload_inputs(task)
-            self._submit(task, _run_staged, self.store)
+            inline = self._upload_inputs(task)
+            self._submit(task, _run_staged, self.store, inline)
         except Exception as error:      # noqa: BLE001 - on a thread: the build must hear of it
             self._finished.put(Completion(task.id, 1, b"", started, time.time(),
                                           error=f"could not stage its inputs: {error}"))
@@ -263,17 +271,30 @@ class DaskExecutor:
             raise RuntimeError("files are staged only through a shared store")
         return self._client_store
 
-    def _upload_inputs(self, task: Task) -> None:
-        """Put in the store each input it may lack. A small file is sent without asking
-        first: one request, where asking costs one and often a second."""
+    def _upload_inputs(self, task: Task) -> dict[str, bytes]:
+        """The bytes of the inputs small enough to travel in the task, by path; put the
+        others in the store, each unless it is known to be there. A small file is sent
+        without asking first: one request, where asking costs one and often a second."""
         store = self._staging_store()
+        inline: dict[str, bytes] = {}
+        budget = _INLINE_TASK_BYTES
         for path, digest in task.inputs:
-            if digest in self._in_store or os.path.isabs(path):
-                continue
+            if os.path.isabs(path):
+                continue                    # outside the project: the worker's own file
             full = os.path.join(self.project_dir, path)
-            if os.path.getsize(full) <= _SEND_UNASKED_BYTES or not store.has_blob(digest):
+            size = os.path.getsize(full)
+            if size <= min(_INLINE_FILE_BYTES, budget):
+                data = _read_small(full, size)
+                if data is not None:        # else it grew meanwhile: through the store
+                    inline[path] = data
+                    budget -= len(data)
+                    continue
+            if digest in self._in_store:
+                continue
+            if size <= _SEND_UNASKED_BYTES or not store.has_blob(digest):
                 store.put_blob(digest, full)
             self._in_store.add(digest)
+        return inline
 
     def _collect(self, task: Task, future: Future[Completion | _Staged]) -> None:
         started = time.time()
@@ -296,8 +317,8 @@ class DaskExecutor:
         # Dask runs every done callback on one thread: downloads would queue behind it
         self._transfers.submit(self._finish_staged, *result)
 
-    def _finish_staged(self, completion: Completion, written: dict[str, tuple[str, int]]) -> None:
-        self._in_store.update(digest for digest, _ in written.values())
+    def _finish_staged(self, completion: Completion, written: dict[str, _Written]) -> None:
+        self._in_store.update(digest for digest, _, data in written.values() if data is None)
         try:
             problem = self._restore_outputs(written) if completion.exit_code == 0 else None
         except Exception as error:      # noqa: BLE001 - on a thread: the build must hear of it
@@ -306,23 +327,12 @@ class DaskExecutor:
             completion = completion._replace(exit_code=1, error=problem)
         self._finished.put(completion)
 
-    def _restore_outputs(self, written: dict[str, tuple[str, int]]) -> str | None:
+    def _restore_outputs(self, written: dict[str, _Written]) -> str | None:
         """Bring a staged job's outputs into the project, each verified against its digest."""
-        for path, (digest, mode) in written.items():
-            final = os.path.join(self.project_dir, path)
-            os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-            descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(final) or ".",
-                                                     prefix=".rlmake-staged-")
-            os.close(descriptor)
-            try:
-                if not self._staging_store().fetch_blob(digest, temporary) \
-                        or digest_file(temporary) != digest:
-                    return f"staged output {path} did not arrive intact"
-                os.chmod(temporary, mode)
-                os.replace(temporary, final)
-            finally:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
+        for path, (digest, mode, data) in written.items():
+            if not restore_output(os.path.join(self.project_dir, path), digest, mode, data,
+                                  self._staging_store()):
+                return f"staged output {path} did not arrive intact"
         return None
 
     def _scheduler_went_away(self, error: BaseException) -> bool:
@@ -379,6 +389,39 @@ class DaskExecutor:
                 self._cluster.close()
         finally:
             _restore_log_levels(self._log_levels)
+
+
+def restore_output(final: str, digest: str, mode: int, data: bytes | None,
+                   store: Store) -> bool:
+    """Put at `final` the file of digest `digest`: `data` if it travelled inline, else
+    the store's blob. Whether it did; a worker's bytes are never taken unverified, and
+    `final` is replaced only by a whole file (a temporary beside it, then a rename)."""
+    directory = os.path.dirname(final) or "."
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".rlmake-staged-")
+    try:
+        if data is not None:
+            with os.fdopen(descriptor, "wb") as stream:
+                stream.write(data)
+        else:
+            os.close(descriptor)
+            if not store.fetch_blob(digest, temporary):
+                return False
+        if digest_file(temporary) != digest:        # what is on disk, not what was meant
+            return False
+        os.chmod(temporary, mode)
+        os.replace(temporary, final)
+        return True
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _read_small(path: str, size: int) -> bytes | None:
+    """The bytes of a file expected to hold `size` of them; None if it holds more."""
+    with open(path, "rb") as stream:
+        data = stream.read(size + 1)
+    return data if len(data) <= size else None
 
 
 class _Lost:
@@ -549,8 +592,9 @@ def _reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
-    """Fetch the inputs into a scratch directory, run, upload what the job wrote.
+def _run_staged(task: Task, spec: StoreSpec, inline: dict[str, bytes]) -> _Staged:
+    """Write the inputs into a scratch directory (those in `inline` from there, the
+    others fetched from the store), run, send back what the job wrote.
     Copies of a job never share a directory: a rerun need not wait for the old one."""
     store = spec.open()
     scratch = tempfile.mkdtemp(prefix="rlmake-job-")
@@ -560,21 +604,45 @@ def _run_staged(task: Task, spec: StoreSpec) -> _Staged:
                 continue                    # outside the project: the worker's own file
             destination = os.path.join(scratch, path)
             os.makedirs(os.path.dirname(destination) or scratch, exist_ok=True)
-            if not store.fetch_blob(digest, destination) or digest_file(destination) != digest:
+            if not _stage_input(store, digest, inline.get(path), destination):
                 return Completion(task.id, 1, b"", time.time(), time.time(),
                                   error=f"input {path} could not be staged intact"), {}
         local = task._replace(cwd=scratch, make_dirs=tuple(
             os.path.join(scratch, os.path.relpath(d, task.cwd)) for d in task.make_dirs))
         with Tether() as tether:
             completion = run_task(local, cancelled=_cancellation_check(), tether=tether)
-        written: dict[str, tuple[str, int]] = {}
+        written: dict[str, _Written] = {}
         if completion.exit_code == 0:
+            budget = _INLINE_TASK_BYTES
             for path in (*task.outputs, *([task.depfile] if task.depfile else [])):
                 full = os.path.join(scratch, path)
                 if os.path.exists(full):
-                    digest = digest_file(full)
-                    store.put_blob(digest, full)
-                    written[path] = (digest, os.stat(full).st_mode & 0o7777)
+                    written[path] = _send_back(store, full, budget)
+                    budget -= len(written[path][2] or b"")
         return completion, written
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stage_input(store: Store, digest: str, data: bytes | None, destination: str) -> bool:
+    """Write an input: its bytes if they came inline (checked first), else the store's blob."""
+    if data is None:
+        return store.fetch_blob(digest, destination) and digest_file(destination) == digest
+    if digest_bytes(data) != digest:
+        return False
+    with open(destination, "wb") as stream:
+        stream.write(data)
+    return True
+
+
+def _send_back(store: Store, path: str, budget: int) -> _Written:
+    """An output as the client will restore it: inline if small enough and within
+    `budget`, else put in the store. The digest is of the very bytes sent."""
+    mode = os.stat(path).st_mode & 0o7777
+    if os.path.getsize(path) <= min(_INLINE_FILE_BYTES, budget):
+        data = _read_small(path, min(_INLINE_FILE_BYTES, budget))
+        if data is not None:
+            return digest_bytes(data), mode, data
+    digest = digest_file(path)
+    store.put_blob(digest, path)
+    return digest, mode, None
