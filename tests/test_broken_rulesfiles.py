@@ -358,7 +358,7 @@ CASES = [
         rules:
           prog:
             command: cc
-        """, ["no rule to make target 'nothing'"]),
+        """, ["Rulesfile.yaml:1: default target 'nothing': no rule makes it"]),
     case("directory-as-dep", """
         rules:
           prog:

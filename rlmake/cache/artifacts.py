@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 FORMAT = 1
 RESTORE_PREFIX = ".rlmake-restore-"     # a blob being fetched beside its output (`clean` removes strays)
 _UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
+SEND_UNASKED_BYTES = 256 * 1024     # a remote store gets blobs up to this size unasked
 _MODE_BITS = 0o777       # a restored file's mode: never setuid, setgid or sticky
 _SHOWN_PATH = 100        # characters of a record's path quoted in a warning
 _STORED_BY_LIMIT = 255   # characters of each `stored_by` field a record may have
@@ -322,8 +323,8 @@ class ArtifactCache:
         try:
             stored = 0
             for output in record["outputs"]:        # blobs first: a record never dangles
-                if output["digest"] in self._corrupt or not state.store.has_blob(output["digest"]):
-                    full = os.path.join(self.project_dir, output["path"])
+                full = os.path.join(self.project_dir, output["path"])
+                if self._must_send(state.store, output["digest"], full):
                     state.store.put_blob(output["digest"], full)
                     stored += os.path.getsize(full)
             state.store.put_action(key, json.dumps(record, sort_keys=True).encode())
@@ -332,6 +333,16 @@ class ArtifactCache:
             return
         with self._lock:
             self.stats.bytes_stored += stored
+
+    def _must_send(self, store: Store, digest: str, full: str) -> bool:
+        """Whether to put a blob in `store`. A remote store is asked first only for a big
+        one: for a small one, asking costs a request as much as sending it again, the same
+        bytes under the same name."""
+        if digest in self._corrupt:
+            return True
+        if not getattr(store, "is_local", False) and os.path.getsize(full) <= SEND_UNASKED_BYTES:
+            return True
+        return not store.has_blob(digest)
 
     def _break(self, state: _StoreState, error: Exception) -> None:
         """A store that errs is reported once and not used again in this build."""

@@ -39,6 +39,7 @@ from rlmake.executors import FILE_MODES, WORKER_WAIT_SECONDS
 from rlmake.executors.base import Completion, Task
 from rlmake.executors.local import run_task, wait_on
 from rlmake.executors.tether import JobLock, Tether, lock_path
+from rlmake.cache.artifacts import SEND_UNASKED_BYTES
 from rlmake.hashing import digest_bytes, digest_file
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = "5s"
 _STOP_SECONDS = 5.0         # for cancelled commands to be stopped on the workers
 _TRANSFER_THREADS = 8       # staged: uploads of inputs and downloads of outputs at once
-_SEND_UNASKED_BYTES = 256 * 1024     # staged: inputs up to this size are uploaded unasked
 # Staged: files up to this size travel in Dask's own messages (the task, its result), up
 # to _INLINE_TASK_BYTES of them each way per job; larger ones go through the store.
 _INLINE_FILE_BYTES = 256 * 1024
@@ -291,7 +291,7 @@ class DaskExecutor:
                     continue
             if digest in self._in_store:
                 continue
-            if size <= _SEND_UNASKED_BYTES or not store.has_blob(digest):
+            if size <= SEND_UNASKED_BYTES or not store.has_blob(digest):
                 store.put_blob(digest, full)
             self._in_store.add(digest)
         return inline
