@@ -361,3 +361,23 @@ def test_compdb_that_cannot_be_written_is_a_clear_error(tmp_path):
         assert "cannot write the compilation database" in result.stderr
     assert sorted(p.name for p in project.iterdir()) == [".rlmake", "Rulesfile.yaml", "src",
                                                          "taken.json"]   # no temporary left
+
+
+# --- a directory store other users read ----------------------------------------------------------
+
+def test_a_directory_stores_entries_are_made_as_any_new_file(tmp_path):
+    """Mode 0666 less the umask, not 0600: on a shared volume other users read them."""
+    from rlmake.cache.local import LocalStore
+
+    source = tmp_path / "blob"
+    source.write_bytes(b"bytes\n")
+    previous = os.umask(0o022)
+    try:
+        store = LocalStore(str(tmp_path / "store"))
+        store.put_blob("ab" * 32, str(source))
+        store.put_action("cd" * 32, b"{}")
+    finally:
+        os.umask(previous)
+    modes = {path.name[:2]: path.stat().st_mode & 0o777
+             for path in (tmp_path / "store").rglob("*") if path.is_file()}
+    assert modes == {"ab": 0o644, "cd": 0o644}, modes

@@ -64,13 +64,14 @@ def new_temporary(directory: str, prefix: str) -> str:
     return path
 
 
-def open_temporary(directory: str, prefix: str) -> tuple[str, int]:
+def open_temporary(directory: str, prefix: str, mode: int = 0o600) -> tuple[str, int]:
     """Create an empty file with a fresh name in `directory`; its path and a descriptor open
-    for writing (tempfile would import `random`, which costs every build that stores)."""
+    for writing (tempfile would import `random`, which costs every build that stores).
+    `mode` is masked by the umask, as for any new file."""
     while True:
         path = os.path.join(directory, prefix + _next_token())
         try:
-            return path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            return path, os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
         except FileExistsError:
             continue
 

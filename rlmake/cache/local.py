@@ -24,6 +24,8 @@ import stat
 from rlmake.cache.base import MARKER_NAME, StoreError, is_temporary, open_temporary
 
 TEMPORARY_PREFIX = ".tmp-"
+# As any new file, less the umask: a store on a shared volume is read by other users too.
+ENTRY_MODE = 0o666
 
 
 class LocalStore:
@@ -123,7 +125,7 @@ class LocalStore:
         path = os.path.join(self.root, MARKER_NAME)
         try:
             os.makedirs(self.root, exist_ok=True)
-            temporary, fd = open_temporary(self.root, TEMPORARY_PREFIX)
+            temporary, fd = open_temporary(self.root, TEMPORARY_PREFIX, ENTRY_MODE)
             try:
                 try:
                     _write_all(fd, data)
@@ -147,7 +149,7 @@ class LocalStore:
             if directory not in self._made_dirs:
                 os.makedirs(directory, exist_ok=True)
                 self._made_dirs.add(directory)
-            temporary, fd = open_temporary(directory, TEMPORARY_PREFIX)
+            temporary, fd = open_temporary(directory, TEMPORARY_PREFIX, ENTRY_MODE)
             try:
                 try:
                     write(fd)
