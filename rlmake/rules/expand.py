@@ -47,6 +47,8 @@ class Expander:
         self.explicit_order: list[Instance] = []
         self.patterns: list[Instance] = []
         self._vars_as_json: dict[str, str] = {}
+        self._vars_read_of: dict[int, tuple[tuple[str, str], ...]] = {}    # id(spec) ->
+        self._normalised: dict[str, str] = {}
         self.probes: dict[str, str] = {}        # every path whose existence expansion asked about
         self._index()
 
@@ -157,6 +159,14 @@ class Expander:
             order_only=tuple(order_only))
 
     def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
+        """The vars the rule's templates read, with their values: the same for every job
+        of the rule (the specs live as long as the expander, so their ids stay theirs)."""
+        found = self._vars_read_of.get(id(spec))
+        if found is None:
+            found = self._vars_read_of[id(spec)] = self._find_vars_read(spec)
+        return found
+
+    def _find_vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
         sources = [spec.key, *spec.deps, *spec.commands, *spec.outputs,
                    *(value for _, value in spec.env), spec.description or "", spec.depfile or "",
                    *(values for _, values in spec.foreach if isinstance(values, str))]
@@ -202,7 +212,12 @@ class Expander:
                               field, key)
 
     def _norm(self, path: str) -> str:
-        return normalise(path, self.project_dir)
+        """Remembered: a large plan names each path several times (as a dep, a target,
+        a pattern's match)."""
+        found = self._normalised.get(path)
+        if found is None:
+            found = self._normalised[path] = normalise(path, self.project_dir)
+        return found
 
     @staticmethod
     def _substitute_stem(path: str, instance: Instance) -> str:
