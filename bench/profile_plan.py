@@ -32,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))   # this checkout's rlmake, not whichever is installed
 
 import generate  # noqa: E402  (bench/generate.py)
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10000,
                         help="cp jobs in the project (default %(default)s)")
-    parser.add_argument("--style", choices=["explicit", "pattern"], default="explicit",
+    parser.add_argument("--style", choices=["explicit", "pattern", "archives"], default="explicit",
                         help="how the Rulesfile spells the jobs (default %(default)s)")
     parser.add_argument("--top", type=int, default=25, help="rows per listing (default %(default)s)")
     parser.add_argument("--dir", metavar="DIR",

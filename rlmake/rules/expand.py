@@ -47,6 +47,12 @@ class Expander:
         self.explicit_order: list[Instance] = []
         self.patterns: list[Instance] = []
         self._vars_as_json: dict[str, str] = {}
+        self._vars_read_of: dict[int, tuple[tuple[str, str], ...]] = {}    # id(spec) ->
+        self._normalised: dict[str, str] = {}
+        # target -> (instance, context, deps) of the pattern instance last found for it, so
+        # that making its job does not render its deps a second time
+        self._prepared: dict[str, tuple[Instance, dict[str, Any], list[str]]] = {}
+        self._match_candidates: list[tuple[str, ...]] = []     # per pattern
         self.probes: dict[str, str] = {}        # every path whose existence expansion asked about
         self._index()
 
@@ -65,6 +71,7 @@ class Expander:
                 if "%" in key:
                     self._refuse_state_dir(spec, self._norm(key), None, key)
                     self.patterns.append(instance)
+                    self._match_candidates.append((key, *instance.output_patterns()))
                     continue
                 self.explicit_order.append(instance)
                 outputs = self._outputs(instance)
@@ -136,8 +143,12 @@ class Expander:
 
     def make_job(self, instance: Instance) -> Job:
         spec = instance.spec
-        context = self._context(instance)
-        deps = self._deps(instance, context)
+        prepared = self._prepared.pop(instance.target, None)
+        if prepared is not None and prepared[0] is instance:    # as _pattern_for found it
+            context, deps = prepared[1], prepared[2]
+        else:
+            context = self._context(instance)
+            deps = self._deps(instance, context)
         outputs = [instance.target, *self._outputs(instance, context)]
         order_only = self._order_only(instance, context, deps) if spec.order_only else []
         if instance.stem is not None:           # explicit rules were checked by _index
@@ -157,6 +168,14 @@ class Expander:
             order_only=tuple(order_only))
 
     def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
+        """The vars the rule's templates read, with their values: the same for every job
+        of the rule (the specs live as long as the expander, so their ids stay theirs)."""
+        found = self._vars_read_of.get(id(spec))
+        if found is None:
+            found = self._vars_read_of[id(spec)] = self._find_vars_read(spec)
+        return found
+
+    def _find_vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
         sources = [spec.key, *spec.deps, *spec.commands, *spec.outputs,
                    *(value for _, value in spec.env), spec.description or "", spec.depfile or "",
                    *(values for _, values in spec.foreach if isinstance(values, str))]
@@ -202,7 +221,12 @@ class Expander:
                               field, key)
 
     def _norm(self, path: str) -> str:
-        return normalise(path, self.project_dir)
+        """Remembered: a large plan names each path several times (as a dep, a target,
+        a pattern's match)."""
+        found = self._normalised.get(path)
+        if found is None:
+            found = self._normalised[path] = normalise(path, self.project_dir)
+        return found
 
     @staticmethod
     def _substitute_stem(path: str, instance: Instance) -> str:
@@ -287,7 +311,7 @@ class Expander:
         for number, pattern in enumerate(self.patterns):
             if number in chain:
                 continue            # as in make, a pattern is used once per chain
-            stem = next((stem for candidate in (pattern.target, *pattern.output_patterns())
+            stem = next((stem for candidate in self._match_candidates[number]
                          if (stem := _match(candidate, path)) is not None), None)
             if stem is None:
                 continue
@@ -303,6 +327,7 @@ class Expander:
         or exists, as in GNU make."""
         context = self._context(instance)
         deps = self._deps(instance, context)
+        self._prepared[instance.target] = (instance, context, deps)
         if not instance.spec.order_only:
             return deps
         self._outputs(instance, context)

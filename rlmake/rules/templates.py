@@ -17,6 +17,13 @@ from rlmake.paths import glob_files, is_text, shown
 
 # A whole-`{{ ... }}` entry: evaluated as an expression so that a list stays a list.
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}\s*$", re.S)
+# `{{ name }}` with a plain name and no filter: what most commands are made of.
+_PLAIN_NAME = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+# What makes Jinja do more than print text and plain names.
+_JINJA_SYNTAX = ("{{", "{%", "{#")
+# Names Jinja reads as literals or operators, whatever the context holds.
+_JINJA_WORDS = frozenset(("true", "false", "none", "True", "False", "None", "and", "or",
+                          "not", "in", "is", "if", "else", "for", "recursive"))
 
 
 class TemplateProblem(Exception):
@@ -47,6 +54,7 @@ class _Compiled:
         self.templates: dict[str, jinja2.Template] = {}
         self.expressions: dict[str, Any] = {}
         self.referenced: dict[str, frozenset[str]] = {}
+        self.plain: dict[str, tuple[str, ...] | None] = {}
 
 
 _COMPILED: _Compiled | None = None
@@ -70,6 +78,7 @@ class Templates:
         self._templates = compiled.templates
         self._expressions = compiled.expressions
         self._referenced = compiled.referenced
+        self._plain = compiled.plain
 
     def glob(self, pattern: str) -> list[str]:
         """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
@@ -87,6 +96,13 @@ class Templates:
         """One template to one string."""
         if "{" not in source:
             return source
+        pieces = self._plain.get(source, False)
+        if pieces is False:
+            pieces = self._plain[source] = _plain_pieces(source)
+        if pieces is not None:
+            text = _fill(pieces, context)
+            if text is not None:
+                return _checked(text, source)
         template = self._templates.get(source)
         try:
             if template is None:
@@ -146,6 +162,41 @@ class Templates:
 
     def _with_globals(self, context: dict[str, Any]) -> dict[str, Any]:
         return {"glob": self.glob, **context}
+
+
+def _plain_pieces(source: str) -> tuple[str, ...] | None:
+    """`source` split into text and names (odd places) when it is text with `{{ name }}`
+    and nothing else Jinja would act on; None otherwise. Rendering such a template is
+    joining strings: a Jinja render per job was most of the cost of a large expansion."""
+    if source.endswith("\n"):
+        return None                     # Jinja drops one trailing newline: leave it to Jinja
+    pieces = tuple(_PLAIN_NAME.split(source))
+    texts, names = pieces[::2], pieces[1::2]
+    if any(marker in text for text in texts for marker in _JINJA_SYNTAX) \
+            or any(text.endswith("{") for text in texts[:-1]) \
+            or any(name in _JINJA_WORDS for name in names):
+        return None                     # `{{{ a }}` and the like: Jinja's to parse
+    return pieces
+
+
+def _fill(pieces: tuple[str, ...], context: dict[str, Any]) -> str | None:
+    """The plain template rendered as Jinja would; None when a name is not in `context`
+    (a Jinja global, or undefined: Jinja gives the answer or the error message)."""
+    parts = list(pieces)
+    for place in range(1, len(parts), 2):
+        try:
+            value = context[parts[place]]
+        except KeyError:
+            return None
+        if isinstance(value, bool):
+            parts[place] = "true" if value else "false"
+        elif isinstance(value, str):
+            parts[place] = value
+        elif isinstance(value, (int, float)) or value is None:
+            parts[place] = str(value)
+        else:
+            return None                 # lists, dicts, Markup: Jinja's own str() rules
+    return "".join(parts)
 
 
 def _yaml_scalar(value: Any) -> Any:
