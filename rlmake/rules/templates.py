@@ -96,8 +96,9 @@ class Templates:
         """One template to one string."""
         if "{" not in source:
             return source
-        pieces = self._plain.get(source, False)
-        if pieces is False:
+        if source in self._plain:
+            pieces = self._plain[source]
+        else:
             pieces = self._plain[source] = _plain_pieces(source)
         if pieces is not None:
             text = _fill(pieces, context)
