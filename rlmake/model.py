@@ -369,6 +369,7 @@ class Outcome(NamedTuple):
     ended: float = 0.0
     cache_source: str | None = None     # RESTORED: the store it came from
     kept_by: tuple[str, ...] = ()       # CACHED: deps this build rebuilt to identical bytes
+    looked_up: tuple[float, float] | None = None    # when the cache was asked, and missed
 
     @property
     def duration(self) -> float:

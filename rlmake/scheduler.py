@@ -402,7 +402,7 @@ class Scheduler:
         outcome = Outcome(running.job, status, running.decision, completion.exit_code,
                           completion.output.decode(errors="replace"), error,
                           completion.failed_command, completion.started, completion.ended,
-                          completion.restored_from)
+                          completion.restored_from, looked_up=completion.looked_up)
         self.outcomes[running.job.target] = outcome
         self.reporter.job_finished(outcome)
 

@@ -33,9 +33,18 @@ rules:
 """
 
 
+def slices(trace: dict) -> list[dict]:
+    """Every slice on a slot: jobs, and the cache lookups that missed before them."""
+    return [event for event in trace["traceEvents"] if event["ph"] == "X" and event["tid"] != 0]
+
+
 def jobs_of(trace: dict) -> dict[str, dict]:
-    return {event["name"]: event for event in trace["traceEvents"]
-            if event["ph"] == "X" and event["tid"] != 0}
+    return {event["name"]: event for event in slices(trace) if event["cat"] != "cache lookup"}
+
+
+def lookups_of(trace: dict) -> dict[str, dict]:
+    return {event["args"]["target"]: event for event in slices(trace)
+            if event["cat"] == "cache lookup"}
 
 
 def phases_of(trace: dict) -> list[str]:
@@ -45,7 +54,7 @@ def phases_of(trace: dict) -> list[str]:
 
 def assert_slots_never_overlap(trace: dict) -> None:
     by_slot = defaultdict(list)
-    for event in jobs_of(trace).values():
+    for event in slices(trace):
         by_slot[event["tid"]].append((event["ts"], event["ts"] + event["dur"], event["name"]))
     for slot, spans in by_slot.items():
         spans.sort()
@@ -69,7 +78,11 @@ def test_trace_of_a_parallel_build_with_a_failure_and_a_restore(cached_proj):
     trace = json.loads(proj.read("out/trace.json"))
     jobs = jobs_of(trace)
     assert sorted(jobs) == ["a", "b", "c", "r"], result.describe()     # not the aggregate
-    assert sum(1 for e in trace["traceEvents"] if e["ph"] == "X" and e["tid"] != 0) == 4
+    lookups = lookups_of(trace)
+    assert sorted(lookups) == ["c"]             # a and b are `always`; r's lookup is its restore
+    assert lookups["c"]["tid"] == jobs["c"]["tid"]
+    assert lookups["c"]["ts"] + lookups["c"]["dur"] <= jobs["c"]["ts"]
+    assert len(slices(trace)) == 5
     assert {name: e["cat"] for name, e in jobs.items()} == {
         "a": "done", "b": "done", "c": "failed", "r": "restored"}
     assert jobs["r"]["args"]["cache_source"] == "local cache"

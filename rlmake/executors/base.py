@@ -39,6 +39,7 @@ class Completion(NamedTuple):
     restored_from: str | None = None        # a cache hit: the store's name; nothing ran
     depfile_deps: dict[str, str | None] | None = None   # a cache hit's recorded depfile deps
     stored_by: StoredBy | None = None       # a cache hit: who stored it, as its record says
+    looked_up: tuple[float, float] | None = None    # a miss: when the cache was asked first
 
 
 class Executor(Protocol):

@@ -44,6 +44,7 @@ class CachingExecutor:
         self._waiting: collections.deque[Task] = collections.deque()   # misses beyond `runs`
         self._lock = threading.Lock()
         self._cancelled = False
+        self._missed: dict[str, tuple[float, float]] = {}   # task id -> when it was looked up
 
     def start(self, task: Task) -> None:
         if task.cache_key is None:
@@ -75,6 +76,7 @@ class CachingExecutor:
                 self._hits.append(Completion(task.id, -signal.SIGTERM, b"", started, time.time(),
                                              error="interrupted"))
                 return
+            self._missed[task.id] = (started, time.time())
         self._run(task)
 
     def _run(self, task: Task) -> None:
@@ -112,7 +114,9 @@ class CachingExecutor:
             completion = self._inner.wait(step)
             if completion is not None:
                 self._inner_finished()
-                return completion
+                with self._lock:
+                    missed = self._missed.pop(completion.id, None)
+                return completion if missed is None else completion._replace(looked_up=missed)
             if not stored and deadline is not None and time.monotonic() >= deadline:
                 return None
 

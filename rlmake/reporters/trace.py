@@ -7,7 +7,8 @@ One process; thread 0, named "rlmake", holds rlmake's own phases (Phase: loading
 deciding what is stale, running, recording); threads 1, 2, ... are the parallel slots,
 assigned after the fact (report/slots.py). Each job with commands is one complete event
 ("ph": "X") on its slot: name = target, cat = its status (so restores are a category of
-their own), args = rule, target, status, reasons, exit code, cache source. Timestamps
+their own), args = rule, target, status, reasons, exit code, cache source; a cache lookup
+that missed is a slice of its own ("cache lookup") just before its job's. Timestamps
 ("ts", "dur") are microseconds from the moment rlmake began the build.
 
 A job that never ran (up to date, skipped, interrupted before it started) is an event
@@ -71,13 +72,18 @@ class TraceReport(ReportFile):
         events = _names("rlmake build", max(slots, default=-1) + 1)
         events.extend(self.phase_events(ended))
         for outcome, (start, end), slot in zip(jobs, spans, slots, strict=True):
+            if outcome.looked_up is not None:       # the span began with the lookup
+                events.append(self.lookup_event(outcome, *outcome.looked_up, slot))
+                start = max(start, outcome.started)
             events.append(self.job_event(outcome, start, end, slot))
         return events
 
     def span(self, outcome: Outcome, ended: float) -> tuple[float, float]:
-        """When the job ran: its own times if it has them, else as this reporter saw it."""
+        """When the job ran, from the cache lookup that missed before it if there was one:
+        its own times if it has them, else as this reporter saw it."""
         if outcome.started and outcome.ended >= outcome.started:
-            return outcome.started, outcome.ended
+            first = outcome.looked_up[0] if outcome.looked_up is not None else outcome.started
+            return min(first, outcome.started), outcome.ended
         target = outcome.job.target
         settled = self.seen_end.get(target, ended)
         started = self.seen_start.get(target)
@@ -99,6 +105,15 @@ class TraceReport(ReportFile):
                 "args": {"rule": job.rule, "target": job.target, "status": outcome.status.value,
                          "reasons": [str(reason) for reason in reasons],
                          "exit_code": outcome.exit_code, "cache_source": cache_source(outcome)}}
+
+    def lookup_event(self, outcome: Outcome, start: float, end: float, slot: int
+                     ) -> dict[str, Any]:
+        """The cache lookup that missed before the job ran: a slice of its own, just before
+        the job's on its slot (a hit is the job's own slice, in category `restored`)."""
+        return {"name": f"cache lookup: {outcome.job.target}", "cat": "cache lookup", "ph": "X",
+                "pid": PID, "tid": slot + 1, "ts": self.micros(start),
+                "dur": max(0, self.micros(end) - self.micros(start)),
+                "args": {"target": outcome.job.target, "found": False}}
 
     def micros(self, at: float) -> int:
         """Whole microseconds since rlmake began the build (never before 0: a clock that
