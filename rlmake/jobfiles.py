@@ -149,6 +149,8 @@ def missing_dirs(project_dir: str, paths: Iterable[str], known: set[str]) -> lis
     directories already looked at in this build, which this adds to."""
     missing = []
     for path in paths:
+        if os.path.isabs(path) or path.startswith(".."):
+            continue                # outside the project: `clean` never goes there
         directory = os.path.dirname(path)
         while directory and directory not in known:
             known.add(directory)

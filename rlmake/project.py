@@ -420,6 +420,8 @@ class Project:
             made = [path for path in made if path in above]
         removed = []
         for directory in sorted(made, key=lambda path: path.count("/"), reverse=True):
+            if os.path.isabs(directory) or directory.startswith(".."):
+                continue                    # recorded by an older rlmake: never outside
             full = os.path.join(self.directory, directory)
             if not os.path.isdir(full) or os.path.islink(full):
                 continue

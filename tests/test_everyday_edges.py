@@ -381,3 +381,17 @@ def test_a_directory_stores_entries_are_made_as_any_new_file(tmp_path):
     modes = {path.name[:2]: path.stat().st_mode & 0o777
              for path in (tmp_path / "store").rglob("*") if path.is_file()}
     assert modes == {"ab": 0o644, "cd": 0o644}, modes
+
+
+@pytest.mark.integration
+def test_clean_never_removes_a_directory_outside_the_project(tmp_path):
+    project = Project(tmp_path / "p")
+    project.rules("""
+        rules:
+          all: {deps: [../outside/deep/x.txt]}
+          ../outside/deep/x.txt: {command: "echo x > ../outside/deep/x.txt"}
+    """)
+    project.build()
+    (tmp_path / "outside/deep/x.txt").unlink()          # the user took the file away
+    project.cli("clean")
+    assert (tmp_path / "outside/deep").is_dir()
