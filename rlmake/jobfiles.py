@@ -9,6 +9,7 @@ job that fails or is interrupted loses every output it created or changed.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from typing import Callable, Iterable, NamedTuple
 
@@ -141,6 +142,21 @@ def remove_changed_outputs(project_dir: str, started: Watch) -> list[str]:
         except OSError:
             pass                    # a directory, or gone already: nothing rlmake may delete
     return removed
+
+
+def identified_dirs(project_dir: str, made: Iterable[str]) -> list[tuple[str, int]]:
+    """(path, inode) of each of these directories that is one now (not a symlink): what
+    `clean` checks before it removes one, so that a directory someone made in its place
+    later is never taken for rlmake's."""
+    found = []
+    for path in made:
+        try:
+            status = os.lstat(os.path.join(project_dir, path))
+        except OSError:
+            continue
+        if stat.S_ISDIR(status.st_mode):
+            found.append((path, status.st_ino))
+    return found
 
 
 def missing_dirs(project_dir: str, paths: Iterable[str], known: set[str]) -> list[str]:

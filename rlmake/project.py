@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterable
@@ -347,10 +348,21 @@ class Project:
         finally:
             lock.release()
 
+    def _really_inside(self, path: str) -> bool:
+        """Whether project path `path` is inside the project once symlinks are followed:
+        a directory of it may have become a link to elsewhere since rlmake wrote there."""
+        if os.path.isabs(path) or path.startswith(".."):
+            return False
+        project = os.path.realpath(self.directory)
+        real = os.path.realpath(os.path.join(self.directory, path))
+        return real == project or real.startswith(project + os.sep)
+
     def _clean_one(self, path: str, written: dict[str, set[str]], writers: Iterable[str],
                    hasher: FileHasher, dry_run: bool) -> str | None:
         """What became of one recorded output; None when it is already gone."""
-        if os.path.isabs(path) or path.startswith(".."):
+        if not os.path.lexists(os.path.join(self.directory, path)):
+            return None
+        if not self._really_inside(os.path.dirname(path) or "."):
             return "kept (outside the project)"
         digest = hasher.digest(path)
         if digest is None:
@@ -408,22 +420,24 @@ class Project:
                 results.append((path, "removed (left by an interrupted restore)"))
         return results
 
-    def _clean_made_dirs(self, made: list[str], results: list[tuple[str, str | None]],
+    def _clean_made_dirs(self, made: dict[str, int], results: list[tuple[str, str | None]],
                          targets_paths: list[str] | None, dry_run: bool
                          ) -> list[tuple[str, str]]:
         """The directories rlmake made for outputs that are empty once the outputs are
-        gone, deepest first (for a clean of some targets: only those above its outputs)."""
+        gone, deepest first (for a clean of some targets: only those above its outputs).
+        Only one that is still the directory rlmake made (its inode), inside the project
+        through no symlink."""
         gone = {path for path, action in results if action in ("removed", "would remove")}
+        paths = list(made)
         if targets_paths is not None:
             above = {os.path.dirname(path) for path in targets_paths}
             above |= {parent for path in above for parent in _parents(path)}
-            made = [path for path in made if path in above]
+            paths = [path for path in paths if path in above]
         removed = []
-        for directory in sorted(made, key=lambda path: path.count("/"), reverse=True):
-            if os.path.isabs(directory) or directory.startswith(".."):
-                continue                    # recorded by an older rlmake: never outside
+        for directory in sorted(paths, key=lambda path: path.count("/"), reverse=True):
             full = os.path.join(self.directory, directory)
-            if not os.path.isdir(full) or os.path.islink(full):
+            if directory in ("", ".") or not self._really_inside(directory) \
+                    or not _same_directory(full, made[directory]):
                 continue
             try:
                 left = {os.path.join(directory, name) for name in os.listdir(full)}
@@ -526,6 +540,15 @@ def _warn_of_former_outputs(plan: Plan, state: StateDB, warn) -> None:
              "with a rule, but no rule makes it now, so it is taken as a source: if a rule "
              "should still make it, check that rule's deps and order_only (a pattern rule "
              "applies only when each of them exists or can be made)")
+
+
+def _same_directory(full: str, inode: int) -> bool:
+    """A directory (not a link to one) with this inode: the one rlmake made there."""
+    try:
+        status = os.lstat(full)
+    except OSError:
+        return False
+    return stat.S_ISDIR(status.st_mode) and status.st_ino == inode
 
 
 def _parents(path: str) -> list[str]:

@@ -35,9 +35,9 @@ class Recorder:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
-    def made_dirs(self, paths: list[str]) -> None:
-        if paths:
-            self.state.made_dirs(paths)
+    def made_dirs(self, made: list[tuple[str, int]]) -> None:
+        if made:
+            self.state.made_dirs(made)
 
     def last_seconds(self, targets: list[str]) -> dict[str, float]:
         """How long each target's last successful run took, for those that ran before."""

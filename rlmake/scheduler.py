@@ -50,6 +50,7 @@ class _Running(NamedTuple):
     started: jobfiles.Watch
     began: float                # clock time when it was handed to the executor
     succeeded_before: int       # how many jobs of this build had succeeded when it started
+    made_dirs: list[str]        # output directories missing when it started
 
 
 class Scheduler:
@@ -247,9 +248,7 @@ class Scheduler:
         inputs = self.scan.file_inputs(job, dep_digests)
         written = (*job.outputs, *([job.depfile] if job.depfile else []))
         dirs = {os.path.dirname(os.path.join(self.project_dir, path)) for path in written}
-        if self.recorder is not None:
-            self.recorder.made_dirs(jobfiles.missing_dirs(self.project_dir, written,
-                                                          self._dirs_seen))
+        missing = jobfiles.missing_dirs(self.project_dir, written, self._dirs_seen)
         cacheable = self.cache is not None and not job.always and not self.options.force
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
                     tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
@@ -257,12 +256,15 @@ class Scheduler:
         started = jobfiles.watch(self.project_dir, job.outputs, inputs,
                                  self.scan.hasher.hashed_as)
         self._running[job.target] = _Running(job, decision, dep_digests, started,
-                                             self.clock.time(), self._successes)
+                                             self.clock.time(), self._successes, missing)
         self.reporter.job_started(job, decision)
         self.executor.start(task)
 
     def _finish(self, running: _Running, completion: Completion) -> None:
         self.scan.forget(running.job.outputs)
+        if self.recorder is not None:       # made by the executor or a restore, by now
+            self.recorder.made_dirs(jobfiles.identified_dirs(self.project_dir,
+                                                             running.made_dirs))
         if completion.exit_code != 0 or completion.error:
             self._fail(running, completion, completion.error)
             return

@@ -141,9 +141,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX kept_by_execution ON kept(execution);
     """,
-    # 7: the directories rlmake made for outputs, which `clean` removes once empty.
+    # 7: the directories rlmake made for outputs, with their inode, which `clean` removes
+    # once empty if they are still the ones it made.
     """
-    CREATE TABLE made_dirs (path TEXT PRIMARY KEY);
+    CREATE TABLE made_dirs (path TEXT PRIMARY KEY, ino INTEGER NOT NULL);
     """,
     # 8: who stored the action record a restored run came from (JSON of model.StoredBy, as
     # the record said; NULL: it ran, or the record did not say), for why and log.
@@ -615,13 +616,13 @@ class StateDB(StateReader):
                  json.dumps(run.inputs.depfile_deps), inputs))
         return run_id
 
-    def made_dirs(self, paths: Iterable[str]) -> None:
-        """Directories rlmake created for outputs (project paths)."""
-        self._write_many("INSERT OR IGNORE INTO made_dirs (path) VALUES (?)",
-                         [(path,) for path in paths])
+    def made_dirs(self, made: Iterable[tuple[str, int]]) -> None:
+        """Directories rlmake created for outputs: (project path, inode)."""
+        self._write_many("INSERT OR REPLACE INTO made_dirs (path, ino) VALUES (?, ?)", made)
 
-    def dirs_made(self) -> list[str]:
-        return [path for (path,) in self.conn.execute("SELECT path FROM made_dirs")]
+    def dirs_made(self) -> dict[str, int]:
+        """Each directory rlmake made for outputs, with its inode then."""
+        return dict(self.conn.execute("SELECT path, ino FROM made_dirs"))
 
     def forget_dirs(self, paths: Iterable[str]) -> None:
         self._write_many("DELETE FROM made_dirs WHERE path = ?", [(path,) for path in paths])

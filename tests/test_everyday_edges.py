@@ -395,3 +395,40 @@ def test_clean_never_removes_a_directory_outside_the_project(tmp_path):
     (tmp_path / "outside/deep/x.txt").unlink()          # the user took the file away
     project.cli("clean")
     assert (tmp_path / "outside/deep").is_dir()
+
+
+@pytest.mark.integration
+def test_clean_never_follows_a_directory_turned_into_a_link_out_of_the_project(tmp_path):
+    project = Project(tmp_path / "p")
+    project.rules("""
+        rules:
+          all: {phony: true, deps: [out/sub/x]}
+          out/sub/x: {command: echo hi > out/sub/x}
+    """)
+    project.build()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    (elsewhere / "sub/x").write_text("hi\n")                 # the same bytes, the user's file
+    (elsewhere / "empty").mkdir()
+    import shutil
+    shutil.rmtree(project.root / "out")
+    (project.root / "out").symlink_to(elsewhere)
+    result = project.cli("clean")
+    assert "out/sub/x: kept (outside the project)" in result.lines, result.describe()
+    assert (elsewhere / "sub/x").read_text() == "hi\n"
+    assert (elsewhere / "sub").is_dir() and (project.root / "out").is_symlink()
+
+
+@pytest.mark.integration
+def test_clean_keeps_a_directory_the_user_made_where_rlmake_once_made_one(tmp_path):
+    project = Project(tmp_path / "p")
+    project.rules("""
+        rules:
+          out/x: {command: echo hi > out/x}
+    """)
+    project.build()
+    import shutil
+    shutil.rmtree(project.root / "out")
+    (project.root / "out").mkdir()                         # the user's own now
+    assert project.cli("clean").lines == ["nothing to clean"]
+    assert (project.root / "out").is_dir()
