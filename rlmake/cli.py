@@ -210,6 +210,8 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
             scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
             argv=("rlmake", *sys.argv[1:]))
         reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
+        _check_written_files(project, {"--report": report_path, "--junit": junit_path,
+                                       "--trace": trace_path})
         if report_path or junit_path or trace_path:
             reporter = _with_report_files(reporter, report_path, junit_path, trace_path)
         project.build(targets, config, reporter)
@@ -222,6 +224,21 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
 
     watch_and_build(lambda: open_project(directory, file, overrides), build_in, targets,
                     lambda text: click.echo(text, err=True))
+
+
+def _check_written_files(project, paths: dict[str, str | None]) -> None:
+    """A file rlmake is asked to write must be named, and not be one of its own state."""
+    from rlmake.paths import in_state_dir
+
+    for flag, path in paths.items():
+        if path is None:
+            continue
+        if not path:
+            raise UsageError(f"{flag} needs a file name")
+        inside = os.path.relpath(os.path.abspath(path), project.directory)
+        if in_state_dir(inside):
+            raise UsageError(f"{flag} {path}: that is in {project.state_dir}, where rlmake "
+                             "keeps its state; write it elsewhere")
 
 
 def _with_report_files(console, report_path: str | None, junit_path: str | None,
@@ -407,6 +424,7 @@ def report(directory, file, output, exec_id):
     from rlmake.reporters.reportfile import write_atomically
 
     project = open_project(directory, file)
+    _check_written_files(project, {"-o": output})
     with project.records() as state:
         execution = recorded_execution(state, exec_id or "-")
         data = report_data(execution, state.runs_of(execution.id),

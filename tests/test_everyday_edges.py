@@ -432,3 +432,17 @@ def test_clean_keeps_a_directory_the_user_made_where_rlmake_once_made_one(tmp_pa
     (project.root / "out").mkdir()                         # the user's own now
     assert project.cli("clean").lines == ["nothing to clean"]
     assert (project.root / "out").is_dir()
+
+
+@pytest.mark.parametrize("args, said", [
+    (["build", "-n", "--trace", ""], "--trace needs a file name"),
+    (["build", "-n", "--report", ".rlmake/state.db"], "--report .rlmake/state.db: that is in "),
+    (["build", "-n", "--trace", "./.rlmake/../.rlmake/plans"], "where rlmake keeps its state"),
+    (["report", "-o", ".rlmake/page.html"], "-o .rlmake/page.html: that is in "),
+])
+def test_a_report_file_must_be_named_and_not_rlmakes_own_state(tmp_path, args, said):
+    project = write_project(tmp_path / "p", LIBS, {"src/a.c": "", ".rlmake/state.db": "mine"})
+    result = run_cli(args, cwd=project)
+    assert result.exit_code == 2, result.describe()
+    assert said in result.stderr, result.describe()
+    assert (project / ".rlmake/state.db").read_text() == "mine"
