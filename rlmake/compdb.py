@@ -9,11 +9,9 @@ the job's target as its output. Nothing runs; the plan is all it needs.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from typing import Any, Iterable
 
-from rlmake.errors import UsageError
 from rlmake.model import Job
 
 SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".cxx", ".c++", ".C", ".m", ".mm", ".cu")
@@ -40,15 +38,7 @@ def _command_for(job: Job, source: str) -> str:
 
 def write(found: list[dict[str, Any]], path: str) -> None:
     """Atomically: an editor reading the file never sees half of it."""
-    temporary = f"{path}.rlmake-{os.getpid()}.tmp"
-    try:
-        with open(temporary, "w") as stream:
-            json.dump(found, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except OSError as error:
-        raise UsageError(f"cannot write the compilation database {path}: "
-                         f"{error.strerror or error}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    from rlmake.reporters.reportfile import write_atomically
+
+    write_atomically(path, (json.dumps(found, indent=2) + "\n").encode(),
+                     "the compilation database", make_parents=False)

@@ -39,14 +39,17 @@ def cache_source(outcome: Outcome) -> str | None:
     return getattr(outcome, "cache_source", None)
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file beside it and os.replace.
+def write_atomically(path: str, data: bytes, what: str = "the report",
+                     make_parents: bool = True) -> None:
+    """Write `data` to `path` through a temporary file beside it and os.replace, making
+    its directory first unless `make_parents` is false.
 
-    A problem becomes an RlmakeError (exit status 2) that names the file."""
+    A problem becomes an RlmakeError (exit status 2) that names `what` and the file."""
     directory = os.path.dirname(path) or "."
     temp = None
     try:
-        os.makedirs(directory, exist_ok=True)
+        if make_parents:
+            os.makedirs(directory, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                     dir=directory)
         with os.fdopen(fd, "wb") as stream:
@@ -57,7 +60,7 @@ def write_atomically(path: str, data: bytes) -> None:
         os.replace(temp, path)
         temp = None
     except OSError as error:
-        raise RlmakeError(f"cannot write the report {path}: {error.strerror or error}") from None
+        raise RlmakeError(f"cannot write {what} {path}: {error.strerror or error}") from None
     finally:
         if temp is not None:
             try:
