@@ -170,7 +170,22 @@ TOKEN = "0123456789abcdef"
 def _sleeper(token: str | None = TOKEN) -> subprocess.Popen:
     """A command in a session of its own, carrying a build's token as rlmake's do."""
     env = dict(os.environ, **({leftovers.TOKEN_VARIABLE: token} if token else {}))
-    return subprocess.Popen(["sleep", "30"], start_new_session=True, env=env)
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True, env=env)
+    # Popen returns once exec has closed the child's descriptors, but the kernel sets up
+    # the new environment after that: on a busy machine /proc/PID/environ can still be
+    # empty for a moment, and a test that read it then would find no token.
+    deadline = time.monotonic() + 10
+    while _environment(process.pid) == b"" and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return process
+
+
+def _environment(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as stream:
+            return stream.read()
+    except OSError:
+        return b"gone"
 
 
 @pytest.mark.integration
