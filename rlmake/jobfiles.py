@@ -8,10 +8,14 @@ job that fails or is interrupted loses every output it created or changed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+import struct
 import time
 from typing import Callable, Iterable, NamedTuple
+
+from rlmake.model import DirIdentity
 
 Signature = tuple[int, int, int, int]       # inode, size, mtime, ctime
 
@@ -144,18 +148,44 @@ def remove_changed_outputs(project_dir: str, started: Watch) -> list[str]:
     return removed
 
 
-def identified_dirs(project_dir: str, made: Iterable[str]) -> list[tuple[str, int]]:
-    """(path, inode) of each of these directories that is one now (not a symlink): what
+_GET_GENERATION = 0x80000000 | (struct.calcsize("l") << 16) | (ord("v") << 8) | 1   # FS_IOC_GETVERSION
+
+
+def directory_identity(full: str) -> DirIdentity | None:
+    """Which directory is at `full` (not a symlink to one); None if none is."""
+    try:
+        status = os.lstat(full)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(status.st_mode):
+        return None
+    return (status.st_ino, _generation(full))
+
+
+def _generation(full: str) -> int | None:
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        # the kernel writes an int or a long there: either way the same for one inode
+        generation: int = struct.unpack("l", fcntl.ioctl(fd, _GET_GENERATION, bytes(8)))[0]
+        return generation
+    except OSError:                 # a file system that keeps none (or not Linux)
+        return None
+    finally:
+        os.close(fd)
+
+
+def identified_dirs(project_dir: str, made: Iterable[str]) -> list[tuple[str, DirIdentity]]:
+    """(path, identity) of each of these directories that is one now (not a symlink): what
     `clean` checks before it removes one, so that a directory someone made in its place
     later is never taken for rlmake's."""
     found = []
     for path in made:
-        try:
-            status = os.lstat(os.path.join(project_dir, path))
-        except OSError:
-            continue
-        if stat.S_ISDIR(status.st_mode):
-            found.append((path, status.st_ino))
+        identity = directory_identity(os.path.join(project_dir, path))
+        if identity is not None:
+            found.append((path, identity))
     return found
 
 

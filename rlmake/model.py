@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from collections.abc import Sequence
-from typing import Any, Callable, Iterator, NamedTuple, overload
+from typing import Any, Callable, Iterator, NamedTuple, Optional, overload
+
+# A directory rlmake made: its inode, and the generation the file system gave that inode
+# (None where it keeps none). ext4 gives a freed inode number to the very next mkdir, so
+# the number alone would take a directory someone made in place of ours for ours.
+DirIdentity = tuple[int, Optional[int]]
 
 
 class Location(NamedTuple):

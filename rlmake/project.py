@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterable
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from rlmake.scan import DependencyScan
     from rlmake.explain import Cause
     from rlmake.history import Origin
+    from rlmake.model import DirIdentity
 
 
 class Project:
@@ -420,13 +420,16 @@ class Project:
                 results.append((path, "removed (left by an interrupted restore)"))
         return results
 
-    def _clean_made_dirs(self, made: dict[str, int], results: list[tuple[str, str | None]],
+    def _clean_made_dirs(self, made: dict[str, DirIdentity],
+                         results: list[tuple[str, str | None]],
                          targets_paths: list[str] | None, dry_run: bool
                          ) -> list[tuple[str, str]]:
         """The directories rlmake made for outputs that are empty once the outputs are
         gone, deepest first (for a clean of some targets: only those above its outputs).
-        Only one that is still the directory rlmake made (its inode), inside the project
-        through no symlink."""
+        Only one that is still the directory rlmake made (its inode and the inode's
+        generation), inside the project through no symlink."""
+        from rlmake import jobfiles
+
         gone = {path for path, action in results if action in ("removed", "would remove")}
         paths = list(made)
         if targets_paths is not None:
@@ -437,7 +440,7 @@ class Project:
         for directory in sorted(paths, key=lambda path: path.count("/"), reverse=True):
             full = os.path.join(self.directory, directory)
             if directory in ("", ".") or not self._really_inside(directory) \
-                    or not _same_directory(full, made[directory]):
+                    or jobfiles.directory_identity(full) != made[directory]:
                 continue
             try:
                 left = {os.path.join(directory, name) for name in os.listdir(full)}
@@ -540,15 +543,6 @@ def _warn_of_former_outputs(plan: Plan, state: StateDB, warn) -> None:
              "with a rule, but no rule makes it now, so it is taken as a source: if a rule "
              "should still make it, check that rule's deps and order_only (a pattern rule "
              "applies only when each of them exists or can be made)")
-
-
-def _same_directory(full: str, inode: int) -> bool:
-    """A directory (not a link to one) with this inode: the one rlmake made there."""
-    try:
-        status = os.lstat(full)
-    except OSError:
-        return False
-    return stat.S_ISDIR(status.st_mode) and status.st_ino == inode
 
 
 def _parents(path: str) -> list[str]:

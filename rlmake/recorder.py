@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from rlmake.clock import Clock
-from rlmake.model import ExecutionStatus, Outcome, RunRecord, Status
+from rlmake.model import DirIdentity, ExecutionStatus, Outcome, RunRecord, Status
 from rlmake.state import CacheUse, StateDB
 
 _COMMIT_EVERY_SECONDS = 0.5
@@ -35,7 +35,7 @@ class Recorder:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
-    def made_dirs(self, made: list[tuple[str, int]]) -> None:
+    def made_dirs(self, made: list[tuple[str, DirIdentity]]) -> None:
         if made:
             self.state.made_dirs(made)
 

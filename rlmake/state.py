@@ -20,10 +20,10 @@ from typing import (Any, Callable, Concatenate, Iterable, NamedTuple, ParamSpec,
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
 from rlmake.model import (ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status,
-                          StoredBy)
+                          DirIdentity, StoredBy)
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -150,6 +150,12 @@ MIGRATIONS: tuple[str, ...] = (
     # the record said; NULL: it ran, or the record did not say), for why and log.
     """
     ALTER TABLE runs ADD COLUMN stored_by TEXT;
+    """,
+    # 9: the generation of each made directory's inode (NULL where the file system keeps
+    # none), since a new directory can get a freed inode number at once. Rows from
+    # before get a generation of -1, which matches no directory: clean keeps those.
+    """
+    ALTER TABLE made_dirs ADD COLUMN generation INTEGER DEFAULT -1;
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -616,13 +622,16 @@ class StateDB(StateReader):
                  json.dumps(run.inputs.depfile_deps), inputs))
         return run_id
 
-    def made_dirs(self, made: Iterable[tuple[str, int]]) -> None:
-        """Directories rlmake created for outputs: (project path, inode)."""
-        self._write_many("INSERT OR REPLACE INTO made_dirs (path, ino) VALUES (?, ?)", made)
+    def made_dirs(self, made: Iterable[tuple[str, DirIdentity]]) -> None:
+        """Directories rlmake created for outputs: (project path, (inode, generation))."""
+        self._write_many("INSERT OR REPLACE INTO made_dirs (path, ino, generation) "
+                         "VALUES (?, ?, ?)", [(path, ino, generation)
+                                              for path, (ino, generation) in made])
 
-    def dirs_made(self) -> dict[str, int]:
-        """Each directory rlmake made for outputs, with its inode then."""
-        return dict(self.conn.execute("SELECT path, ino FROM made_dirs"))
+    def dirs_made(self) -> dict[str, DirIdentity]:
+        """Each directory rlmake made for outputs, with its identity then."""
+        return {path: (ino, generation) for path, ino, generation
+                in self.conn.execute("SELECT path, ino, generation FROM made_dirs")}
 
     def forget_dirs(self, paths: Iterable[str]) -> None:
         self._write_many("DELETE FROM made_dirs WHERE path = ?", [(path,) for path in paths])

@@ -434,6 +434,23 @@ def test_clean_keeps_a_directory_the_user_made_where_rlmake_once_made_one(tmp_pa
     assert (project.root / "out").is_dir()
 
 
+def test_a_directory_made_again_in_place_is_another_directory(tmp_path):
+    """ext4 gives the freed inode number to the very next mkdir: the identity clean
+    compares must still tell the two apart (the test above once failed that way)."""
+    from rlmake import jobfiles
+
+    made = tmp_path / "out"
+    made.mkdir()
+    before = jobfiles.directory_identity(str(made))
+    made.rmdir()
+    made.mkdir()
+    assert before is not None and jobfiles.directory_identity(str(made)) != before
+    (tmp_path / "file").write_text("")
+    (tmp_path / "link").symlink_to(made)
+    assert jobfiles.directory_identity(str(tmp_path / "file")) is None
+    assert jobfiles.directory_identity(str(tmp_path / "link")) is None
+
+
 @pytest.mark.parametrize("args, said", [
     (["build", "-n", "--trace", ""], "--trace needs a file name"),
     (["build", "-n", "--report", ".rlmake/state.db"], "--report .rlmake/state.db: that is in "),
