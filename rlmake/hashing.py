@@ -111,9 +111,26 @@ class FileHasher:
 
         Raises UnreadableFile if it is there but cannot be read, or its name cannot be
         recorded: every record is UTF-8."""
+        full = os.path.join(self.project_dir, path)
+        stat = self._stat(path, full)
+        if stat is None:
+            return None
+        if self.mode == "fast":
+            return f"fast:{stat.st_size}:{stat.st_mtime_ns}"
+        known = self.memo.get(path)
+        if known is not None and known.matches(stat):
+            return known.digest
+        return self._rehash(path, full, stat)
+
+    def exists(self, path: str) -> bool:
+        """Whether `path` is there, judged as `digest` would judge it (and raising what it
+        raises) without reading it: for a dry run, where a job never built needs no key."""
+        return self._stat(path, os.path.join(self.project_dir, path)) is not None
+
+    @staticmethod
+    def _stat(path: str, full: str) -> os.stat_result | None:
         if not path.isascii() and not _is_utf8(path):
             raise UnreadableFile(path, "its name is not valid UTF-8 (rename it)")
-        full = os.path.join(self.project_dir, path)
         try:
             stat = os.stat(full)
         except (FileNotFoundError, NotADirectoryError):
@@ -125,12 +142,7 @@ class FileHasher:
         if not stat_module.S_ISREG(stat.st_mode) and not stat_module.S_ISDIR(stat.st_mode):
             # reading a FIFO waits for a writer, a device may never end
             raise UnreadableFile(path, "not a regular file (a FIFO, socket or device)")
-        if self.mode == "fast":
-            return f"fast:{stat.st_size}:{stat.st_mtime_ns}"
-        known = self.memo.get(path)
-        if known is not None and known.matches(stat):
-            return known.digest
-        return self._rehash(path, full, stat)
+        return stat
 
     def _rehash(self, path: str, full: str, stat: os.stat_result) -> str | None:
         try:

@@ -230,7 +230,8 @@ class Project:
         else:
             hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
             records = RecordsOnDemand(state)
-        return DependencyScan(plan, hasher, records, state.failed_last, options.force)
+        return DependencyScan(plan, hasher, records, state.failed_last, options.force,
+                              options.dry_run)
 
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scan: DependencyScan,
                        fresh: Freshness) -> None:

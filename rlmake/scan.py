@@ -31,9 +31,13 @@ class JobRecords(Protocol):
 
 class DependencyScan:
     def __init__(self, plan: Plan, hasher: FileHasher, records: JobRecords,
-                 failed_last: Callable[[], set[str]], force: bool = False):
+                 failed_last: Callable[[], set[str]], force: bool = False,
+                 dry_run: bool = False):
         """`records`: each job's last successful run; `failed_last()`: the targets whose
-        last run failed (asked once, only if a job was never built)."""
+        last run failed (asked once, only if a job was never built). `dry_run`: nothing
+        will run, be stored or be looked up in a cache, so a job never built needs no key
+        and its deps need not be read (a fresh tree's dry run reads no source)."""
+        self.dry_run = dry_run
         self.plan = plan
         self.hasher = hasher
         self.records = records
@@ -100,6 +104,8 @@ class DependencyScan:
             if any(self.plan.producers.get(dep) in self.would_run for dep in job.deps):
                 self.would_run.add(job.target)
             return Decision(""), []
+        if self.dry_run and self.records.get(job.target) is None:
+            return self._never_built(job), []
         dep_digests = [(dep, self.digest(dep)) for dep in job.deps]
         missing = [dep for dep, digest in dep_digests
                    if digest is None and dep not in self.plan.producers]
@@ -123,6 +129,20 @@ class DependencyScan:
                 r for r in decision.reasons
                 if not (r.kind in _SAID_BY_WILL_CHANGE and r.path in rebuilt))))
         return decision, dep_digests
+
+    def _never_built(self, job: Job) -> Decision | str:
+        """A dry run's decision for a job with no record: the one reason `decide` would
+        give, or the error of a missing dep, found by looking at each file dep (raising
+        what reading it would raise) rather than reading it."""
+        present = [self.digest(dep) is not None if self.is_name(dep) else self.hasher.exists(dep)
+                   for dep in job.deps]
+        missing = [dep for dep, there in zip(job.deps, present)
+                   if not there and dep not in self.plan.producers]
+        if missing:
+            return f"dep '{missing[0]}' does not exist"
+        failed = self._last_run_failed(job.target)
+        return Decision("", (Reason(ReasonKind.LAST_RUN_FAILED if failed
+                                    else ReasonKind.NEVER_BUILT),))
 
     def _will_change(self, job: Job, record: JobRecord | None) -> list[Reason]:
         """In a dry run, the deps that a job to run first makes: declared ones, and those
