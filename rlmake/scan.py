@@ -133,13 +133,21 @@ class DependencyScan:
     def _never_built(self, job: Job) -> Decision | str:
         """A dry run's decision for a job with no record: the one reason `decide` would
         give, or the error of a missing dep, found by looking at each file dep (raising
-        what reading it would raise) rather than reading it."""
-        present = [self.digest(dep) is not None if self.is_name(dep) else self.hasher.exists(dep)
-                   for dep in job.deps]
-        missing = [dep for dep, there in zip(job.deps, present)
-                   if not there and dep not in self.plan.producers]
-        if missing:
-            return f"dep '{missing[0]}' does not exist"
+        what reading it would raise) rather than reading it. A dep that a job of this dry
+        run would make is not looked at: a real build reads it only once that job ran."""
+        producers, would_run = self.plan.producers, self.would_run
+        missing = None
+        for dep in job.deps:
+            maker = producers.get(dep)
+            if maker is None:
+                if not self.hasher.exists(dep) and missing is None:
+                    missing = dep
+            elif maker == dep and self.is_name(dep):
+                self.digest(dep)            # an aggregate: what its deps hold now
+            elif maker not in would_run:
+                self.hasher.exists(dep)
+        if missing is not None:
+            return f"dep '{missing}' does not exist"
         failed = self._last_run_failed(job.target)
         return Decision("", (Reason(ReasonKind.LAST_RUN_FAILED if failed
                                     else ReasonKind.NEVER_BUILT),))
