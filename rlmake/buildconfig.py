@@ -47,7 +47,7 @@ def resolve(config: Config, options: BuildOptions, *, hash_mode: str | None = No
         hash_mode or os.environ.get("RLMAKE_HASH") or get("build", "hash"),
         _writable_only_with_a_store(CacheSettings.resolve(config, cache_url, cache_write,
                                                           local_cache)),
-        ExecutorSettings(kind,
+        ExecutorSettings.checked(kind,
                          scheduler if scheduler is not None else get("build", "scheduler"),
                          file_mode or get("build", "file_mode") or "auto",
                          worker_wait_from(os.environ.get("RLMAKE_DASK_WORKER_WAIT")

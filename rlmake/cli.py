@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 
 import click
 
 from rlmake import __version__
-from rlmake.errors import INTERRUPT_SIGNALS, Interrupted, RlmakeError, UsageError
+from rlmake.errors import Interrupted, RlmakeError, UsageError
+from rlmake.build_command import check_written_files, open_project, split_arguments
+from rlmake.guard import exit_status, say
 
 
 class _Group(click.Group):
@@ -25,50 +26,13 @@ class _Group(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:
-            click.echo("rlmake: interrupted", err=True)
+            say("rlmake: interrupted")
             raise SystemExit(Interrupted.exit_code) from None
 
     def invoke(self, ctx: click.Context):
-        previous = _signals_as_ctrl_c()
-        try:
-            return super().invoke(ctx)
-        except RlmakeError as error:
-            click.echo(f"rlmake: error: {error}", err=True)
-            ctx.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("rlmake: interrupted", err=True)
-            ctx.exit(Interrupted.exit_code)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-
-class _Signalled(KeyboardInterrupt):
-    """Ctrl-C as rlmake's own handler raises it. A subclass, because CPython flags a bare
-    KeyboardInterrupt that passes through source run by exec() (dataclasses and
-    namedtuples make their methods so) as unhandled, and then ends the process by
-    SIGINT however the program handled it: exit -2, not 130."""
-
-
-def _signals_as_ctrl_c() -> dict:
-    """SIGTERM and SIGHUP (the terminal or ssh connection closed) stop rlmake the way
-    Ctrl-C does: commands stopped, their changed outputs removed, nothing half recorded,
-    exit 130. A second one while the first is handled kills the commands at once (see
-    LocalExecutor.cancel). A signal ignored when rlmake started stays ignored, as make
-    does: `nohup rlmake build` must survive the hangup. Returns the handlers it replaced."""
-    def interrupt(signum, frame):
-        raise _Signalled
-    previous = {}
-    for signum in INTERRUPT_SIGNALS:
-        try:
-            handler = signal.signal(signum, interrupt)
-        except ValueError:          # not the main thread (a test runner): leave signals alone
-            break
-        if handler is signal.SIG_IGN:
-            signal.signal(signum, signal.SIG_IGN)
-        if handler is not None:
-            previous[signum] = handler
-    return previous
+        status = exit_status(lambda: super(_Group, self).invoke(ctx))
+        if status:
+            ctx.exit(status)
 
 
 def project_options(command):
@@ -86,25 +50,6 @@ def project_options(command):
     return wrapper
 
 
-def split_arguments(arguments) -> tuple[list[str], dict]:
-    """Targets, and NAME=VALUE overrides of vars."""
-    from rlmake.paths import is_text, shown
-
-    targets, overrides = [], {}
-    for argument in arguments:
-        if not is_text(argument):
-            raise UsageError(f"argument '{shown(argument)}' is not UTF-8; rlmake keeps "
-                             "targets and paths as text")
-        if "=" in argument and not argument.startswith(("/", ".")):
-            from rlmake.rules.rulesfile import parse_override     # YAML only when there are overrides
-
-            name, value = parse_override(argument)
-            overrides[name] = value
-        else:
-            targets.append(argument)
-    return targets, overrides
-
-
 def complete_targets(ctx: click.Context, param, incomplete: str):
     """Shell completion of TARGET arguments: the targets the Rulesfile names (explicit
     rules and their outputs). Quiet on any error: a half-typed command line must never
@@ -117,12 +62,6 @@ def complete_targets(ctx: click.Context, param, incomplete: str):
     except Exception:       # noqa: BLE001 - completion must stay silent
         return []
     return [name for name in names if name.startswith(incomplete)]
-
-
-def open_project(directory: str, file: str | None, overrides: dict | None = None):
-    from rlmake.project import Project
-
-    return Project(directory, file, overrides)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -185,9 +124,7 @@ def main(ctx, directory, file):
                    "rlmake.toml changes, until Ctrl-C (needs rlmake[watch]).")
 @click.argument("arguments", nargs=-1, metavar="[TARGET|NAME=VALUE]...",
                 shell_complete=complete_targets)
-def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, hash_mode,
-          cache_url, cache_write, no_local_cache, executor_kind, dask_scheduler, file_mode,
-          report_path, junit_path, trace_path, watch, arguments):
+def build(directory, file, arguments, **flags):
     """Build TARGETs (default: the Rulesfile's `default`, else its first rule).
 
     NAME=VALUE arguments override the Rulesfile's vars.
@@ -195,70 +132,9 @@ def build(directory, file, dry_run, force, jobs, keep_going, verbose, no_wait, h
     Exit status: 0 success; 1 a command failed; 2 a Rulesfile or usage error (also a
     Dask scheduler that cannot be reached or has no workers); 3 the executor failed
     mid-build (the Dask scheduler went away); 130 interrupted."""
-    import sys
+    from rlmake.build_command import BuildFlags, run_build
 
-    from rlmake.reporters.console import ConsoleReporter
-    from rlmake.model import BuildOptions
-
-    targets, overrides = split_arguments(arguments)
-    options = BuildOptions(jobs=jobs, keep_going=keep_going, force=force, dry_run=dry_run)
-
-    def build_in(project):
-        config = project.build_config(
-            options, hash_mode=hash_mode, cache_url=cache_url, cache_write=cache_write,
-            local_cache=False if no_local_cache else None, executor=executor_kind,
-            scheduler=dask_scheduler, file_mode=file_mode, wait=not no_wait, verbose=verbose,
-            argv=("rlmake", *sys.argv[1:]))
-        reporter = ConsoleReporter(verbose=verbose, dry_run=dry_run)
-        _check_written_files(project, {"--report": report_path, "--junit": junit_path,
-                                       "--trace": trace_path})
-        if report_path or junit_path or trace_path:
-            reporter = _with_report_files(reporter, report_path, junit_path, trace_path)
-        project.build(targets, config, reporter)
-
-    if not watch:
-        return build_in(open_project(directory, file, overrides))
-    if dry_run:
-        raise UsageError("--watch builds; it cannot be combined with -n")
-    from rlmake.watch import watch as watch_and_build
-
-    watch_and_build(lambda: open_project(directory, file, overrides), build_in, targets,
-                    lambda text: click.echo(text, err=True))
-
-
-def _check_written_files(project, paths: dict[str, str | None]) -> None:
-    """A file rlmake is asked to write must be named, and not be one of its own state."""
-    from rlmake.paths import in_state_dir
-
-    for flag, path in paths.items():
-        if path is None:
-            continue
-        if not path:
-            raise UsageError(f"{flag} needs a file name")
-        inside = os.path.relpath(os.path.abspath(path), project.directory)
-        if in_state_dir(inside):
-            raise UsageError(f"{flag} {path}: that is in {project.state_dir}, where rlmake "
-                             "keeps its state; write it elsewhere")
-
-
-def _with_report_files(console, report_path: str | None, junit_path: str | None,
-                       trace_path: str | None = None):
-    from rlmake.reporters.fanout import FanOut
-
-    reporters = [console]
-    if report_path:
-        from rlmake.reporters.json_report import JsonReport
-
-        reporters.append(JsonReport(report_path))
-    if junit_path:
-        from rlmake.reporters.junit import JUnitReport
-
-        reporters.append(JUnitReport(junit_path))
-    if trace_path:
-        from rlmake.reporters.trace import TraceReport
-
-        reporters.append(TraceReport(trace_path))
-    return FanOut(*reporters)
+    run_build(directory, file, arguments, BuildFlags(**flags), say)
 
 
 @main.command(name="list")
@@ -424,7 +300,7 @@ def report(directory, file, output, exec_id):
     from rlmake.reporters.reportfile import write_atomically
 
     project = open_project(directory, file)
-    _check_written_files(project, {"-o": output})
+    check_written_files(project, {"-o": output})
     with project.records() as state:
         execution = recorded_execution(state, exec_id or "-")
         data = report_data(execution, state.runs_of(execution.id),

@@ -7,8 +7,7 @@ import json
 import os
 import stat as stat_module
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from rlmake.errors import UnreadableFile
 
@@ -70,8 +69,7 @@ def _digest_fd(fd: int) -> str:
     return hasher.hexdigest()
 
 
-@dataclass(frozen=True)
-class StatMemo:
+class StatMemo(NamedTuple):
     """What a file looked like when it was hashed.
 
     The ctime is part of it because the mtime is the writer's to set: an edit that

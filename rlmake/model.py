@@ -1,13 +1,12 @@
 """Plain, frozen data that every layer shares: what a Rulesfile says, and the jobs it expands to.
 
-NamedTuples, not dataclasses, wherever nothing needs a dataclass's extras (a field left
-out of equality, `dataclasses.replace`): every command imports this module, and a frozen
-dataclass costs ten times a NamedTuple to create (its methods are generated and compiled
-at import)."""
+NamedTuples, not dataclasses: every command imports this module, and a frozen dataclass
+costs ten times a NamedTuple to create (its methods are generated and compiled at
+import), besides the import of dataclasses itself (inspect, ast, dis, tokenize), a
+quarter of a small project's no-op build."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
 from collections.abc import Sequence
 from typing import Any, Callable, Iterator, NamedTuple, Optional, overload
@@ -28,8 +27,7 @@ class Location(NamedTuple):
         return f"{self.path}:{self.line}" if self.line else self.path
 
 
-@dataclass(frozen=True)
-class RuleSpec:
+class RuleSpec(NamedTuple):
     """One rule as written, its templates not yet rendered."""
 
     key: str
@@ -45,7 +43,7 @@ class RuleSpec:
     depfile: str | None = None
     foreach: tuple[tuple[str, Any], ...] = ()
     order_only: tuple[str, ...] = ()
-    key_lines: dict[str, int] = field(default_factory=dict, compare=False, hash=False)
+    key_lines: dict[str, int] = {}      # key -> its line; never changed once made
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key, self.where.line)
@@ -162,8 +160,7 @@ class PlanIndex(NamedTuple):
                    tuple(path for job in jobs for path in job.outputs))
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The jobs that the requested targets need, each after the jobs it depends on,
     with the settings a build of them needs: what `expand` produces and the plan
     cache stores."""
@@ -172,8 +169,9 @@ class Plan:
     jobs: JobList
     producers: dict[str, str]       # every output path and phony name -> the job's target
     sources: tuple[str, ...]        # deps no rule makes, in the order first needed
-    index: PlanIndex
-    pools: dict[str, int] = field(default_factory=dict)
+    # (as a field it hides tuple.index, which nothing asks of a plan)
+    index: PlanIndex  # type: ignore[assignment]
+    pools: dict[str, int] = {}          # never changed once made
     hash_setting: str | None = None     # the Rulesfile var `rlmake_hash`, if set
     key: str = ""                       # digest of its content (plancache); "" when not stored
 

@@ -18,8 +18,7 @@ from __future__ import annotations
 import marshal
 import os
 import zlib
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
@@ -36,8 +35,7 @@ _EXPANSION_CODE = ("rules/rulesfile.py", "rules/templates.py", "rules/expand.py"
                    "paths.py", "plancache.py")
 
 
-@dataclass(frozen=True)
-class Inputs:
+class Inputs(NamedTuple):
     """Everything expansion read, to be checked before a stored plan is trusted."""
 
     files: tuple[tuple[str, str], ...]          # absolute Rulesfile path, content digest
@@ -77,7 +75,7 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
 
 def identify(plan: Plan) -> Plan:
     """The plan with the content key `save` would give it, stored nowhere (a dry run)."""
-    return replace(plan, key=_identified(plan)[1])
+    return plan._replace(key=_identified(plan)[1])
 
 
 def _identified(plan: Plan) -> tuple[Any, str]:
@@ -103,7 +101,7 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
             os.remove(temporary)
         except OSError:
             pass
-    return replace(plan, key=identity)
+    return plan._replace(key=identity)
 
 
 def _sealed(body: bytes) -> bytes:

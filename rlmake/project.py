@@ -18,8 +18,6 @@ from rlmake.buildconfig import BuildConfig
 from rlmake.clock import Clock, SystemClock
 from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, UsageError
-from rlmake.executors import make_executor
-from rlmake.executors.base import Executor
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
 from rlmake.executors.leftovers import stop_leftovers
@@ -32,6 +30,7 @@ from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
 from rlmake.uptodate import Freshness, Snapshot, capture, freshness, renew
 
 if TYPE_CHECKING:
+    from rlmake.executors.base import Executor
     from rlmake.cache.artifacts import ArtifactCache
     from rlmake.cache.housekeeping import Collected, Limits, Tended
     from rlmake.cache.local import LocalStore
@@ -194,6 +193,8 @@ class Project:
                   given: Executor | None) -> tuple[Executor, BuildOptions]:
         """Where the commands run, and the build's options with -j settled: when not
         given, as many jobs as that executor runs at once (a Dask cluster's threads)."""
+        from rlmake.executors import make_executor
+
         settings = config.cache
         if given is not None:
             inner, capacity = given, os.cpu_count() or 1

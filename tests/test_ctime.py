@@ -10,7 +10,6 @@ waiting for the clock.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sqlite3
 import time
@@ -71,7 +70,7 @@ def test_the_memo_does_not_match_once_the_ctime_moved(tmp_path):
     (tmp_path / "in.txt").write_text("aaaa")
     hasher = FileHasher(str(tmp_path), {})
     assert hasher.digest("in.txt") == digest_file(str(tmp_path / "in.txt"))
-    memo = {path: dataclasses.replace(entry, hashed_ns=entry.hashed_ns + LATER_NS)
+    memo = {path: entry._replace(hashed_ns=entry.hashed_ns + LATER_NS)
             for path, entry in hasher.updated.items()}
     assert FileHasher(str(tmp_path), dict(memo)).digest("in.txt") == memo["in.txt"].digest
     rewrite_keeping_mtime(tmp_path / "in.txt", "bbbb")
@@ -108,7 +107,7 @@ def test_memo_entries_from_before_the_ctime_are_hashed_again(tmp_path):
         assert memo["in.txt"].ctime_ns == 0
         assert FileHasher(str(tmp_path), memo).digest("in.txt") == \
             digest_file(str(tmp_path / "in.txt"))
-        state.save_stat_memo({"in.txt": dataclasses.replace(memo["in.txt"], ctime_ns=7)})
+        state.save_stat_memo({"in.txt": memo["in.txt"]._replace(ctime_ns=7)})
         state.commit()
         assert state.stat_memo_of("in.txt").ctime_ns == 7
     finally:

@@ -256,8 +256,8 @@ if sys.platform != "linux":     # the record needs /proc
 # or a script, SystemExit ends the process before CPython looks at its flag.
 HANDLED_IN_EXEC = """
 import os, signal, sys
-from rlmake.cli import _signals_as_ctrl_c
-_signals_as_ctrl_c()
+from rlmake.guard import signals_as_ctrl_c
+signals_as_ctrl_c()
 try:
     exec("os.kill(os.getpid(), signal.SIGHUP)\\nfor i in range(10 ** 6): pass")
 except KeyboardInterrupt:

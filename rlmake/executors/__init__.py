@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from rlmake.errors import UsageError
-from rlmake.executors.base import Executor
+
+if TYPE_CHECKING:       # a Protocol costs a millisecond to make, and a no-op runs nothing
+    from rlmake.executors.base import Executor
 
 EXECUTORS = ("local", "dask")
 FILE_MODES = ("auto", "shared", "staged")      # how files reach Dask workers
@@ -19,10 +21,9 @@ WORKER_WAIT_SECONDS = 10.0
 SCHEDULER_PROTOCOLS = ("tcp", "tls", "ucx", "ws", "wss")
 
 
-@dataclass(frozen=True)
-class ExecutorSettings:
-    """Where commands run, checked when made: a bad address stops the build before it
-    locks, plans or connects to anything."""
+class ExecutorSettings(NamedTuple):
+    """Where commands run; made by `checked`, so that a bad address stops the build
+    before it locks, plans or connects to anything."""
 
     kind: str = "local"
     scheduler: str | None = None        # dask: tcp://HOST:8786; none starts a LocalCluster
@@ -30,7 +31,14 @@ class ExecutorSettings:
     worker_wait: float = WORKER_WAIT_SECONDS    # dask: seconds to wait for a first worker
     cluster_logs: bool = False          # dask: let distributed's own log lines through (-v)
 
-    def __post_init__(self):
+    @classmethod
+    def checked(cls, *args, **kwargs) -> "ExecutorSettings":
+        """These settings, or the UsageError that says what is wrong with them."""
+        settings = cls(*args, **kwargs)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
         if self.kind not in EXECUTORS:
             raise UsageError(f"unknown executor '{self.kind}': use one of {', '.join(EXECUTORS)}")
         if self.kind != "dask":

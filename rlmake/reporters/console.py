@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-import threading
+import _thread
 import time
 from collections import Counter
 from typing import TextIO
@@ -39,7 +39,9 @@ class ConsoleReporter:
         self.total = 0
         self.finished = 0
         self._line_shown = False
-        self._warning_lock = threading.Lock()     # cache lookups warn from their threads
+        # cache lookups warn from their threads (_thread: `threading` is a millisecond of
+        # every no-op's import, and a lock is all this needs)
+        self._warning_lock = _thread.allocate_lock()
 
     # --- events ---------------------------------------------------------------------
 

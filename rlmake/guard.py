@@ -1,0 +1,61 @@
+"""Where errors and signals become exit statuses: around every click command, and
+around the plain `rlmake build` that the entry point runs without click."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Callable
+
+from rlmake.errors import INTERRUPT_SIGNALS, Interrupted, RlmakeError
+
+
+class Signalled(KeyboardInterrupt):
+    """Ctrl-C as rlmake's own handler raises it. A subclass, because CPython flags a bare
+    KeyboardInterrupt that passes through source run by exec() (dataclasses and
+    namedtuples make their methods so) as unhandled, and then ends the process by
+    SIGINT however the program handled it: exit -2, not 130."""
+
+
+def signals_as_ctrl_c() -> dict:
+    """SIGTERM and SIGHUP (the terminal or ssh connection closed) stop rlmake the way
+    Ctrl-C does: commands stopped, their changed outputs removed, nothing half recorded,
+    exit 130. A second one while the first is handled kills the commands at once (see
+    LocalExecutor.cancel). A signal ignored when rlmake started stays ignored, as make
+    does: `nohup rlmake build` must survive the hangup. Returns the handlers it replaced."""
+    def interrupt(signum, frame):
+        raise Signalled
+    previous = {}
+    for signum in INTERRUPT_SIGNALS:
+        try:
+            handler = signal.signal(signum, interrupt)
+        except ValueError:          # not the main thread (a test runner): leave signals alone
+            break
+        if handler is signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_IGN)
+        if handler is not None:
+            previous[signum] = handler
+    return previous
+
+
+def exit_status(command: Callable[[], object]) -> int:
+    """Run `command` with SIGTERM and SIGHUP taken as Ctrl-C; 0 when it returns, else the
+    exit status of what stopped it, said on stderr (an RlmakeError, or an interrupt)."""
+    previous = signals_as_ctrl_c()
+    try:
+        command()
+        return 0
+    except RlmakeError as error:
+        say(f"rlmake: error: {error}")
+        return error.exit_code
+    except KeyboardInterrupt:
+        say("rlmake: interrupted")
+        return Interrupted.exit_code
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def say(text: str) -> None:
+    """A line on stderr, at once."""
+    print(text, file=sys.stderr, flush=True)
