@@ -160,20 +160,71 @@ class PlanIndex(NamedTuple):
                    tuple(path for job in jobs for path in job.outputs))
 
 
-class Plan(NamedTuple):
+PlanBody = tuple[JobList, dict[str, str], tuple[str, ...], PlanIndex]
+
+
+class Plan:
     """The jobs that the requested targets need, each after the jobs it depends on,
     with the settings a build of them needs: what `expand` produces and the plan
-    cache stores."""
+    cache stores.
 
-    requested: tuple[str, ...]
-    jobs: JobList
-    producers: dict[str, str]       # every output path and phony name -> the job's target
-    sources: tuple[str, ...]        # deps no rule makes, in the order first needed
-    # (as a field it hides tuple.index, which nothing asks of a plan)
-    index: PlanIndex  # type: ignore[assignment]
-    pools: dict[str, int] = {}          # never changed once made
-    hash_setting: str | None = None     # the Rulesfile var `rlmake_hash`, if set
-    key: str = ""                       # digest of its content (plancache); "" when not stored
+    A stored plan is made by `Plan.deferred`: its body (jobs, producers, sources and
+    index) is decoded when first read. A no-op build reads only the key and the count
+    of jobs with commands, and the body of a 100,000-job plan is most of its time and
+    memory. Never changed once made."""
+
+    __slots__ = ("requested", "pools", "hash_setting", "key", "_count", "_body", "_decode")
+
+    def __init__(self, requested: tuple[str, ...], jobs: JobList, producers: dict[str, str],
+                 sources: tuple[str, ...], index: PlanIndex, pools: dict[str, int] | None = None,
+                 hash_setting: str | None = None, key: str = ""):
+        self.requested = requested
+        self.pools = {} if pools is None else pools
+        self.hash_setting = hash_setting        # the Rulesfile var `rlmake_hash`, if set
+        self.key = key          # digest of its content (plancache); "" when not stored
+        self._count: int | None = None
+        self._body: PlanBody | None = (jobs, producers, sources, index)
+        self._decode: Callable[[], PlanBody] | None = None
+
+    @classmethod
+    def deferred(cls, requested: tuple[str, ...], pools: dict[str, int],
+                 hash_setting: str | None, key: str, count_with_commands: int,
+                 decode: Callable[[], PlanBody]) -> "Plan":
+        plan = cls.__new__(cls)
+        plan.requested, plan.pools, plan.hash_setting, plan.key = \
+            requested, pools, hash_setting, key
+        plan._count, plan._body, plan._decode = count_with_commands, None, decode
+        return plan
+
+    def with_key(self, key: str) -> "Plan":
+        plan = Plan.deferred(self.requested, self.pools, self.hash_setting, key,
+                             self.count_with_commands(), self._loaded)
+        plan._body = self._body
+        return plan
+
+    def _loaded(self) -> PlanBody:
+        if self._body is None:
+            assert self._decode is not None
+            self._body, self._decode = self._decode(), None
+        return self._body
+
+    @property
+    def jobs(self) -> JobList:
+        return self._loaded()[0]
+
+    @property
+    def producers(self) -> dict[str, str]:
+        """Every output path and phony name -> the target of the job that makes it."""
+        return self._loaded()[1]
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The deps no rule makes, in the order first needed."""
+        return self._loaded()[2]
+
+    @property
+    def index(self) -> PlanIndex:
+        return self._loaded()[3]
 
     def job(self, target: str) -> Job:
         return self.jobs[self.index_of(target)]
@@ -183,7 +234,9 @@ class Plan(NamedTuple):
         return self.jobs.positions()[target]
 
     def count_with_commands(self) -> int:
-        return self.jobs.count_with_commands()
+        if self._count is None:
+            self._count = self.jobs.count_with_commands()
+        return self._count
 
 
 class BuildOptions(NamedTuple):

@@ -18,14 +18,14 @@ from __future__ import annotations
 import marshal
 import os
 import zlib
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
-from rlmake.model import Job, JobList, Location, Plan, PlanIndex
+from rlmake.model import Job, JobList, Location, Plan, PlanBody, PlanIndex
 from rlmake.paths import glob_files, probe
 
-FORMAT = 7
+FORMAT = 8
 # Each file starts with the CRC-32 of the rest: it finds damage (flipped bits, a torn
 # write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
 # Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
@@ -60,7 +60,7 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
             stored = _unsealed(stream.read())
         if stored is None:
             return None
-        form, code, files, globs, probes, identity, plan = marshal.loads(stored)
+        form, code, files, globs, probes, identity, head, body = marshal.loads(stored)
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if form != FORMAT or code != _code_fingerprint():
@@ -68,28 +68,31 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
     if not _unchanged(project_dir, files, globs, probes):
         return None
     try:
-        return _decode(plan, identity)
+        requested, pools, hash_setting, with_commands = head
     except (ValueError, TypeError):
         return None
+    # The body stays bytes until read: a no-op build needs only the key and the count.
+    return Plan.deferred(requested, pools, hash_setting, identity, with_commands,
+                         lambda: _decode_body(body, with_commands))
 
 
 def identify(plan: Plan) -> Plan:
     """The plan with the content key `save` would give it, stored nowhere (a dry run)."""
-    return plan._replace(key=_identified(plan)[1])
+    return plan.with_key(_identified(plan)[2])
 
 
-def _identified(plan: Plan) -> tuple[Any, str]:
-    encoded = _encode(plan)
-    return encoded, digest_bytes(marshal.dumps(encoded))
+def _identified(plan: Plan) -> tuple[tuple, bytes, str]:
+    head, body = _encode(plan)
+    return head, body, digest_bytes(marshal.dumps((head, body)))
 
 
 def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
     """Store atomically (a failure to store only costs speed next time); returns the plan
     with its content key."""
     directory = os.path.join(state_dir, "plans")
-    encoded, identity = _identified(plan)
+    head, body, identity = _identified(plan)
     stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes, identity,
-              encoded)
+              head, body)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
         os.makedirs(directory, exist_ok=True)
@@ -101,7 +104,7 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
             os.remove(temporary)
         except OSError:
             pass
-    return plan._replace(key=identity)
+    return plan.with_key(identity)
 
 
 def _sealed(body: bytes) -> bytes:
@@ -140,18 +143,20 @@ def _code_fingerprint() -> tuple:
                            for name in _EXPANSION_CODE))
 
 
-def _encode(plan: Plan) -> tuple:
+def _encode(plan: Plan) -> tuple[tuple, bytes]:
+    """The plan as (head, body): what a no-op reads, and the rest, marshalled apart."""
     jobs = tuple((job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
                   job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
                   job.always, job.vars, job.order_only) for job in plan.jobs)
-    return (plan.requested, jobs, plan.producers, plan.sources, plan.pools, plan.hash_setting,
-            tuple(plan.index), plan.count_with_commands())
+    head = (plan.requested, plan.pools, plan.hash_setting, plan.count_with_commands())
+    return head, marshal.dumps((jobs, plan.producers, plan.sources, tuple(plan.index)))
 
 
-def _decode(stored: tuple, identity: str) -> Plan:
-    requested, jobs, producers, sources, pools, hash_setting, index, with_commands = stored
-    return Plan(requested, _StoredJobs(jobs, with_commands), producers, sources,
-                PlanIndex(*index), pools, hash_setting, identity)
+def _decode_body(body: bytes, with_commands: int) -> PlanBody:
+    """Checked by the seal when the file was read, and written by this code (the format
+    and code fingerprint matched): it decodes, or rlmake itself is wrong."""
+    jobs, producers, sources, index = marshal.loads(body)
+    return _StoredJobs(jobs, with_commands), producers, sources, PlanIndex(*index)
 
 
 class _StoredJobs(JobList):

@@ -41,7 +41,18 @@ MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a p
 
 class Piece(NamedTuple):
     taken_ns: int               # no later than the moment its entries' digests were read
-    entries: tuple[Entry, ...]
+    blob: bytes                 # its entries, marshalled as stored
+
+    @classmethod
+    def of(cls, taken_ns: int, entries: tuple[Entry, ...]) -> "Piece":
+        return cls(taken_ns, marshal.dumps(entries))
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        """Decoded on each read and not kept: a no-op reads each piece once, and holding
+        every entry of a 100,000-job plan at once would be most of its memory."""
+        entries: tuple[Entry, ...] = marshal.loads(self.blob)
+        return entries
 
 
 class Snapshot(NamedTuple):
@@ -52,8 +63,7 @@ class Snapshot(NamedTuple):
         return marshal.dumps((FORMAT, self.depfile_readers))
 
     def encode_pieces(self, numbers: Iterable[int]) -> dict[int, tuple[int, bytes]]:
-        return {n: (self.pieces[n].taken_ns, marshal.dumps(self.pieces[n].entries))
-                for n in numbers}
+        return {n: (self.pieces[n].taken_ns, self.pieces[n].blob) for n in numbers}
 
     @classmethod
     def decode(cls, readers: bytes, pieces: list[tuple[int, bytes]]) -> "Snapshot | None":
@@ -61,8 +71,9 @@ class Snapshot(NamedTuple):
             form, depfile_readers = marshal.loads(readers)
             if form != FORMAT:
                 return None
-            return cls(tuple(Piece(taken, marshal.loads(blob)) for taken, blob in pieces),
-                       depfile_readers)
+            if not all(isinstance(blob, bytes) for _, blob in pieces):
+                return None
+            return cls(tuple(Piece(taken, blob) for taken, blob in pieces), depfile_readers)
         except (EOFError, ValueError, TypeError):
             return None
 
@@ -86,7 +97,10 @@ def freshness(plan: Plan, stored: tuple[bytes, list[tuple[int, bytes]]] | None,
     snapshot = Snapshot.decode(*stored) if stored else None
     if snapshot is None:
         return Freshness(None)
-    changed, verified = changed_files(snapshot, project_dir)
+    try:
+        changed, verified = changed_files(snapshot, project_dir)
+    except (EOFError, ValueError, TypeError):      # a piece that does not decode
+        return Freshness(None)
     if not changed:
         return Freshness([], snapshot, changed, verified)
     touched = {target for path in changed for target in snapshot.depfile_readers.get(path, ())
@@ -181,7 +195,7 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of: MemoOf,
         if entry is None:
             return None
         entries.append(entry)
-    pieces = tuple(Piece(now_ns, tuple(entries[start:start + PIECE_SIZE]))
+    pieces = tuple(Piece.of(now_ns, tuple(entries[start:start + PIECE_SIZE]))
                    for start in range(0, len(entries), PIECE_SIZE))
     return Snapshot(pieces, depfile_readers), range(len(pieces))
 
@@ -202,9 +216,10 @@ def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, ch
     pieces = list(previous.pieces)
     touched: set[int] = set()
     for number, piece in enumerate(pieces):
-        if not renewed.keys().isdisjoint(map(_path_of, piece.entries)):
-            entries = tuple(renewed.get(entry[0], entry) for entry in piece.entries)
-            pieces[number] = Piece(piece.taken_ns, entries)
+        entries = piece.entries
+        if not renewed.keys().isdisjoint(map(_path_of, entries)):
+            entries = tuple(renewed.get(entry[0], entry) for entry in entries)
+            pieces[number] = Piece.of(piece.taken_ns, entries)
             touched.add(number)
     return Snapshot(tuple(pieces), depfile_readers), touched
 
