@@ -15,8 +15,9 @@ from checkout import RLMAKE
 
 from rlmake.cli import main
 
-# the project fixtures (proj, fresh_proj, cached_proj) of the end-to-end build tests
-pytest_plugins = ["buildkit"]
+# the project fixtures (proj, fresh_proj, cached_proj) of the end-to-end build tests, and
+# the S3 server shared by the tests that use one (moto_server)
+pytest_plugins = ["buildkit", "s3server"]
 
 
 def _signals_as_at_a_terminal() -> None:
