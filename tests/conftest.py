@@ -9,6 +9,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from checkout import RLMAKE
@@ -57,6 +58,17 @@ def _long_test_rank(item) -> int:
 
 def pytest_collection_modifyitems(config, items) -> None:
     items.sort(key=_long_test_rank)      # stable: every other test keeps its place
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A Dask scheduler and two one-thread workers on 127.0.0.1, shared by the tests that
+    only build on a cluster (each in a project of its own) and neither kill nor reshape
+    it; a cluster takes seconds to start. Tests that kill part of one start their own."""
+    from test_dask_executor import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("dask-cluster")) as started:
+        yield started
 
 DIRECTORY = object()            # a `files` value that makes a directory instead of a file
 
