@@ -2,8 +2,8 @@
 
 A session-scoped fixture (conftest.py, shared with the other Dask tests) starts `dask
 scheduler` and two `dask worker` processes (one thread each) with the Python of the
-`rlmake` console script, so that the workers can import rlmake; destructive tests (a worker or the scheduler killed
-mid-build) get a fresh cluster of their own. Every build runs the installed
+`rlmake` console script, so that the workers can import rlmake; destructive tests (a
+worker or the scheduler killed mid-build) get a fresh cluster of their own. Every build runs the installed
 `rlmake` console script as a subprocess with CI=1 and no RLMAKE_* variables.
 
 What is checked:
