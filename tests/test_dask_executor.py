@@ -116,15 +116,14 @@ class Cluster:
             os.killpg(process.pid, signum)
 
     def stop(self) -> None:
+        # SIGKILL, not SIGTERM first: a cluster here is thrown away with its directory, and
+        # Dask's graceful close costs most of a second per process. The whole group, so
+        # that no worker process outlives its nanny; a job's command, in a session of its
+        # own, is stopped by rlmake's watcher on the worker as when a worker dies.
         processes = [p for p in (*self.workers, self.scheduler) if p is not None]
         for process in processes:
-            self.kill(process, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in processes:       # the group too: a worker process outliving its nanny
             self.kill(process, signal.SIGKILL)
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
 
