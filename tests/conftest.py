@@ -9,14 +9,16 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from checkout import RLMAKE
 
 from rlmake.cli import main
 
-# the project fixtures (proj, fresh_proj, cached_proj) of the end-to-end build tests
-pytest_plugins = ["buildkit"]
+# the project fixtures (proj, fresh_proj, cached_proj) of the end-to-end build tests, and
+# the S3 server shared by the tests that use one (moto_server)
+pytest_plugins = ["buildkit", "s3server"]
 
 
 def _signals_as_at_a_terminal() -> None:
@@ -31,6 +33,42 @@ def _signals_as_at_a_terminal() -> None:
 
 
 _signals_as_at_a_terminal()
+
+# Tests of ten seconds or more (on a quiet 2-CPU machine) that need no module-scoped
+# fixture. They run first: pytest-xdist hands out the collection in order, so a long test
+# collected late would keep one worker busy while the other sits idle at the end.
+LONG_TESTS = (
+    "test_fault_injection.py::test_builds_killed_at_random_never_leave_a_wrong_result",
+    "test_model_check.py::test_model_check::",
+    "test_dask_worker_death.py::test_a_rerun_waits_for_what_the_killed_copy_left_running",
+    "test_dask_worker_death.py::test_a_killed_workers_command_dies_and_its_rerun_does_not",
+    "test_loader_fuzz.py::test_generated_rulesfiles_never_crash",
+    "test_why_log_clean.py::test_why_on_a_2000_job_project_that_is_up_to_date",
+    "test_model_check.py::test_model_check_through_the_cli::",
+    "test_loader_fuzz.py::test_mutated_rulesfiles_never_crash",
+)
+
+
+def _long_test_rank(item) -> int:
+    """The test's place in LONG_TESTS, or len(LONG_TESTS) for any other test."""
+    name = item.nodeid.rsplit("/", 1)[-1]
+    return next((rank for rank, long in enumerate(LONG_TESTS) if name.startswith(long)),
+                len(LONG_TESTS))
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    items.sort(key=_long_test_rank)      # stable: every other test keeps its place
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A Dask scheduler and two one-thread workers on 127.0.0.1, shared by the tests that
+    only build on a cluster (each in a project of its own) and neither kill nor reshape
+    it; a cluster takes seconds to start. Tests that kill part of one start their own."""
+    from test_dask_executor import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("dask-cluster")) as started:
+        yield started
 
 DIRECTORY = object()            # a `files` value that makes a directory instead of a file
 

@@ -18,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 
+import pytest
+
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_DEFAULT_REGION": "us-east-1"}
 START_TIMEOUT_SECONDS = 30
@@ -109,3 +111,14 @@ def list_keys(client, bucket: str, prefix: str = "") -> list[str]:
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(item["Key"] for item in page.get("Contents", []))
     return keys
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One S3 server per test process, for the test modules whose every test makes buckets
+    of its own (a server takes a second or more to start)."""
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

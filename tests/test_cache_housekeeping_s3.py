@@ -29,13 +29,10 @@ pytestmark = pytest.mark.integration        # a real S3 server, and builds that 
 DAY = 86400.0
 
 
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def moto(moto_server) -> MotoServer:
+    """The shared S3 server; every test here makes a bucket of its own."""
+    return moto_server
 
 
 @pytest.fixture

@@ -136,16 +136,11 @@ class S3Store:
 
 
 @pytest.fixture(scope="module")
-def moto():
+def moto(moto_server):
+    """The shared S3 server (each S3Store makes a bucket of its own), and a client."""
     pytest.importorskip("boto3")
     pytest.importorskip("moto.server")
-    from s3server import MotoServer
-
-    server = MotoServer().start()
-    try:
-        yield server, server.client()       # a client costs a second to make: one is enough
-    finally:
-        server.stop()
+    return moto_server, moto_server.client()    # a client costs a second to make: one is enough
 
 
 BOTH = [pytest.param("directory"), pytest.param("s3", marks=pytest.mark.integration)]

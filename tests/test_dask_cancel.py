@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 
 from buildkit import finish, kill_group, pid_alive, wait_until_dead
-from test_dask_executor import running_cluster, start_rlmake
+from test_dask_executor import start_rlmake
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("dask-cluster")) as started:
-        yield started
+@pytest.fixture
+def cluster(dask_cluster):
+    """The cluster shared with the other Dask tests (conftest.py)."""
+    return dask_cluster
 
 HELD = """
 rules:

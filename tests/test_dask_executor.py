@@ -1,9 +1,9 @@
 """The Dask executor end to end, against a real cluster on 127.0.0.1.
 
-A module-scoped fixture starts `dask scheduler` and two `dask worker` processes
-(one thread each) with the Python of the `rlmake` console script, so that the
-workers can import rlmake; destructive tests (a worker or the scheduler killed
-mid-build) get a fresh cluster of their own. Every build runs the installed
+A session-scoped fixture (conftest.py, shared with the other Dask tests) starts `dask
+scheduler` and two `dask worker` processes (one thread each) with the Python of the
+`rlmake` console script, so that the workers can import rlmake; destructive tests (a
+worker or the scheduler killed mid-build) get a fresh cluster of their own. Every build runs the installed
 `rlmake` console script as a subprocess with CI=1 and no RLMAKE_* variables.
 
 What is checked:
@@ -88,6 +88,14 @@ class Cluster:
             "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
             "--dashboard-address", "127.0.0.1:0", "--idle-timeout", "600",
             "--scheduler-file", str(scheduler_file)])
+        # The workers start beside the scheduler (each takes a second or two to import
+        # Dask) and find it through its file once it is written.
+        for n in range(workers):
+            self.workers.append(self._spawn(f"worker{n}", [
+                "worker", "--scheduler-file", str(scheduler_file), "--nthreads", str(threads),
+                "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard",
+                "--dashboard-address", "127.0.0.1:0", "--name", f"w{n}",
+                "--local-directory", str(self.root / f"w{n}"), "--death-timeout", "60"]))
         deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError, ValueError, KeyError):
@@ -95,13 +103,7 @@ class Cluster:
                 break
             if self.scheduler.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the Dask scheduler did not start:\n{self.logs()}")
-            time.sleep(0.05)
-        for n in range(workers):
-            self.workers.append(self._spawn(f"worker{n}", [
-                "worker", self.address, "--nthreads", str(threads), "--nworkers", "1",
-                "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
-                "--name", f"w{n}", "--local-directory", str(self.root / f"w{n}"),
-                "--death-timeout", "60"]))
+            time.sleep(0.01)
         if not workers:
             return                      # a scheduler alone, as a cluster with none started
         from distributed import Client
@@ -114,15 +116,14 @@ class Cluster:
             os.killpg(process.pid, signum)
 
     def stop(self) -> None:
+        # SIGKILL, not SIGTERM first: a cluster here is thrown away with its directory, and
+        # Dask's graceful close costs most of a second per process. The whole group, so
+        # that no worker process outlives its nanny; a job's command, in a session of its
+        # own, is stopped by rlmake's watcher on the worker as when a worker dies.
         processes = [p for p in (*self.workers, self.scheduler) if p is not None]
         for process in processes:
-            self.kill(process, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for process in processes:       # the group too: a worker process outliving its nanny
             self.kill(process, signal.SIGKILL)
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=5)
 
@@ -149,10 +150,10 @@ def running_cluster(root: Path, workers: int = 2, threads: int = 1):
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("dask-cluster")) as started:
-        yield started
+@pytest.fixture
+def cluster(dask_cluster):
+    """The cluster shared with the other Dask tests (conftest.py)."""
+    return dask_cluster
 
 
 @pytest.fixture

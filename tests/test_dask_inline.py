@@ -23,7 +23,7 @@ from rlmake.cache.local import LocalStore
 from rlmake.executors import dask as dask_executor
 from rlmake.executors.dask import restore_output
 from rlmake.hashing import digest_bytes, digest_file
-from test_dask_executor import dask_args, rlmake, running_cluster
+from test_dask_executor import dask_args, rlmake
 
 SMALL = b"small output\n"
 
@@ -163,10 +163,10 @@ def files_and_modes(root: Path) -> dict[str, tuple[bytes, int]]:
             if p.is_file() and ".rlmake" not in p.relative_to(root).parts}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("inline-cluster")) as started:
-        yield started
+@pytest.fixture
+def cluster(dask_cluster):
+    """The cluster shared with the other Dask tests (conftest.py)."""
+    return dask_cluster
 
 
 @pytest.mark.integration

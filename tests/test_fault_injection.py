@@ -221,7 +221,10 @@ def test_builds_killed_at_random_never_leave_a_wrong_result(tmp_path, monkeypatc
         rounds += 1
         did, args = user.act()
         signum = rng.choice(SIGNALS)
-        delay = rng.uniform(0.05, 0.8)
+        # rlmake starts its first jobs about 0.25 s in; most builds here (an edit, a few
+        # deleted outputs) are over by 0.6 s, and a later kill only finds a long build
+        # (-B all) further along, at the cost of a round's time
+        delay = rng.uniform(0.05, 0.6)
         landed = killed_build(project, args, signum, delay)
         kills += landed
         history.append(f"{did}; build {' '.join(args)} "

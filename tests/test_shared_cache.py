@@ -42,13 +42,10 @@ _PROGRESS = re.compile(r"^\[\d+/\d+\] (.*?)(?: \(restored from (.+)\))?$")
 
 # --- fixtures -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def moto():
-    server = MotoServer().start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def moto(moto_server) -> MotoServer:
+    """The shared S3 server; every test here makes a bucket of its own."""
+    return moto_server
 
 
 @dataclass
