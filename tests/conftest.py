@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from checkout import RLMAKE
+from checkout import RLMAKE, ROOT
 
 from rlmake.cli import main
 
@@ -54,6 +55,15 @@ def _long_test_rank(item) -> int:
     name = item.nodeid.rsplit("/", 1)[-1]
     return next((rank for rank, long in enumerate(LONG_TESTS) if name.startswith(long)),
                 len(LONG_TESTS))
+
+
+def pytest_configure(config) -> None:
+    """Compile the checkout's rlmake to bytecode once, before any xdist worker starts.
+    The suite starts rlmake as a process hundreds of times, and where the environment
+    sets PYTHONDONTWRITEBYTECODE (as CI machines often do) each of those would compile
+    every module it imports again: 60 ms of CPU a process here, minutes in all."""
+    if not hasattr(config, "workerinput"):      # the controller (or a run without xdist)
+        compileall.compile_dir(ROOT / "rlmake", quiet=1)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
