@@ -462,11 +462,11 @@ class Bench:
         result = Result("own_cpu", size, "rlmake", unit="ms")
         report = work.parent / f"own-cpu-{size}.txt"
         wrapper = ("import resource, sys\n"
-                   "sys.argv = ['rlmake', 'build', sys.argv[2]]\n"
+                   "report, sys.argv = sys.argv[1], ['rlmake', 'build', sys.argv[2]]\n"
                    "from rlmake.__main__ import main\n"
                    "try:\n    main()\nfinally:\n"
                    "    used = resource.getrusage(resource.RUSAGE_SELF)\n"
-                   "    open(sys.argv[1], 'w').write(str(used.ru_utime + used.ru_stime))\n")
+                   "    open(report, 'w').write(str(used.ru_utime + used.ru_stime))\n")
         for _ in range(self.args.repeat_full or self.args.repeat):
             fresh_copy(pristine, work)
             outcome = run([rlmake_python(self.rlmake), "-c", wrapper, str(report), self.jflag],
