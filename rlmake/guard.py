@@ -3,6 +3,7 @@ around the plain `rlmake build` that the entry point runs without click."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Callable
@@ -51,6 +52,11 @@ def exit_status(command: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         say("rlmake: interrupted")
         return Interrupted.exit_code
+    except BrokenPipeError:
+        # whoever read the output went away (`rlmake build | head -1`): stop quietly with
+        # status 1, as click does, and keep Python from failing again on its last flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

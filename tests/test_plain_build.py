@@ -92,3 +92,23 @@ def test_a_plain_build_stops_on_sigterm_as_on_ctrl_c(tmp_path):
     assert "rlmake: error: interrupted; unfinished jobs were not recorded" in project.said("plain")
     assert wait_until_dead(command, 10)
     assert not project.exists("out")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("args", [["build"], ["build", "-j", "1"]])
+def test_a_closed_output_ends_the_build_quietly(tmp_path, args):
+    """`rlmake build | head -1` when head has gone: exit 1, as click has it, no traceback."""
+    root = write_project(tmp_path, """
+        rules:
+          out: {deps: [in.txt], command: "cp in.txt out"}
+        """, {"in.txt": "x\n"})
+    assert _plain(root, "build").returncode == 0
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run([*rlmake_exe(), *args], cwd=root, stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=60, env=build_env())
+    finally:
+        os.close(writer)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr
