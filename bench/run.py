@@ -538,6 +538,14 @@ class Bench:
     def targets(self) -> list[dict]:
         v = self.value
         cmd = v("command", None, "rlmake")
+
+        def bound(measure: str, size: int | None, tool: str, factor: float = 1.0,
+                  plus: float | None = 0.0) -> float | None:
+            """factor x a measured value + plus; None when either was not measured."""
+            base = v(measure, size, tool)
+            return None if base is None or plus is None else factor * base + plus
+
+        two_commands = None if cmd is None else 2 * cmd
         checks = [
             ("noop", 1000, "no-op build, 1,000 jobs <= 0.10 s",
              lambda: (v("noop", 1000, "rlmake"), 0.10)),
@@ -546,40 +554,28 @@ class Bench:
             ("example", None, "examples/compile no-op <= 0.08 s",
              lambda: (v("example", None, "rlmake"), 0.08)),
             ("full", 1000, "full build, 1,000 cp jobs -j2 <= 1.1 x make",
-             lambda: (v("full", 1000, "rlmake"),
-                      None if v("full", 1000, "make") is None else 1.1 * v("full", 1000, "make"))),
+             lambda: (v("full", 1000, "rlmake"), bound("full", 1000, "make", 1.1))),
             ("why", 10000, "rlmake why, 10,000 jobs <= 2 x no-op",
-             lambda: (v("why", 10000, "rlmake"),
-                      None if v("noop", 10000, "rlmake") is None
-                      else 2 * v("noop", 10000, "rlmake"))),
+             lambda: (v("why", 10000, "rlmake"), bound("noop", 10000, "rlmake", 2))),
             ("edit", 10000, "one edited source in 10,000 <= no-op + two commands",
              lambda: (v("edit", 10000, "rlmake"),
-                      None if v("noop", 10000, "rlmake") is None or cmd is None
-                      else v("noop", 10000, "rlmake") + 2 * cmd)),
+                      bound("noop", 10000, "rlmake", plus=two_commands))),
             ("rss", 10000, "peak RSS of the no-op build, 10,000 jobs <= 120 MB",
              lambda: (v("rss", 10000, "rlmake"), 120.0)),
             ("fresh", 100000, "fresh plan, 100,000 jobs <= 3 x make -n",
-             lambda: (v("fresh", 100000, "rlmake"),
-                      None if v("fresh", 100000, "make") is None
-                      else 3 * v("fresh", 100000, "make"))),
+             lambda: (v("fresh", 100000, "rlmake"), bound("fresh", 100000, "make", 3))),
             ("example", None, "examples/compile no-op <= python -c 'import click' + 0.010 s",
-             lambda: (v("example", None, "rlmake"),
-                      None if v("click", None, "rlmake") is None
-                      else v("click", None, "rlmake") + 0.010)),
+             lambda: (v("example", None, "rlmake"), bound("click", None, "rlmake", plus=0.010))),
             ("noop", 100000, "no-op build, 100,000 jobs <= 1.2 x ninja's",
-             lambda: (v("noop", 100000, "rlmake"),
-                      None if v("noop", 100000, "ninja") is None
-                      else 1.2 * v("noop", 100000, "ninja"))),
+             lambda: (v("noop", 100000, "rlmake"), bound("noop", 100000, "ninja", 1.2))),
             ("edit", 100000, "one edited source in 100,000 <= no-op + 0.1 s + two commands",
              lambda: (v("edit", 100000, "rlmake"),
-                      None if v("noop", 100000, "rlmake") is None or cmd is None
-                      else v("noop", 100000, "rlmake") + 0.1 + 2 * cmd)),
+                      bound("noop", 100000, "rlmake",
+                            plus=None if two_commands is None else 0.1 + two_commands))),
             ("rss", 100000, "peak RSS of the no-op build, 100,000 jobs <= 150 MB",
              lambda: (v("rss", 100000, "rlmake"), 150.0)),
             ("full", 10000, "full build, 10,000 cp jobs -j2 <= 1.3 x make",
-             lambda: (v("full", 10000, "rlmake"),
-                      None if v("full", 10000, "make") is None
-                      else 1.3 * v("full", 10000, "make"))),
+             lambda: (v("full", 10000, "rlmake"), bound("full", 10000, "make", 1.3))),
             ("own_cpu", 10000, "rlmake's own CPU per job in a full build <= 0.3 ms",
              lambda: (v("own_cpu", 10000, "rlmake"), 0.3)),
             ("fresh", 10000, "fresh plan 1,000 -> 10,000: <= 1.2 x proportional",
