@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from rlmake.executors.base import Executor
     from rlmake.cache.artifacts import ArtifactCache
     from rlmake.cache.housekeeping import Collected, Limits, Tended
-    from rlmake.cache.local import LocalStore
+    from rlmake.cache.projectstore import ProjectStore
     from rlmake.cache.settings import CacheSettings
     from rlmake.rules.expand import Expander
     from rlmake.scan import DependencyScan
@@ -466,11 +466,11 @@ class Project:
         action = "would remove (empty directory)" if dry_run else "removed (empty directory)"
         return [(f"{directory}/", action) for directory in removed]
 
-    def local_store(self) -> "LocalStore":
+    def local_store(self) -> "ProjectStore":
         """The project's own artifact store, in .rlmake/cache."""
-        from rlmake.cache.local import LocalStore
+        from rlmake.cache.projectstore import ProjectStore
 
-        return LocalStore(os.path.join(self.state_dir, "cache"))
+        return ProjectStore(os.path.join(self.state_dir, "cache"))
 
     def shared_store(self, settings: "CacheSettings") -> "Tended | None":
         """The shared store `settings` name, for housekeeping; None if none is named. A

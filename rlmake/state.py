@@ -161,6 +161,72 @@ MIGRATIONS: tuple[str, ...] = (
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
+class _Schema(NamedTuple):
+    what: str                       # how messages name the database
+    migrations: tuple[str, ...]     # migrations[n] takes it from schema version n to n + 1
+
+    @property
+    def version(self) -> int:
+        return len(self.migrations)
+
+
+_STATE = _Schema("state database", MIGRATIONS)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. When another process is switching the same new database, SQLite
+    says 'database is locked' at once instead of waiting: try again for a while."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _schema_version(conn: sqlite3.Connection, path: str, schema: _Schema) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > schema.version:
+        raise StateError(f"{path} has schema version {version}, but this rlmake "
+                         f"knows only up to {schema.version}: upgrade rlmake")
+    return version
+
+
+def _migrate(conn: sqlite3.Connection, path: str, schema: _Schema) -> None:
+    """Bring the schema up to date in one transaction (the caller rolls back on an error).
+    The version is read again inside it: another process may have made the tables since
+    this one looked (two first builds at once), and then there is nothing left to do."""
+    conn.execute("BEGIN IMMEDIATE")
+    version = _schema_version(conn, path, schema)
+    for number in range(version, schema.version):
+        _apply_migration(conn, path, schema, number, version)
+    if version != schema.version:
+        conn.execute(f"PRAGMA user_version = {schema.version}")
+    conn.execute("COMMIT")
+
+
+def _apply_migration(conn: sqlite3.Connection, path: str, schema: _Schema, number: int,
+                     found: int) -> None:
+    try:
+        for statement in schema.migrations[number].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    except sqlite3.OperationalError as error:
+        # e.g. a user_version lowered by hand: the tables are newer than it says. The
+        # caller rolls back, so nothing is lost. A full disk, a read-only file or a
+        # lock is not that: its own message says what to do.
+        if (getattr(error, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_ERROR:
+            raise
+        raise StateError(f"the {schema.what} {path} says it has schema version "
+                         f"{found}, but its tables do not match ({error}): it was changed "
+                         "by something other than rlmake; move it aside to start afresh"
+                         ) from None
+
+
 class CacheUse(NamedTuple):
     """How one build used the artifact cache."""
 
@@ -449,59 +515,19 @@ class StateDB(StateReader):
             raise
 
     def _use_wal(self) -> None:
-        """Switch to WAL. When another process is switching the same new database, SQLite
-        says 'database is locked' at once instead of waiting: try again for a while."""
-        deadline = time.monotonic() + BUSY_SECONDS
-        while True:
-            try:
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as error:
-                busy = (getattr(error, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.005)
+        _use_wal(self.conn)
 
     def _schema_version(self) -> int:
-        version: int = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateError(f"{self.path} has schema version {version}, but this rlmake "
-                             f"knows only up to {SCHEMA_VERSION}: upgrade rlmake")
-        return version
+        return _schema_version(self.conn, self.path, _STATE)
 
     def _migrate(self) -> None:
-        """Bring the schema up to date in one transaction. The version is read again inside
-        it: another process may have made the tables since this one looked (two first
-        builds at once), and then there is nothing left to do."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            version = self._schema_version()
-            for number in range(version, SCHEMA_VERSION):
-                self._apply_migration(number, version)
-            if version != SCHEMA_VERSION:
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self.conn.execute("COMMIT")
+            _migrate(self.conn, self.path, _STATE)
         except BaseException:
             # SQLite has already rolled back after some errors (a full disk): a ROLLBACK
             # then fails, and its error would hide the one the user can act on
             self._abandon_transaction()
             raise
-
-    def _apply_migration(self, number: int, found: int) -> None:
-        try:
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    self.conn.execute(statement)
-        except sqlite3.OperationalError as error:
-            # e.g. a user_version lowered by hand: the tables are newer than it says. The
-            # caller rolls back, so nothing is lost. A full disk, a read-only file or a
-            # lock is not that: its own message says what to do.
-            if (getattr(error, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_ERROR:
-                raise
-            raise StateError(f"the state database {self.path} says it has schema version "
-                             f"{found}, but its tables do not match ({error}): it was changed "
-                             "by something other than rlmake; move it aside to start afresh"
-                             ) from None
 
     def close(self) -> None:
         try:
@@ -735,3 +761,126 @@ class MemoOnDemand(dict[str, StatMemo]):
                 return default
             self[path] = found
         return self[path]
+
+
+# --- the project's own artifact store: its records and small blobs ------------------------
+
+# STORE_MIGRATIONS[n] takes the store's database from schema version n to n + 1.
+STORE_MIGRATIONS: tuple[str, ...] = (
+    # 1: each entry by its kind (cache.housekeeping's RECORD or BLOB) and name (a job key
+    # or a digest), with the time of its last use, by which the size cap removes entries
+    """
+    CREATE TABLE entries (
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data BLOB NOT NULL,
+        used REAL NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    """,
+)
+_STORE = _Schema("local cache database", STORE_MIGRATIONS)
+
+
+class StoreDB:
+    """The database of the project's own artifact store (cache/projectstore.py). Writes
+    are committed WRITES_PER_COMMIT at a time and on `close` (a commit per entry cost more
+    than the file it replaced): a build killed at any moment leaves every entry whole or
+    absent, and loses at worst the last few, which costs running those jobs again. Lookups
+    may come from several threads, so each call holds a lock. Errors are sqlite3's or
+    StateError."""
+
+    WRITES_PER_COMMIT = 256
+
+    def __init__(self, path: str):
+        import threading
+
+        self.path = path
+        self._lock = threading.Lock()
+        self._uncommitted = 0
+        self.conn = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
+                                    check_same_thread=False)
+        try:
+            # before the first table is made: then a collection can give its space back
+            self.conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            _use_wal(self.conn)
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            if _schema_version(self.conn, path, _STORE) != _STORE.version:
+                try:
+                    _migrate(self.conn, path, _STORE)
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def get(self, kind: str, name: str, now: float | None) -> bytes | None:
+        """The entry's bytes, marked used at `now` (if given); None if there is none."""
+        with self._lock:
+            row = self.conn.execute("SELECT data FROM entries WHERE kind = ? AND name = ?",
+                                    (kind, name)).fetchone()
+            if row is not None and now is not None:
+                self._mark_used(kind, name, now)
+        return None if row is None else bytes(row[0])
+
+    def touch(self, kind: str, name: str, now: float) -> bool:
+        """Mark the entry used at `now`; whether there is one."""
+        with self._lock:
+            return self._mark_used(kind, name, now)
+
+    def _mark_used(self, kind: str, name: str, now: float) -> bool:
+        return self._write("UPDATE entries SET used = ? WHERE kind = ? AND name = ?",
+                           (now, kind, name)) > 0
+
+    def put(self, kind: str, name: str, data: bytes, now: float) -> None:
+        with self._lock:
+            self._write("INSERT OR REPLACE INTO entries (kind, name, data, used) "
+                        "VALUES (?, ?, ?, ?)", (kind, name, data, now))
+
+    def _write(self, sql: str, parameters: Sequence[object]) -> int:
+        """Run a write in the open transaction; the number of rows it changed."""
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+        changed = self.conn.execute(sql, parameters).rowcount
+        self._uncommitted += 1
+        if self._uncommitted >= self.WRITES_PER_COMMIT:
+            self._commit()
+        return changed
+
+    def _commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+        self._uncommitted = 0
+
+    def entries(self) -> list[tuple[str, str, int, float]]:
+        """(kind, name, size, last used) of every entry."""
+        with self._lock:
+            return self.conn.execute(
+                "SELECT kind, name, length(data), used FROM entries").fetchall()
+
+    def remove(self, kind: str, name: str, last_used: float) -> bool | None:
+        """Remove the entry unless it was used after `last_used`: True if removed, False if
+        kept for that, None if there is no such entry."""
+        with self._lock:
+            if self._write("DELETE FROM entries WHERE kind = ? AND name = ? AND used <= ?",
+                           (kind, name, last_used)):
+                return True
+            found = self.conn.execute("SELECT 1 FROM entries WHERE kind = ? AND name = ?",
+                                      (kind, name)).fetchone()
+        return False if found else None
+
+    def give_back_space(self) -> None:
+        """Return the pages removed entries freed to the file system."""
+        with self._lock:
+            self._commit()
+            # executescript steps the statement to its end; execute frees one page only
+            self.conn.executescript("PRAGMA incremental_vacuum")
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._commit()
+            finally:
+                self.conn.close()

@@ -14,6 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -21,10 +22,11 @@ from buildkit import build_env, run_in_process
 from conftest import Run, write_project
 from engine import Recording
 from fakes import FakeClock, FakeExecutor
+import storekit
 
 from rlmake.cache import housekeeping
 from rlmake.cache.housekeeping import BLOB, RECORD, Entry, Limits
-from rlmake.cache.local import LocalStore
+from rlmake.cache.projectstore import ProjectStore
 from rlmake.errors import UsageError
 from rlmake.model import BuildOptions
 from rlmake.project import Project
@@ -82,20 +84,30 @@ def rlmake(root: Path, *args: str, expect: int = 0, **env: str) -> Run:
     return result
 
 
-def files_of(store: Path) -> dict[str, Path]:
-    """{output path: file} of every record and blob in a directory store: each record
-    under its output's name, each blob under `blob:` and the output's name."""
+class Stored(NamedTuple):
+    kind: str
+    name: str
+    data: bytes | None          # None: a record names the blob, but the store lacks it
+
+
+def entries_of(store: Path) -> dict[str, Stored]:
+    """{output path: entry} of every record and blob in a store: each record under its
+    output's name, each blob under `blob:` and the output's name."""
     found = {}
-    for record_file in (store / "ac").glob("*/*"):
-        record = json.loads(record_file.read_bytes())
-        for output in record["outputs"]:
-            found[output["path"]] = record_file
+    blobs = storekit.entries(store, BLOB)
+    for key, data in storekit.entries(store, RECORD).items():
+        for output in json.loads(data)["outputs"]:
+            found[output["path"]] = Stored(RECORD, key, data)
             digest = output["digest"]
-            found["blob:" + output["path"]] = store / "cas" / digest[:2] / digest
+            found["blob:" + output["path"]] = Stored(BLOB, digest, blobs.get(digest))
     return found
 
 
-def set_age(path: Path, seconds: float) -> None:
+def set_age(store: Path, entry: Stored, seconds: float) -> None:
+    storekit.set_last_used(store, entry.kind, entry.name, time.time() - seconds)
+
+
+def age_file(path: Path, seconds: float) -> None:
     moment = time.time() - seconds
     os.utime(path, (moment, moment))
 
@@ -170,14 +182,14 @@ def test_gc_refuses_a_bad_age_before_touching_a_store(tmp_path):
 def test_gc_of_a_shared_store_needs_write_access(tmp_path):
     root, shared = new_project(tmp_path / "p"), tmp_path / "shared"
     build(root, shared, write=True)
-    before = files_of(shared)
+    before = entries_of(shared)
     for args, env in [(["--cache", str(shared)], {}), ([], {"RLMAKE_CACHE": str(shared)}),
                       (["--cache", str(shared)], {"RLMAKE_CACHE_WRITE": "0"})]:
         result = rlmake(root, "cache", "gc", "--max-age", "0s", *args, expect=2, **env)
         assert f"removes entries from the shared store '{shared}'" in result.stderr
         assert "--cache-write" in result.stderr and "RLMAKE_CACHE_WRITE=1" in result.stderr
-    assert files_of(shared) == before
-    assert all(path.exists() for path in before.values())
+    assert entries_of(shared) == before
+    assert all(entry.data is not None for entry in before.values())
 
 
 def test_a_shared_directory_that_does_not_exist_is_refused(tmp_path):
@@ -201,9 +213,8 @@ def test_local_gc_by_age_removes_what_was_not_used_and_the_next_build_runs_only_
     root = new_project(tmp_path / "p")
     assert build(root) == ["a.out", "b.out", "c.out"]
     store = root / ".rlmake" / "cache"
-    entries = files_of(store)
-    for path in entries.values():
-        set_age(path, 40 * DAY)
+    for entry in entries_of(store).values():
+        set_age(store, entry, 40 * DAY)
     (root / "b.out").unlink()
     assert build(root) == []                    # restored: b's entries are used today
     result = rlmake(root, "cache", "gc", "--max-age", "30d")
@@ -211,7 +222,7 @@ def test_local_gc_by_age_removes_what_was_not_used_and_the_next_build_runs_only_
     assert result.lines[0].startswith(f"local store {store}: removed 4 entries "
                                       "(2 records, 2 blobs), freed ")
     assert "; kept 2 entries, " in result.lines[0]
-    assert sorted(files_of(store)) == ["b.out", "blob:b.out"]
+    assert sorted(entries_of(store)) == ["b.out", "blob:b.out"]
     forget_outputs(root)
     assert build(root) == ["a.out", "c.out"]    # b restored, a and c run again
 
@@ -220,13 +231,13 @@ def test_local_gc_by_size_keeps_the_most_recently_used(tmp_path):
     root = new_project(tmp_path / "p")
     build(root)
     store = root / ".rlmake" / "cache"
-    entries = files_of(store)
+    entries = entries_of(store)
     for age, name in ((30, "a.out"), (20, "b.out"), (10, "c.out")):
-        set_age(entries[name], age * DAY)
-        set_age(entries["blob:" + name], age * DAY + 1)     # stored just before its record
-    newest = entries["c.out"].stat().st_size + entries["blob:c.out"].stat().st_size
+        set_age(store, entries[name], age * DAY)
+        set_age(store, entries["blob:" + name], age * DAY + 1)    # stored before its record
+    newest = len(entries["c.out"].data) + len(entries["blob:c.out"].data)
     rlmake(root, "cache", "gc", "--max-size", str(newest))
-    assert sorted(files_of(store)) == ["blob:c.out", "c.out"]
+    assert sorted(entries_of(store)) == ["blob:c.out", "c.out"]
     forget_outputs(root)
     assert build(root) == ["a.out", "b.out"]
 
@@ -235,20 +246,21 @@ def test_dry_run_removes_nothing(tmp_path):
     root = new_project(tmp_path / "p")
     build(root)
     store = root / ".rlmake" / "cache"
-    before = files_of(store)
+    before = entries_of(store)
     result = rlmake(root, "cache", "gc", "--max-size", "0", "--dry-run")
     assert result.stdout.startswith(f"local store {store}: would remove 6 entries "
                                     "(3 records, 3 blobs)")
-    assert files_of(store) == before and all(path.exists() for path in before.values())
+    assert entries_of(store) == before
+    assert all(entry.data is not None for entry in before.values())
 
 
 def test_a_store_entry_used_after_it_was_listed_is_kept(tmp_path):
     root = new_project(tmp_path / "p")
     build(root)
-    store = LocalStore(str(root / ".rlmake" / "cache"))
+    store = ProjectStore(str(root / ".rlmake" / "cache"))
     entries = list(store.entries())
     used = entries[0]
-    os.utime(store._path(used.kind, used.key), (used.last_used + 5, used.last_used + 5))
+    storekit.set_last_used(Path(store.root), used.kind, used.key, used.last_used + 5)
     removed = list(store.remove(entries))
     assert removed == entries[1:]
     assert [entry.key for entry in store.entries()] == [used.key]
@@ -259,13 +271,13 @@ def test_a_store_entry_used_after_it_was_listed_is_kept(tmp_path):
 def test_gc_with_cache_acts_on_the_shared_store_only(tmp_path):
     root, shared = new_project(tmp_path / "p"), tmp_path / "shared"
     build(root, shared, write=True)
-    local_before = files_of(root / ".rlmake" / "cache")
+    local_before = entries_of(root / ".rlmake" / "cache")
     result = rlmake(root, "cache", "gc", "--cache", str(shared), "--cache-write",
                     "--max-size", "0")
     assert result.lines[0].startswith(f"shared store {shared}: removed 6 entries "
                                       "(3 records, 3 blobs)")
-    assert files_of(shared) == {}
-    assert files_of(root / ".rlmake" / "cache") == local_before
+    assert entries_of(shared) == {}
+    assert entries_of(root / ".rlmake" / "cache") == local_before
     other = new_project(tmp_path / "other")
     assert build(other, shared, local=False) == ["a.out", "b.out", "c.out"]
 
@@ -273,14 +285,14 @@ def test_gc_with_cache_acts_on_the_shared_store_only(tmp_path):
 def test_gc_by_age_of_a_shared_store_named_by_the_environment(tmp_path):
     root, shared = new_project(tmp_path / "p"), tmp_path / "shared"
     build(root, shared, write=True)
-    entries = files_of(shared)
+    entries = entries_of(shared)
     for name in ("a.out", "blob:a.out"):
-        set_age(entries[name], 2 * DAY)
+        set_age(shared, entries[name], 2 * DAY)
     result = rlmake(root, "cache", "gc", "--max-age", "1d",
                     RLMAKE_CACHE=str(shared), RLMAKE_CACHE_WRITE="1")
     assert result.lines[0].startswith(f"shared store {shared}: removed 2 entries "
                                       "(1 record, 1 blob)")
-    assert sorted(files_of(shared)) == ["b.out", "blob:b.out", "blob:c.out", "c.out"]
+    assert sorted(entries_of(shared)) == ["b.out", "blob:b.out", "blob:c.out", "c.out"]
     other = new_project(tmp_path / "other")
     assert build(other, shared, local=False) == ["a.out"]     # b and c restored
 
@@ -293,15 +305,15 @@ def test_rlmake_toml_names_the_shared_store_and_local_picks_the_projects_own(tmp
     assert "the shared store '../shared'" in refused.stderr and "--local" in refused.stderr
     result = rlmake(root, "cache", "gc", "--max-size", "0", "--local")
     assert result.lines[0].startswith(f"local store {root / '.rlmake' / 'cache'}: removed 6")
-    assert files_of(root / ".rlmake" / "cache") == {}
-    assert len(files_of(shared)) == 6
+    assert entries_of(root / ".rlmake" / "cache") == {}
+    assert len(entries_of(shared)) == 6
     stats = rlmake(root, "cache", "stats")
     assert figure(stats, "shared store") == f"6 entries, {_size_of(shared)} in ../shared"
 
 
 def _size_of(store: Path) -> str:
-    total = sum(path.stat().st_size for path in store.rglob("*") if path.is_file()
-                and path.parent.parent.name in ("ac", "cas"))
+    total = sum(len(data) for kind in (RECORD, BLOB)
+                for data in storekit.entries(store, kind).values())
     return housekeeping.format_size(total)
 
 
@@ -344,12 +356,12 @@ def test_nothing_that_is_not_rlmakes_is_listed_or_removed(tmp_path):
     for relative, text in strays.items():
         (shared / relative).parent.mkdir(parents=True, exist_ok=True)
         (shared / relative).write_text(text)
-        set_age(shared / relative, 400 * DAY)
+        age_file(shared / relative, 400 * DAY)
     os.symlink(tmp_path / "p" / "a.txt", shared / "cas" / "ab" / ("ab" * 20))
     elsewhere = tmp_path / "elsewhere"          # a shard that leads out of the store
     elsewhere.mkdir()
     (elsewhere / ("ef" * 20)).write_text("not in the store")
-    set_age(elsewhere / ("ef" * 20), 400 * DAY)
+    age_file(elsewhere / ("ef" * 20), 400 * DAY)
     os.symlink(elsewhere, shared / "ac" / "ef")
     stats = rlmake(root, "cache", "stats", "--cache", str(shared))
     assert figure(stats, "shared store").startswith("6 entries")
@@ -368,13 +380,13 @@ def test_gc_of_a_shared_directory_removes_only_stale_temporaries(tmp_path):
     stale, fresh = shard / ".tmp-0123456789abcdef", shard / ".tmp-fedcba9876543210"
     stale.write_bytes(b"half a blob, killed two days ago")
     fresh.write_bytes(b"half a blob, being written now")
-    set_age(stale, 2 * DAY)
+    age_file(stale, 2 * DAY)
     result = rlmake(root, "cache", "gc", "--cache", str(shared), "--cache-write",
                     "--max-age", "30d")
     assert f"shared store {shared}: removed 1 temporary files left by interrupted writes" \
         in result.lines
     assert not stale.exists() and fresh.exists()
-    assert len(files_of(shared)) == 6
+    assert len(entries_of(shared)) == 6
 
 
 # --- S3's listing and batches, against a client that records its calls ----------------------

@@ -16,6 +16,7 @@ from fakes import FakeClock, FakeExecutor
 
 from rlmake.cache import cap
 from rlmake.cache.local import LocalStore
+from rlmake.cache.projectstore import ProjectStore
 from rlmake.cache.settings import DEFAULT_MAX_BYTES, CacheSettings
 from rlmake.config import load_config
 from rlmake.errors import UsageError
@@ -142,7 +143,7 @@ def test_a_build_keeps_the_projects_store_under_its_cap(tmp_path):
     (root / "rlmake.toml").write_text('[cache]\nlocal_max_size = "5K"\n')
     reporter = build(root)
     assert reporter.warnings == []
-    store = LocalStore(str(root / ".rlmake" / "cache"))
+    store = ProjectStore(str(root / ".rlmake" / "cache"))
     held = sum(entry.size for entry in store.entries())
     assert 0 < held <= 5 * 1024 * cap.KEEP_FRACTION
     assert cap.read_estimate(store.root) == held

@@ -117,16 +117,19 @@ def deadline():
 
 
 @pytest.mark.parametrize("kind", ["cas", "ac"])
-def test_a_fifo_in_the_store_is_refused_without_waiting(engine, deadline, kind):
+def test_a_fifo_in_a_directory_store_is_refused_without_waiting(engine, deadline, kind,
+                                                                  tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("RLMAKE_CACHE", str(shared))
+    monkeypatch.setenv("RLMAKE_CACHE_WRITE", "1")
     engine.write("Rulesfile.yaml", "rules:\n  out: {deps: [in.txt], command: cp in.txt out}\n")
     engine.write("in.txt", "a\n")
-    assert engine.build(local_cache=True).ran == ["out"]
-    (entry,) = (path for path in (engine.root / ".rlmake" / "cache" / kind).rglob("*")
-                if path.is_file())
+    assert engine.build().ran == ["out"]
+    (entry,) = (path for path in (shared / kind).rglob("*") if path.is_file())
     entry.unlink()
     os.mkfifo(entry)
     (engine.root / "out").unlink()
-    built = engine.build(local_cache=True)
+    built = engine.build()
     assert built.status == "ok" and built.ran == ["out"] and engine.read("out") == "a\n"
     assert any("not a regular file" in warning for warning in built.warnings)
 
@@ -158,12 +161,12 @@ def test_an_error_after_which_sqlite_rolled_back_itself_is_not_hidden(tmp_path, 
 
     from rlmake import state
 
-    def fail_as_a_full_disk_does(self, number, found):
-        self.conn.execute("ROLLBACK")       # what SQLite did on its own
+    def fail_as_a_full_disk_does(conn, path, schema, number, found):
+        conn.execute("ROLLBACK")            # what SQLite did on its own
         error = sqlite3.OperationalError("database or disk is full")
         error.sqlite_errorcode = sqlite3.SQLITE_FULL
         raise error
-    monkeypatch.setattr(state.StateDB, "_apply_migration", fail_as_a_full_disk_does)
+    monkeypatch.setattr(state, "_apply_migration", fail_as_a_full_disk_does)
     with pytest.raises(StateError, match="database or disk is full; the disk is full"):
         state.StateDB(str(tmp_path / ".rlmake"))
 

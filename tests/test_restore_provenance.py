@@ -7,14 +7,13 @@ the project wrote."""
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import socket
 
 import pytest
 from buildkit import Project
 from engine import Engine
+from storekit import only_record, rewrite_record
 
 from rlmake import __version__
 from rlmake.model import Status, StoredBy
@@ -30,20 +29,6 @@ def engine(tmp_path) -> Engine:
     engine.write("Rulesfile.yaml", RULES)
     engine.write("in.txt", "a\n")
     return engine
-
-
-def action_record(root) -> str:
-    [path] = [os.path.join(d, f) for d, _, files in os.walk(root / "ac") for f in files]
-    return path
-
-
-def rewrite_record(root, change) -> None:
-    path = action_record(root)
-    with open(path) as stream:
-        record = json.load(stream)
-    change(record)
-    with open(path, "w") as stream:
-        json.dump(record, stream)
 
 
 def executions(engine: Engine) -> list[str]:
@@ -74,7 +59,7 @@ def test_a_restored_run_records_the_build_that_stored_it(engine):
     assert run.status is Status.RESTORED and run.execution != stored_by_build
     assert run.stored_by == StoredBy(stored_by_build, socket.gethostname(), run.stored_by.time,
                                      __version__)
-    record = json.loads(open(action_record(engine.root / ".rlmake" / "cache")).read())
+    _, record = only_record(engine.root / ".rlmake" / "cache")
     assert record["stored_by"] == {"execution": stored_by_build, "host": socket.gethostname(),
                                    "version": __version__}
     assert run.stored_by.time == record["created"]

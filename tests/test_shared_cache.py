@@ -28,6 +28,7 @@ pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
 from s3server import CREDENTIALS, MotoServer, free_port, list_keys  # noqa: E402
+import storekit  # noqa: E402
 from rlmake.hashing import digest_file  # noqa: E402
 
 pytestmark = pytest.mark.integration     # every test here starts real processes
@@ -527,8 +528,7 @@ rules:
 
 
 def _local_records(root: Path) -> list[dict]:
-    return [json.loads(path.read_bytes()) for path in (root / "ac").rglob("*")
-            if path.is_file() and not path.name.startswith(".tmp-")] if root.exists() else []
+    return list(storekit.records(root).values()) if root.exists() else []
 
 
 def _outputs_of(records: list[dict]) -> list[str]:

@@ -44,9 +44,9 @@ class LocalStore:
     def get_action(self, key: str) -> bytes | None:
         path = self._path("ac", key)
         try:
-            fd = _open_regular(path)
+            fd = open_regular(path)
             try:
-                data = _read_all(fd)
+                data = read_all(fd)
             finally:
                 os.close(fd)
         except FileNotFoundError:
@@ -57,7 +57,7 @@ class LocalStore:
         return data
 
     def put_action(self, key: str, data: bytes) -> None:
-        self._write(self._path("ac", key), lambda fd: _write_all(fd, data))
+        self._write(self._path("ac", key), lambda fd: write_all(fd, data))
         self.bytes_written += len(data)
 
     def has_blob(self, digest: str) -> bool:
@@ -107,9 +107,9 @@ class LocalStore:
     def get_marker(self, limit: int) -> bytes | None:
         path = os.path.join(self.root, MARKER_NAME)
         try:
-            fd = _open_regular(path)        # a FIFO or a directory there is an error
+            fd = open_regular(path)        # a FIFO or a directory there is an error
             try:
-                return _read_all(fd, limit)
+                return read_all(fd, limit)
             finally:
                 os.close(fd)
         except FileNotFoundError:
@@ -128,7 +128,7 @@ class LocalStore:
             temporary, fd = open_temporary(self.root, TEMPORARY_PREFIX, ENTRY_MODE)
             try:
                 try:
-                    _write_all(fd, data)
+                    write_all(fd, data)
                 finally:
                     os.close(fd)
                 _link_new(temporary, path)
@@ -242,7 +242,7 @@ class LocalStore:
 # Descriptors and os.read/os.write, not open() and shutil: a store per job adds up, and
 # a file object costs three extra system calls to open, shutil 2 ms to import.
 def _copy(source: str, destination: str) -> None:
-    origin = _open_regular(source)
+    origin = open_regular(source)
     try:
         target = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
@@ -253,7 +253,7 @@ def _copy(source: str, destination: str) -> None:
         os.close(origin)
 
 
-def _open_regular(path: str) -> int:
+def open_regular(path: str) -> int:
     """A descriptor for reading the entry at `path`, which must be a regular file: in a
     shared store anyone may have left a FIFO (reading it would wait for ever) or a
     device there."""
@@ -264,7 +264,7 @@ def _open_regular(path: str) -> int:
     return fd
 
 
-def _read_all(fd: int, limit: int | None = None) -> bytes:
+def read_all(fd: int, limit: int | None = None) -> bytes:
     chunks = []
     left = limit
     while chunk := os.read(fd, 1 << 20 if left is None else min(left, 1 << 20)):
@@ -305,7 +305,7 @@ def _copy_fd(origin: int, target: int, size: int) -> None:
             if error.errno not in _NO_KERNEL_COPY or copied:
                 raise
     while block := os.read(origin, 1 << 20):
-        _write_all(target, block)
+        write_all(target, block)
 
 
 # copy_file_range's answers meaning "not between these two files" (an old kernel, two
@@ -314,7 +314,7 @@ _NO_KERNEL_COPY = (errno.ENOSYS, errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP)
 _KERNEL_COPY = hasattr(os, "copy_file_range")
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

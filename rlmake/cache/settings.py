@@ -59,12 +59,12 @@ class CacheSettings(NamedTuple):
              execution: str | None = None) -> "ArtifactCache | None":
         """The cache for build `execution`; None when no store is enabled."""
         from rlmake.cache.artifacts import ArtifactCache, StoreUse
-        from rlmake.cache.local import LocalStore
+        from rlmake.cache.projectstore import ProjectStore
 
         stores: list[StoreUse] = []
         if self.local:
-            own = LocalStore(os.path.join(state_dir, "cache"), LOCAL_STORE,
-                             max_bytes=self.local_max_size)
+            own = ProjectStore(os.path.join(state_dir, "cache"), LOCAL_STORE,
+                               max_bytes=self.local_max_size)
             stores.append(StoreUse(own, writable=True, shared=False))
         if self.url:
             shared = _shared_store(self.url, self.endpoint_url, project_dir)

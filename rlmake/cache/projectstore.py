@@ -1,0 +1,166 @@
+"""The project's own store, `.rlmake/cache`: action records and small blobs in one database.
+
+A directory store (local.py) writes two new files for every job it stores, a
+blob and an action record, each a temporary renamed into place. On a build of
+many small outputs, creating those files cost the kernel more than anything else
+rlmake does for a job. Here records and blobs up to SMALL_BLOB_BYTES go into
+`store.db` (state.StoreDB: SQLite in WAL mode, a statement per entry), and larger
+blobs stay files in `cas/`, copied with copy_file_range as before. An entry in
+the database is whole or absent after a crash at any moment, as a renamed file is.
+
+Entries of the older layout (files under `ac/` and `cas/`) are still found,
+restored and collected; new ones go to the database. Housekeeping sees both:
+`entries` lists the database's and then the files', and `remove` takes each from
+wherever it is. The project's lock is held while a build writes here, so the
+database has one writer at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from typing import TYPE_CHECKING, Iterator
+
+from rlmake.cache.base import StoreError
+from rlmake.cache.housekeeping import BLOB, RECORD, Entry
+from rlmake.cache.local import LocalStore, open_regular, read_all, write_all
+from rlmake.errors import StateError
+
+if TYPE_CHECKING:
+    from rlmake.state import StoreDB
+
+DATABASE_NAME = "store.db"
+# Blobs up to this size go in the database. SQLite reads a blob this small faster than
+# the file system opens a file, and most objects of a build of small files fit.
+SMALL_BLOB_BYTES = 64 * 1024
+
+
+class ProjectStore(LocalStore):
+    def __init__(self, root: str, name: str | None = None, max_bytes: int | None = None):
+        super().__init__(root, name, max_bytes)
+        self._database: StoreDB | None = None
+        self._opening = threading.Lock()        # lookups may come from several threads
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator["StoreDB"]:
+        """The database, opened (and made) at first use; its errors as StoreError."""
+        with self._opening:
+            if self._database is None:
+                self._database = _open(self.root)
+            database = self._database
+        try:
+            yield database
+        except (sqlite3.Error, StateError) as error:
+            raise _failed(database.path, error) from None
+
+    def _has_database(self) -> bool:
+        return self._database is not None or os.path.exists(os.path.join(self.root,
+                                                                         DATABASE_NAME))
+
+    def get_action(self, key: str) -> bytes | None:
+        with self._db() as database:
+            data = database.get(RECORD, key, time.time())
+        return data if data is not None else super().get_action(key)
+
+    def put_action(self, key: str, data: bytes) -> None:
+        with self._db() as database:
+            database.put(RECORD, key, data, time.time())
+        self.bytes_written += len(data)
+
+    def has_blob(self, digest: str) -> bool:
+        with self._db() as database:
+            found = database.touch(BLOB, digest, time.time())
+        return found or super().has_blob(digest)
+
+    def fetch_blob(self, digest: str, destination: str) -> bool:
+        with self._db() as database:
+            data = database.get(BLOB, digest, time.time())
+        if data is None:
+            return super().fetch_blob(digest, destination)
+        try:
+            fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise StoreError(f"cannot write {destination}: {error.strerror}") from None
+        return True
+
+    def put_blob(self, digest: str, source: str) -> None:
+        try:
+            fd = open_regular(source)
+            try:
+                size = os.fstat(fd).st_size
+                data = read_all(fd, SMALL_BLOB_BYTES + 1) if size <= SMALL_BLOB_BYTES else None
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise StoreError(f"cannot read {source}: {error.strerror}") from None
+        if data is None or len(data) > SMALL_BLOB_BYTES:        # it grew since its fstat
+            super().put_blob(digest, source)
+            return
+        with self._db() as database:
+            database.put(BLOB, digest, data, time.time())
+        self.bytes_written += len(data)
+
+    def after_build(self, warn) -> None:
+        super().after_build(warn)
+        self.close()
+
+    def close(self) -> None:
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    # --- housekeeping ---------------------------------------------------------------------
+
+    def entries(self):
+        if self._has_database():
+            with self._db() as database:
+                listed = database.entries()
+            for kind, name, size, used in listed:
+                yield Entry(kind, name, size, used)
+        yield from super().entries()
+
+    def remove(self, entries):
+        """Remove each entry from the database, or else from the files; one used since it
+        was listed is skipped either way."""
+        if not self._has_database():
+            yield from super().remove(entries)
+            return
+        on_files = []
+        with self._db() as database:
+            removed = []
+            for entry in entries:
+                done = database.remove(entry.kind, entry.key, entry.last_used)
+                if done is None:
+                    on_files.append(entry)
+                elif done:
+                    removed.append(entry)
+            if removed:
+                database.give_back_space()
+        yield from removed
+        yield from super().remove(on_files)
+
+
+def _open(root: str) -> "StoreDB":
+    from rlmake.state import StoreDB
+
+    path = os.path.join(root, DATABASE_NAME)
+    try:
+        os.makedirs(root, exist_ok=True)
+        return StoreDB(path)
+    except OSError as error:
+        raise StoreError(f"cannot write {root}: {error.strerror}") from None
+    except (sqlite3.Error, StateError) as error:
+        raise _failed(path, error) from None
+
+
+def _failed(path: str, error: sqlite3.Error | StateError) -> StoreError:
+    text = str(error) if isinstance(error, StateError) else f"cannot use {path}: {error}"
+    return StoreError(f"{text}; move it aside to start the local cache afresh"
+                      if "move it aside" not in text else text)
