@@ -56,10 +56,13 @@ def digest_regular_file(path: str) -> str:
         os.close(fd)
 
 
+LOWER_HEX = "0123456789abcdef"      # the digits of a digest as rlmake writes it
+
+
 def is_digest(value: object) -> bool:
     """A content digest as digest_file writes it (what a blob may be stored under)."""
     return (isinstance(value, str) and len(value) == 2 * DIGEST_SIZE
-            and all(c in "0123456789abcdef" for c in value))
+            and not value.strip(LOWER_HEX))
 
 
 def _digest_fd(fd: int) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from rlmake.hashing import LOWER_HEX
+
 
 MARKER_NAME = "rlmake-store.json"     # at the store's root: what trust.py reads and writes
 
@@ -81,4 +83,4 @@ def is_temporary(name: str, prefix: str) -> bool:
     rlmake left behind may be removed, and nothing else."""
     token = name[len(prefix):]
     return (name.startswith(prefix) and len(token) == 2 * _TOKEN_BYTES
-            and all(digit in "0123456789abcdef" for digit in token))
+            and not token.strip(LOWER_HEX))

@@ -30,6 +30,7 @@ from typing import Iterable, Iterator, NamedTuple, Protocol, Sequence
 
 from rlmake.cache.base import StoreError
 from rlmake.errors import RlmakeError, UsageError
+from rlmake.hashing import LOWER_HEX
 
 RECORD, BLOB = "ac", "cas"          # the store's own directory names
 KINDS = {RECORD: "records", BLOB: "blobs"}
@@ -41,7 +42,7 @@ STALE_TEMPORARY_SECONDS = 24 * 3600
 def is_entry_name(name: str) -> bool:
     """Whether `name` is one rlmake gives a record or blob: a lowercase hex digest (of any
     length one of its versions used, so that entries of an older digest still age out)."""
-    return len(name) >= _SHORTEST_DIGEST and all(char in "0123456789abcdef" for char in name)
+    return len(name) >= _SHORTEST_DIGEST and not name.strip(LOWER_HEX)
 
 
 _SHORTEST_DIGEST = 32

@@ -43,6 +43,8 @@ class ProjectStore(LocalStore):
         super().__init__(root, name, max_bytes)
         self._database: StoreDB | None = None
         self._opening = threading.Lock()        # lookups may come from several threads
+        # records of the older layout: looked for only where there may be some
+        self._older_records = os.path.isdir(os.path.join(root, RECORD))
 
     @contextlib.contextmanager
     def _db(self) -> Iterator["StoreDB"]:
@@ -63,7 +65,9 @@ class ProjectStore(LocalStore):
     def get_action(self, key: str) -> bytes | None:
         with self._db() as database:
             data = database.get(RECORD, key, time.time())
-        return data if data is not None else super().get_action(key)
+        if data is None and self._older_records:
+            return super().get_action(key)
+        return data
 
     def put_action(self, key: str, data: bytes) -> None:
         with self._db() as database:
