@@ -188,6 +188,17 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005)
 
 
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Roll back what a failed write left pending. SQLite has already rolled back after
+    some errors (a full disk): then a ROLLBACK fails, and its error would hide the one the
+    user can act on."""
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass                            # gone with the connection, or never begun
+
+
 def _schema_version(conn: sqlite3.Connection, path: str, schema: _Schema) -> int:
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > schema.version:
@@ -503,9 +514,9 @@ class StateDB(StateReader):
         except sqlite3.DatabaseError as error:
             raise _state_error(self.path, error) from None
         try:
-            self._use_wal()
+            _use_wal(self.conn)
             self.conn.execute("PRAGMA synchronous=NORMAL")
-            if self._schema_version() != SCHEMA_VERSION:
+            if _schema_version(self.conn, self.path, _STATE) != SCHEMA_VERSION:
                 self._migrate()
         except sqlite3.DatabaseError as error:
             self.conn.close()
@@ -514,19 +525,11 @@ class StateDB(StateReader):
             self.conn.close()
             raise
 
-    def _use_wal(self) -> None:
-        _use_wal(self.conn)
-
-    def _schema_version(self) -> int:
-        return _schema_version(self.conn, self.path, _STATE)
-
     def _migrate(self) -> None:
         try:
             _migrate(self.conn, self.path, _STATE)
         except BaseException:
-            # SQLite has already rolled back after some errors (a full disk): a ROLLBACK
-            # then fails, and its error would hide the one the user can act on
-            self._abandon_transaction()
+            _roll_back(self.conn)
             raise
 
     def close(self) -> None:
@@ -536,11 +539,7 @@ class StateDB(StateReader):
             self.conn.close()
 
     def _abandon_transaction(self) -> None:
-        if self.conn.in_transaction:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass                        # gone with the connection, or never begun
+        _roll_back(self.conn)
 
     # --- transactions ---------------------------------------------------------------------
     # SQLite's own word on whether a transaction is open, never a flag of ours: an interrupt
@@ -809,8 +808,7 @@ class StoreDB:
                 try:
                     _migrate(self.conn, path, _STORE)
                 except BaseException:
-                    if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
+                    _roll_back(self.conn)
                     raise
         except BaseException:
             self.conn.close()
