@@ -5,6 +5,7 @@ per entry) still restored from and collected. In-process, with real files."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -132,3 +133,31 @@ def test_an_entry_is_marked_used_by_each_hit(tmp_path):
     assert store.get_action("ab" * 32) == b"record"
     [entry] = store.entries()
     assert entry.last_used > 1000.0
+
+
+def test_a_store_that_failed_mid_build_still_lets_go_of_its_database(tmp_path, monkeypatch):
+    """A watching rlmake builds again in the same process: the database must not stay
+    locked by the writes of a build whose store failed."""
+    from rlmake.cache.artifacts import ArtifactCache, StoreUse
+    from rlmake.state import StoreDB
+
+    (tmp_path / "out").write_bytes(b"out\n")
+    store = ProjectStore(str(tmp_path / "store"))
+    warnings: list[str] = []
+    cache = ArtifactCache([StoreUse(store, writable=True, shared=False)], str(tmp_path),
+                          warnings.append)
+    cache.store("ab" * 32, [("out", digest_bytes(b"out\n"))], b"", {})
+    assert cache.store_one()                    # a write transaction is open now
+    real_put = StoreDB.put
+
+    def failing_put(self, *args):
+        raise sqlite3.OperationalError("disk I/O error")
+    monkeypatch.setattr(StoreDB, "put", failing_put)
+    cache.store("cd" * 32, [("out", digest_bytes(b"out\n"))], b"", {})
+    cache.close()
+    monkeypatch.setattr(StoreDB, "put", real_put)
+    assert any("disk I/O error" in warning for warning in warnings), warnings
+    other = sqlite3.connect(str(tmp_path / "store" / DATABASE_NAME), timeout=0)
+    other.execute("BEGIN IMMEDIATE")            # "database is locked" if it were held
+    other.rollback()
+    other.close()

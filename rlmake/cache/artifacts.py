@@ -379,10 +379,24 @@ class ArtifactCache:
                 if after_build is not None and not state.broken:
                     after_build(self.warn)
         finally:
+            for state in self._states:
+                self._close_store(state)
             with self._lock:
                 summary = self._refusals.summary()
             for line in summary:
                 self.warn(line)
+
+    def _close_store(self, state: _StoreState) -> None:
+        """Let a store that holds something open (the project's database) release it, even
+        when it failed: a watching rlmake goes on to the next build in this process."""
+        close = getattr(state.store, "close", None)
+        if close is None:
+            return
+        try:
+            close()
+        except StoreError as error:
+            if not state.broken:
+                self.warn(f"cache {state.store.name}: {error}")
 
 
 def _one_at_a_time(warn: Callable[[str], None]) -> Callable[[str], None]:

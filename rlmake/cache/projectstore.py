@@ -111,14 +111,15 @@ class ProjectStore(LocalStore):
             database.put(BLOB, digest, data, time.time())
         self.bytes_written += len(data)
 
-    def after_build(self, warn) -> None:
-        super().after_build(warn)
-        self.close()
-
     def close(self) -> None:
-        if self._database is not None:
-            self._database.close()
-            self._database = None
+        """Commit what is pending and close the database: the end of a build."""
+        if self._database is None:
+            return
+        database, self._database = self._database, None
+        try:
+            database.close()
+        except (sqlite3.Error, StateError) as error:
+            raise _failed(database.path, error) from None
 
     # --- housekeeping ---------------------------------------------------------------------
 
