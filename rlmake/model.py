@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from enum import Enum
 from collections.abc import Sequence
-from typing import Any, Callable, Iterator, NamedTuple, Optional, overload
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, overload
+
+if TYPE_CHECKING:
+    from rlmake.uptodate import Seen
 
 # A directory rlmake made: its inode, and the generation the file system gave that inode
 # (None where it keeps none). ext4 gives a freed inode number to the very next mkdir, so
@@ -173,7 +176,8 @@ class Plan:
     of jobs with commands, and the body of a 100,000-job plan is most of its time and
     memory. Never changed once made."""
 
-    __slots__ = ("requested", "pools", "hash_setting", "key", "_count", "_body", "_decode")
+    __slots__ = ("requested", "pools", "hash_setting", "key", "_count", "_body", "_decode",
+                 "_seen")
 
     def __init__(self, requested: tuple[str, ...], jobs: JobList, producers: dict[str, str],
                  sources: tuple[str, ...], index: PlanIndex, pools: dict[str, int] | None = None,
@@ -185,15 +189,19 @@ class Plan:
         self._count: int | None = None
         self._body: PlanBody | None = (jobs, producers, sources, index)
         self._decode: Callable[[], PlanBody] | None = None
+        self._seen: Seen | None = None
 
     @classmethod
     def deferred(cls, requested: tuple[str, ...], pools: dict[str, int],
                  hash_setting: str | None, key: str, count_with_commands: int,
-                 decode: Callable[[], PlanBody]) -> "Plan":
+                 decode: Callable[[], PlanBody], seen: Seen | None = None) -> "Plan":
+        """`seen`: the stat of its sources as the stored plan's check took them, for
+        the first up-to-date check of this plan (`take_seen`)."""
         plan = cls.__new__(cls)
         plan.requested, plan.pools, plan.hash_setting, plan.key = \
             requested, pools, hash_setting, key
         plan._count, plan._body, plan._decode = count_with_commands, None, decode
+        plan._seen = seen
         return plan
 
     def with_key(self, key: str) -> "Plan":
@@ -201,6 +209,12 @@ class Plan:
                              self.count_with_commands(), self._loaded)
         plan._body = self._body
         return plan
+
+    def take_seen(self) -> Seen | None:
+        """The stats `deferred` was given, once: a later check of the same plan must
+        look at the files again, not trust what was seen before it."""
+        seen, self._seen = self._seen, None
+        return seen
 
     def _loaded(self) -> PlanBody:
         if self._body is None:

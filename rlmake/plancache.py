@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import marshal
 import os
+import time
 import zlib
 from typing import NamedTuple
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, JobList, Location, Plan, PlanBody, PlanIndex
-from rlmake.paths import glob_files, probe
+from rlmake.paths import glob_files, probed
+from rlmake.uptodate import Seen, seen_stat
 
 FORMAT = 8
 # Each file starts with the CRC-32 of the rest: it finds damage (flipped bits, a torn
@@ -65,7 +67,8 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         return None
     if form != FORMAT or code != _code_fingerprint():
         return None
-    if not _unchanged(project_dir, files, globs, probes):
+    seen = Seen(time.time_ns(), {})
+    if not _unchanged(project_dir, files, globs, probes, seen.stats):
         return None
     try:
         requested, pools, hash_setting, with_commands = head
@@ -73,7 +76,7 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         return None
     # The body stays bytes until read: a no-op build needs only the key and the count.
     return Plan.deferred(requested, pools, hash_setting, identity, with_commands,
-                         lambda: _decode_body(body, with_commands))
+                         lambda: _decode_body(body, with_commands), seen)
 
 
 def identify(plan: Plan) -> Plan:
@@ -118,7 +121,9 @@ def _unsealed(data: bytes) -> bytes | None:
     return body if zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") == seal else None
 
 
-def _unchanged(project_dir: str, files, globs, probes) -> bool:
+def _unchanged(project_dir: str, files, globs, probes, seen: dict[str, bytes]) -> bool:
+    """Whether expansion would read the same; the stat of each probed file is put in
+    `seen`, for the up-to-date snapshot to use rather than stat it again."""
     for path, digest in files:
         try:
             if digest_file(path) != digest:
@@ -130,7 +135,15 @@ def _unchanged(project_dir: str, files, globs, probes) -> bool:
             return False
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return all(probe(path, directory) == kind for path, kind in probes)
+        for path, kind in probes:
+            now, found = probed(path, directory)
+            if now != kind:
+                return False
+            if found is not None and now == "file":
+                packed = seen_stat(found)
+                if packed is not None:
+                    seen[path] = packed
+        return True
     except OSError:         # a path expansion could stat no longer can: let it say why
         return False
     finally:

@@ -17,12 +17,19 @@ every snapshot (state.py), so a snapshot never outlives a change of records.
 A snapshot is stored in pieces of PIECE_SIZE entries, each with the time its
 entries were taken: after an edit, only the pieces holding the files that
 changed are rewritten, not the whole snapshot of a 10,000-job plan.
+
+The stored plan's check (plancache.py) has just stat'ed every source: those stats
+come here as `Seen`, and the snapshot compares them instead of stat'ing each source
+a second time. They are older than the check itself, so the check counts as made
+when the first of them was taken: a piece trusted on their word is retimed to that
+moment, never later.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
+import struct
 import time
 from operator import itemgetter
 from typing import Callable, Iterable, Mapping, NamedTuple
@@ -37,6 +44,26 @@ _path_of = itemgetter(0)
 # One file as a snapshot saw it: (path, dev, ino, size, mtime_ns, ctime_ns, digest).
 Entry = tuple[str, int, int, int, int, int, str]
 MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a path
+# (dev, ino, size, mtime_ns, ctime_ns) of a file looked at before the snapshot check:
+# 73 bytes a file, where a tuple of five ints takes twice that (100,000 sources).
+_SEEN = struct.Struct("<QQqqq")
+
+
+class Seen(NamedTuple):
+    """Files stat'ed before the snapshot check, and when: the check uses each of these
+    stats in place of its own, and counts as made no later than `looked_ns`."""
+
+    looked_ns: int                  # taken before the first of these stats
+    stats: dict[str, bytes]         # project path -> its stat, as `seen_stat` packs it
+
+
+def seen_stat(found: os.stat_result) -> bytes | None:
+    """What `Seen` keeps of a stat (None if it cannot be packed: the check stats anew)."""
+    try:
+        return _SEEN.pack(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
+                          found.st_ctime_ns)
+    except struct.error:
+        return None
 
 
 class Piece(NamedTuple):
@@ -92,13 +119,14 @@ class Freshness(NamedTuple):
 
 
 def freshness(plan: Plan, stored: tuple[bytes, list[tuple[int, bytes]]] | None,
-              project_dir: str) -> Freshness:
-    """Compare the stored snapshot of `plan` (state.uptodate) with the files now."""
+              project_dir: str, seen: Seen | None = None) -> Freshness:
+    """Compare the stored snapshot of `plan` (state.uptodate) with the files now, or as
+    `seen` found them."""
     snapshot = Snapshot.decode(*stored) if stored else None
     if snapshot is None:
         return Freshness(None)
     try:
-        changed, verified = changed_files(snapshot, project_dir)
+        changed, verified = changed_files(snapshot, project_dir, seen)
     except (EOFError, ValueError, TypeError):      # a piece that does not decode
         return Freshness(None)
     if not changed:
@@ -128,16 +156,22 @@ def dirty_jobs(plan: Plan, changed: set[str], touched: set[str]) -> list[int]:
     return sorted(dirty)
 
 
-def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], dict[int, int]]:
+def changed_files(snapshot: Snapshot, project_dir: str, seen: Seen | None = None
+                  ) -> tuple[set[str], dict[int, int]]:
     """The snapshot's files that differ now (or are gone), and the pieces whose too-fresh
-    entries all proved unchanged by content, with the time to store for them."""
+    entries all proved unchanged by content, with the time to store for them.
+
+    A file in `seen` is judged by the stat kept there, not stat'ed again."""
     changed: set[str] = set()
     verified: dict[int, int] = {}
+    stats = seen.stats if seen is not None else {}
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for number, piece in enumerate(snapshot.pieces):
             checked_ns = time.time_ns()
-            if _changed_in(piece, directory, project_dir, changed):
+            if seen is not None:        # some stats were taken before now
+                checked_ns = min(checked_ns, seen.looked_ns)
+            if _changed_in(piece, directory, project_dir, changed, stats):
                 verified[number] = checked_ns
     finally:
         os.close(directory)
@@ -146,22 +180,31 @@ def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], dict[
     return changed, verified
 
 
-def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str]) -> bool:
+def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str],
+                seen: Mapping[str, bytes]) -> bool:
     """Add the piece's changed files to `changed`; True if some entry needed its content
     read to be trusted."""
     racy_before = piece.taken_ns - RACY_WINDOW_NS
     stat = os.stat
+    unpack = _SEEN.unpack
     verified = False
     for path, dev, ino, size, mtime_ns, ctime_ns, digest in piece.entries:
-        try:
-            now = stat(path, dir_fd=directory)
-        except OSError:
-            changed.add(path)
-            continue
-        if now.st_mtime_ns != mtime_ns or now.st_ctime_ns != ctime_ns or now.st_size != size \
-                or now.st_ino != ino or now.st_dev != dev:
-            changed.add(path)
-        elif ctime_ns >= racy_before or mtime_ns >= racy_before:
+        earlier = seen.get(path)
+        if earlier is not None:
+            if unpack(earlier) != (dev, ino, size, mtime_ns, ctime_ns):
+                changed.add(path)
+                continue
+        else:
+            try:
+                now = stat(path, dir_fd=directory)
+            except OSError:
+                changed.add(path)
+                continue
+            if now.st_mtime_ns != mtime_ns or now.st_ctime_ns != ctime_ns \
+                    or now.st_size != size or now.st_ino != ino or now.st_dev != dev:
+                changed.add(path)
+                continue
+        if ctime_ns >= racy_before or mtime_ns >= racy_before:
             verified = True
             if _digest_at(project_dir, path) != digest:
                 changed.add(path)
