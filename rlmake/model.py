@@ -8,7 +8,7 @@ quarter of a small project's no-op build."""
 from __future__ import annotations
 
 from enum import Enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, overload
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class JobList(Sequence[Job]):
 
     def __init__(self, jobs: Sequence[Job]):
         self._jobs = tuple(jobs)
-        self._positions: dict[str, int] | None = None
+        self._positions: Mapping[str, int] | None = None
 
     @overload
     def __getitem__(self, index: int) -> Job: ...
@@ -121,13 +121,13 @@ class JobList(Sequence[Job]):
     def __iter__(self) -> Iterator[Job]:
         return iter(self._jobs)
 
-    def positions(self) -> dict[str, int]:
+    def positions(self) -> Mapping[str, int]:
         """Every job's place, built on first use: a no-op build never asks."""
         if self._positions is None:
             self._positions = self._targets_to_places()
         return self._positions
 
-    def _targets_to_places(self) -> dict[str, int]:
+    def _targets_to_places(self) -> Mapping[str, int]:
         return {job.target: i for i, job in enumerate(self._jobs)}
 
     def count_with_commands(self) -> int:
@@ -137,7 +137,7 @@ class JobList(Sequence[Job]):
 class PlanIndex(NamedTuple):
     """Who reads what, for finding the jobs a changed file makes stale."""
 
-    readers: dict[str, tuple[int, ...]]     # path or phony name -> jobs that read or write it
+    readers: Mapping[str, tuple[int, ...]]  # path or phony name -> jobs that read or write it
     dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes, or wait
                                              # for it (order-only)
     always: tuple[int, ...]                 # jobs with always: true
@@ -163,7 +163,7 @@ class PlanIndex(NamedTuple):
                    tuple(path for job in jobs for path in job.outputs))
 
 
-PlanBody = tuple[JobList, dict[str, str], tuple[str, ...], PlanIndex]
+PlanBody = tuple[JobList, Mapping[str, str], tuple[str, ...], PlanIndex]
 
 
 class Plan:
@@ -227,7 +227,7 @@ class Plan:
         return self._loaded()[0]
 
     @property
-    def producers(self) -> dict[str, str]:
+    def producers(self) -> Mapping[str, str]:
         """Every output path and phony name -> the target of the job that makes it."""
         return self._loaded()[1]
 

@@ -19,6 +19,8 @@ import marshal
 import os
 import time
 import zlib
+from bisect import bisect_right
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from rlmake import __version__
@@ -27,7 +29,7 @@ from rlmake.model import Job, JobList, Location, Plan, PlanBody, PlanIndex
 from rlmake.paths import glob_files, probed
 from rlmake.uptodate import Seen, seen_stat
 
-FORMAT = 8
+FORMAT = 9
 # Each file starts with the CRC-32 of the rest: it finds damage (flipped bits, a torn
 # write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
 # Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
@@ -157,52 +159,133 @@ def _code_fingerprint() -> tuple:
 
 
 def _encode(plan: Plan) -> tuple[tuple, bytes]:
-    """The plan as (head, body): what a no-op reads, and the rest, marshalled apart."""
-    jobs = tuple((job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
-                  job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
-                  job.always, job.vars, job.order_only) for job in plan.jobs)
+    """The plan as (head, body): what a no-op reads, and the rest, marshalled apart.
+
+    The body's large parts are stored in pieces that are decoded one at a time, when
+    first read: the jobs in runs of _RUN jobs, and the maps from a path or target
+    (producers, readers, each job's place) in buckets by a checksum of the key. An
+    edit then decodes the few pieces its jobs and paths are in, not the whole plan."""
+    jobs = [(job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
+             job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
+             job.always, job.vars, job.order_only) for job in plan.jobs]
+    runs = tuple(marshal.dumps(tuple(jobs[start:start + _RUN]))
+                 for start in range(0, len(jobs), _RUN))
+    places = _buckets({job[0]: i for i, job in enumerate(jobs)})
+    readers, dependents, always, outputs = plan.index
     head = (plan.requested, plan.pools, plan.hash_setting, plan.count_with_commands())
-    return head, marshal.dumps((jobs, plan.producers, plan.sources, tuple(plan.index)))
+    body = (len(jobs), runs, places, _buckets(dict(plan.producers)), plan.sources,
+            _buckets(dict(readers)), dependents, always, outputs)
+    return head, marshal.dumps(body)
 
 
 def _decode_body(body: bytes, with_commands: int) -> PlanBody:
     """Checked by the seal when the file was read, and written by this code (the format
     and code fingerprint matched): it decodes, or rlmake itself is wrong."""
-    jobs, producers, sources, index = marshal.loads(body)
-    return _StoredJobs(jobs, with_commands), producers, sources, PlanIndex(*index)
+    count, runs, places, producers, sources, readers, dependents, always, outputs = \
+        marshal.loads(body)
+    jobs = _StoredJobs(count, runs, _Buckets(places), with_commands)
+    return (jobs, _Buckets(producers), sources,
+            PlanIndex(_Buckets(readers), dependents, always, outputs))
+
+
+# Jobs per stored run, and keys per bucket of a stored map: small enough that an edit
+# decodes little, large enough that a 100,000-job plan is a few hundred pieces.
+_RUN = 256
+_BUCKET_SIZE = 256
+
+
+def _buckets(mapping: dict) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    """`mapping` in key order, cut into buckets of _BUCKET_SIZE keys: the first key of
+    each, and each marshalled. Paths of one directory sort together, so the jobs of an
+    edit, which mostly read one directory, find their keys in one or two buckets."""
+    items = sorted(mapping.items())     # nearly sorted already: plan order follows dirs
+    cuts = range(0, len(items), _BUCKET_SIZE)
+    return (tuple(items[start][0] for start in cuts),
+            tuple(marshal.dumps(dict(items[start:start + _BUCKET_SIZE])) for start in cuts))
+
+
+class _Buckets(Mapping):
+    """A stored map whose buckets are decoded on first use, each once."""
+
+    def __init__(self, stored: tuple[tuple[str, ...], tuple[bytes, ...]]):
+        self._firsts, self._encoded = stored
+        self._decoded: list[dict | None] = [None] * len(self._encoded)
+
+    def _bucket(self, number: int) -> dict:
+        bucket = self._decoded[number]
+        if bucket is None:
+            bucket = self._decoded[number] = marshal.loads(self._encoded[number])
+        return bucket
+
+    def _holding(self, key) -> dict:
+        if not isinstance(key, str):
+            return {}
+        number = bisect_right(self._firsts, key) - 1
+        return self._bucket(number) if number >= 0 else {}
+
+    def __getitem__(self, key):
+        return self._holding(key)[key]
+
+    def get(self, key, default=None):
+        return self._holding(key).get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self._holding(key)
+
+    def __iter__(self):
+        for number in range(len(self._encoded)):
+            yield from self._bucket(number)
+
+    def __len__(self) -> int:
+        return sum(len(self._bucket(number)) for number in range(len(self._encoded)))
 
 
 class _StoredJobs(JobList):
     """A stored plan's jobs, each decoded the first time something reads it: a no-op
-    build never does, and an edit decodes only the jobs it touches."""
+    build never does, and an edit decodes only the runs of jobs it touches."""
 
-    def __init__(self, encoded: tuple, with_commands: int):
+    def __init__(self, count: int, runs: tuple[bytes, ...], places: Mapping[str, int],
+                 with_commands: int):
         super().__init__(())
-        self._encoded = encoded
+        self._count = count
+        self._runs = runs
+        self._decoded_runs: list[tuple | None] = [None] * len(runs)
+        self._places = places
         self._with_commands = with_commands
-        self._decoded: list[Job | None] = [None] * len(encoded)
+        self._decoded: list[Job | None] = [None] * count
         self._locations: dict[tuple, Location] = {}
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
         job = self._decoded[index]
         if job is None:
-            target, rule, path, line, *rest = self._encoded[index]
+            target, rule, path, line, *rest = self._encoded(index)
             where = self._locations.get((path, line))
             if where is None:
                 where = self._locations[(path, line)] = Location(path, line)
             job = self._decoded[index] = Job(target, rule, where, *rest)
         return job
 
+    def _encoded(self, index: int) -> tuple:
+        number, place = divmod(index, _RUN)
+        run = self._decoded_runs[number]
+        if run is None:
+            run = self._decoded_runs[number] = marshal.loads(self._runs[number])
+        return run[place]
+
     def __len__(self) -> int:
-        return len(self._encoded)
+        return self._count
 
     def __iter__(self):
-        return (self[i] for i in range(len(self._encoded)))
+        return (self[i] for i in range(self._count))
 
-    def _targets_to_places(self) -> dict[str, int]:
-        return {encoded[0]: i for i, encoded in enumerate(self._encoded)}   # field 0: target
+    def _targets_to_places(self) -> Mapping[str, int]:
+        return self._places
 
     def count_with_commands(self) -> int:
         return self._with_commands
