@@ -16,7 +16,9 @@ every snapshot (state.py), so a snapshot never outlives a change of records.
 
 A snapshot is stored in pieces of PIECE_SIZE entries, each with the time its
 entries were taken: after an edit, only the pieces holding the files that
-changed are rewritten, not the whole snapshot of a 10,000-job plan.
+changed are rewritten, not the whole snapshot of a 10,000-job plan. Its entries
+are in path order and its head keeps the first path of each piece, so those
+pieces are found without decoding the others.
 
 The stored plan's check (plancache.py) has just stat'ed every source: those stats
 come here as `Seen`, and the snapshot compares them instead of stat'ing each source
@@ -31,13 +33,14 @@ import marshal
 import os
 import struct
 import time
+from bisect import bisect_right
 from operator import itemgetter
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 from rlmake.model import Plan
 
-FORMAT = 4
+FORMAT = 5
 PIECE_SIZE = 512
 _path_of = itemgetter(0)
 
@@ -85,9 +88,10 @@ class Piece(NamedTuple):
 class Snapshot(NamedTuple):
     pieces: tuple[Piece, ...]
     depfile_readers: dict[str, tuple[str, ...]]      # depfile dep -> jobs whose depfile lists it
+    firsts: tuple[str, ...]         # the first path of each piece (entries are in path order)
 
     def encode_readers(self) -> bytes:
-        return marshal.dumps((FORMAT, self.depfile_readers))
+        return marshal.dumps((FORMAT, self.depfile_readers, self.firsts))
 
     def encode_pieces(self, numbers: Iterable[int]) -> dict[int, tuple[int, bytes]]:
         return {n: (self.pieces[n].taken_ns, self.pieces[n].blob) for n in numbers}
@@ -95,12 +99,13 @@ class Snapshot(NamedTuple):
     @classmethod
     def decode(cls, readers: bytes, pieces: list[tuple[int, bytes]]) -> "Snapshot | None":
         try:
-            form, depfile_readers = marshal.loads(readers)
-            if form != FORMAT:
+            form, depfile_readers, firsts = marshal.loads(readers)
+            if form != FORMAT or len(firsts) != len(pieces):
                 return None
             if not all(isinstance(blob, bytes) for _, blob in pieces):
                 return None
-            return cls(tuple(Piece(taken, blob) for taken, blob in pieces), depfile_readers)
+            return cls(tuple(Piece(taken, blob) for taken, blob in pieces), depfile_readers,
+                       firsts)
         except (EOFError, ValueError, TypeError):
             return None
 
@@ -238,9 +243,11 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of: MemoOf,
         if entry is None:
             return None
         entries.append(entry)
-    pieces = tuple(Piece.of(now_ns, tuple(entries[start:start + PIECE_SIZE]))
-                   for start in range(0, len(entries), PIECE_SIZE))
-    return Snapshot(pieces, depfile_readers), range(len(pieces))
+    entries.sort(key=_path_of)
+    cuts = range(0, len(entries), PIECE_SIZE)
+    pieces = tuple(Piece.of(now_ns, tuple(entries[start:start + PIECE_SIZE])) for start in cuts)
+    return Snapshot(pieces, depfile_readers, tuple(entries[start][0] for start in cuts)), \
+        range(len(pieces))
 
 
 def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, changed: set[str],
@@ -258,13 +265,16 @@ def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, ch
         renewed[path] = entry
     pieces = list(previous.pieces)
     touched: set[int] = set()
-    for number, piece in enumerate(pieces):
+    for number in {bisect_right(previous.firsts, path) - 1 for path in renewed}:
+        if number < 0:              # before the first path: in no piece
+            continue
+        piece = pieces[number]
         entries = piece.entries
         if not renewed.keys().isdisjoint(map(_path_of, entries)):
             entries = tuple(renewed.get(entry[0], entry) for entry in entries)
             pieces[number] = Piece.of(piece.taken_ns, entries)
             touched.add(number)
-    return Snapshot(tuple(pieces), depfile_readers), touched
+    return Snapshot(tuple(pieces), depfile_readers, previous.firsts), touched
 
 
 def _entry(path: str, memo: StatMemo | None) -> Entry | None:
