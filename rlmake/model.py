@@ -138,10 +138,10 @@ class PlanIndex(NamedTuple):
     """Who reads what, for finding the jobs a changed file makes stale."""
 
     readers: Mapping[str, tuple[int, ...]]  # path or phony name -> jobs that read or write it
-    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes, or wait
+    dependents: Sequence[tuple[int, ...]]   # job -> jobs that read what it makes, or wait
                                              # for it (order-only)
     always: tuple[int, ...]                 # jobs with always: true
-    outputs: tuple[str, ...]                # every file the plan writes
+    outputs: Sequence[str]                  # every file the plan writes
 
     @classmethod
     def of(cls, jobs: Sequence[Job]) -> "PlanIndex":
@@ -163,7 +163,7 @@ class PlanIndex(NamedTuple):
                    tuple(path for job in jobs for path in job.outputs))
 
 
-PlanBody = tuple[JobList, Mapping[str, str], tuple[str, ...], PlanIndex]
+PlanBody = tuple[JobList, Mapping[str, str], Sequence[str], PlanIndex]
 
 
 class Plan:
@@ -232,7 +232,7 @@ class Plan:
         return self._loaded()[1]
 
     @property
-    def sources(self) -> tuple[str, ...]:
+    def sources(self) -> Sequence[str]:
         """The deps no rule makes, in the order first needed."""
         return self._loaded()[2]
 

@@ -20,7 +20,7 @@ import os
 import time
 import zlib
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from rlmake import __version__
@@ -96,7 +96,10 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
     with its content key."""
     directory = os.path.join(state_dir, "plans")
     head, body, identity = _identified(plan)
-    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes, identity,
+    # the probes as their paths and one letter of each kind: half the time to decode
+    probes = (tuple(path for path, _ in inputs.probes),
+              "".join(kind[0] for _, kind in inputs.probes))
+    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, probes, identity,
               head, body)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
@@ -117,9 +120,10 @@ def _sealed(body: bytes) -> bytes:
     return zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") + body
 
 
-def _unsealed(data: bytes) -> bytes | None:
-    """The body of a sealed file, or None if it is not the body its checksum was taken of."""
-    seal, body = data[:_SEAL_SIZE], data[_SEAL_SIZE:]
+def _unsealed(data: bytes) -> memoryview | None:
+    """The body of a sealed file (not copied), or None if it is not the body its checksum
+    was taken of."""
+    seal, body = data[:_SEAL_SIZE], memoryview(data)[_SEAL_SIZE:]
     return body if zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") == seal else None
 
 
@@ -137,9 +141,12 @@ def _unchanged(project_dir: str, files, globs, probes, seen: dict[str, bytes]) -
             return False
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        for path, kind in probes:
+        paths, kinds = probes
+        if len(paths) != len(kinds):
+            return False
+        for path, kind in zip(paths, kinds):
             now, found = probed(path, directory)
-            if now != kind:
+            if now[0] != kind:
                 return False
             if found is not None and now == "file":
                 packed = seen_stat(found)
@@ -168,30 +175,74 @@ def _encode(plan: Plan) -> tuple[tuple, bytes]:
     jobs = [(job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
              job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
              job.always, job.vars, job.order_only) for job in plan.jobs]
-    runs = tuple(marshal.dumps(tuple(jobs[start:start + _RUN]))
-                 for start in range(0, len(jobs), _RUN))
     places = _buckets({job[0]: i for i, job in enumerate(jobs)})
     readers, dependents, always, outputs = plan.index
     head = (plan.requested, plan.pools, plan.hash_setting, plan.count_with_commands())
-    body = (len(jobs), runs, places, _buckets(dict(plan.producers)), plan.sources,
-            _buckets(dict(readers)), dependents, always, outputs)
+    body = (_runs(jobs), places, _buckets(dict(plan.producers)), _runs(plan.sources),
+            _buckets(dict(readers)), _runs(dependents), always, _runs(outputs))
     return head, marshal.dumps(body)
 
 
 def _decode_body(body: bytes, with_commands: int) -> PlanBody:
     """Checked by the seal when the file was read, and written by this code (the format
     and code fingerprint matched): it decodes, or rlmake itself is wrong."""
-    count, runs, places, producers, sources, readers, dependents, always, outputs = \
+    jobs, places, producers, sources, readers, dependents, always, outputs = \
         marshal.loads(body)
-    jobs = _StoredJobs(count, runs, _Buckets(places), with_commands)
-    return (jobs, _Buckets(producers), sources,
-            PlanIndex(_Buckets(readers), dependents, always, outputs))
+    return (_StoredJobs(_Runs(jobs), _Buckets(places), with_commands), _Buckets(producers),
+            _Runs(sources), PlanIndex(_Buckets(readers), _Runs(dependents), always,
+                                      _Runs(outputs)))
 
 
 # Jobs per stored run, and keys per bucket of a stored map: small enough that an edit
 # decodes little, large enough that a 100,000-job plan is a few hundred pieces.
 _RUN = 256
 _BUCKET_SIZE = 256
+
+
+def _runs(items: Sequence) -> tuple[int, tuple[bytes, ...]]:
+    """`items` cut in runs of _RUN, each marshalled, and how many there are."""
+    return len(items), tuple(marshal.dumps(tuple(items[start:start + _RUN]))
+                             for start in range(0, len(items), _RUN))
+
+
+class _Runs(Sequence):
+    """A stored sequence whose runs are decoded on first use, each once. Equal to a
+    tuple of the same items, as the tuple it stands for would be."""
+
+    def __init__(self, stored: tuple[int, tuple[bytes, ...]]):
+        self._count, self._encoded = stored
+        self._decoded: list[tuple | None] = [None] * len(self._encoded)
+
+    def _run(self, number: int) -> tuple:
+        run = self._decoded[number]
+        if run is None:
+            run = self._decoded[number] = marshal.loads(self._encoded[number])
+        return run
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._count)))
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        number, place = divmod(index, _RUN)
+        return self._run(number)[place]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        for number in range(len(self._encoded)):
+            yield from self._run(number)
+
+    def __contains__(self, item) -> bool:
+        return any(item in self._run(number) for number in range(len(self._encoded)))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None     # type: ignore[assignment]     # as a list's: equal to tuples
 
 
 def _buckets(mapping: dict) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
@@ -244,45 +295,31 @@ class _StoredJobs(JobList):
     """A stored plan's jobs, each decoded the first time something reads it: a no-op
     build never does, and an edit decodes only the runs of jobs it touches."""
 
-    def __init__(self, count: int, runs: tuple[bytes, ...], places: Mapping[str, int],
-                 with_commands: int):
+    def __init__(self, encoded: _Runs, places: Mapping[str, int], with_commands: int):
         super().__init__(())
-        self._count = count
-        self._runs = runs
-        self._decoded_runs: list[tuple | None] = [None] * len(runs)
+        self._encoded = encoded
         self._places = places
         self._with_commands = with_commands
-        self._decoded: list[Job | None] = [None] * count
+        self._decoded: list[Job | None] = [None] * len(encoded)
         self._locations: dict[tuple, Location] = {}
 
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += self._count
-        if not 0 <= index < self._count:
-            raise IndexError(index)
         job = self._decoded[index]
         if job is None:
-            target, rule, path, line, *rest = self._encoded(index)
+            target, rule, path, line, *rest = self._encoded[index]
             where = self._locations.get((path, line))
             if where is None:
                 where = self._locations[(path, line)] = Location(path, line)
             job = self._decoded[index] = Job(target, rule, where, *rest)
         return job
 
-    def _encoded(self, index: int) -> tuple:
-        number, place = divmod(index, _RUN)
-        run = self._decoded_runs[number]
-        if run is None:
-            run = self._decoded_runs[number] = marshal.loads(self._runs[number])
-        return run[place]
-
     def __len__(self) -> int:
-        return self._count
+        return len(self._encoded)
 
     def __iter__(self):
-        return (self[i] for i in range(self._count))
+        return (self[i] for i in range(len(self._encoded)))
 
     def _targets_to_places(self) -> Mapping[str, int]:
         return self._places

@@ -47,6 +47,9 @@ def test_the_stored_plan_reads_as_the_plan_expanded_anew(plans):
     assert dict(stored.jobs.positions()) == dict(fresh.jobs.positions())
     assert stored.index.dependents == fresh.index.dependents
     assert stored.sources == fresh.sources and stored.index.outputs == fresh.index.outputs
+    assert fresh.sources[5] in stored.sources and "obj/d0/f000.o" not in stored.sources
+    assert stored.index.dependents[-1] == fresh.index.dependents[-1]
+    assert stored.index.dependents[2:5] == fresh.index.dependents[2:5]
     for missing in ("", "src", "obj/d9/f000.o", "zzz", "\udcff", 7, None):
         assert stored.producers.get(missing) is None and missing not in stored.index.readers
     with pytest.raises(KeyError):
@@ -67,7 +70,10 @@ def test_an_edit_decodes_a_few_pieces_of_the_body(plans):
     assert [stored.producers.get(dep) for dep in compile_job.deps] == [None]
     assert stored.producers.get("obj/d2/f100.o") == "obj/d2/f100.o"
     jobs = stored.jobs
-    assert sum(run is not None for run in jobs._decoded_runs) <= 2 < len(jobs._decoded_runs)
-    for mapping in (stored.producers, stored.index.readers, jobs.positions()):
-        decoded = sum(bucket is not None for bucket in mapping._decoded)
-        assert 1 <= decoded <= 2 < len(mapping._decoded), (decoded, len(mapping._decoded))
+    for stored_part in (jobs._encoded, stored.index.dependents, stored.producers,
+                        stored.index.readers, jobs.positions()):
+        decoded = sum(piece is not None for piece in stored_part._decoded)
+        assert 1 <= decoded <= 2 < len(stored_part._decoded), (decoded, stored_part)
+    # what only a new snapshot of the whole plan reads is not decoded at all
+    for unread in (stored.sources, stored.index.outputs):
+        assert not any(piece is not None for piece in unread._decoded)
