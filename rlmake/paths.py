@@ -40,16 +40,11 @@ def probe(path: str, dir_fd: int | None = None) -> str:
     """'file', 'dir' or 'missing': what expansion asks of a path, and a stored plan rechecks.
 
     `path` is relative to `dir_fd` when given (absolute paths ignore it)."""
-    return probed(path, dir_fd)[0]
-
-
-def probed(path: str, dir_fd: int | None = None) -> tuple[str, os.stat_result | None]:
-    """`probe`'s answer, and the stat it is drawn from (None for 'missing')."""
     try:
-        found = os.stat(path, dir_fd=dir_fd)
+        mode = os.stat(path, dir_fd=dir_fd).st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return "missing", None
-    return ("dir" if stat.S_ISDIR(found.st_mode) else "file"), found
+        return "missing"
+    return "dir" if stat.S_ISDIR(mode) else "file"
 
 
 def is_text(path: str) -> bool:
