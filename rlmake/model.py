@@ -8,8 +8,11 @@ quarter of a small project's no-op build."""
 from __future__ import annotations
 
 from enum import Enum
-from collections.abc import Sequence
-from typing import Any, Callable, Iterator, NamedTuple, Optional, overload
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple, Optional, overload
+
+if TYPE_CHECKING:
+    from rlmake.uptodate import Seen
 
 # A directory rlmake made: its inode, and the generation the file system gave that inode
 # (None where it keeps none). ext4 gives a freed inode number to the very next mkdir, so
@@ -101,7 +104,7 @@ class JobList(Sequence[Job]):
 
     def __init__(self, jobs: Sequence[Job]):
         self._jobs = tuple(jobs)
-        self._positions: dict[str, int] | None = None
+        self._positions: Mapping[str, int] | None = None
 
     @overload
     def __getitem__(self, index: int) -> Job: ...
@@ -118,13 +121,13 @@ class JobList(Sequence[Job]):
     def __iter__(self) -> Iterator[Job]:
         return iter(self._jobs)
 
-    def positions(self) -> dict[str, int]:
+    def positions(self) -> Mapping[str, int]:
         """Every job's place, built on first use: a no-op build never asks."""
         if self._positions is None:
             self._positions = self._targets_to_places()
         return self._positions
 
-    def _targets_to_places(self) -> dict[str, int]:
+    def _targets_to_places(self) -> Mapping[str, int]:
         return {job.target: i for i, job in enumerate(self._jobs)}
 
     def count_with_commands(self) -> int:
@@ -134,11 +137,11 @@ class JobList(Sequence[Job]):
 class PlanIndex(NamedTuple):
     """Who reads what, for finding the jobs a changed file makes stale."""
 
-    readers: dict[str, tuple[int, ...]]     # path or phony name -> jobs that read or write it
-    dependents: tuple[tuple[int, ...], ...]  # job -> jobs that read what it makes, or wait
+    readers: Mapping[str, tuple[int, ...]]  # path or phony name -> jobs that read or write it
+    dependents: Sequence[tuple[int, ...]]   # job -> jobs that read what it makes, or wait
                                              # for it (order-only)
     always: tuple[int, ...]                 # jobs with always: true
-    outputs: tuple[str, ...]                # every file the plan writes
+    outputs: Sequence[str]                  # every file the plan writes
 
     @classmethod
     def of(cls, jobs: Sequence[Job]) -> "PlanIndex":
@@ -160,7 +163,7 @@ class PlanIndex(NamedTuple):
                    tuple(path for job in jobs for path in job.outputs))
 
 
-PlanBody = tuple[JobList, dict[str, str], tuple[str, ...], PlanIndex]
+PlanBody = tuple[JobList, Mapping[str, str], Sequence[str], PlanIndex]
 
 
 class Plan:
@@ -173,7 +176,8 @@ class Plan:
     of jobs with commands, and the body of a 100,000-job plan is most of its time and
     memory. Never changed once made."""
 
-    __slots__ = ("requested", "pools", "hash_setting", "key", "_count", "_body", "_decode")
+    __slots__ = ("requested", "pools", "hash_setting", "key", "_count", "_body", "_decode",
+                 "_seen")
 
     def __init__(self, requested: tuple[str, ...], jobs: JobList, producers: dict[str, str],
                  sources: tuple[str, ...], index: PlanIndex, pools: dict[str, int] | None = None,
@@ -185,15 +189,19 @@ class Plan:
         self._count: int | None = None
         self._body: PlanBody | None = (jobs, producers, sources, index)
         self._decode: Callable[[], PlanBody] | None = None
+        self._seen: Seen | None = None
 
     @classmethod
     def deferred(cls, requested: tuple[str, ...], pools: dict[str, int],
                  hash_setting: str | None, key: str, count_with_commands: int,
-                 decode: Callable[[], PlanBody]) -> "Plan":
+                 decode: Callable[[], PlanBody], seen: Seen | None = None) -> "Plan":
+        """`seen`: the stat of its sources as the stored plan's check took them, for
+        the first up-to-date check of this plan (`take_seen`)."""
         plan = cls.__new__(cls)
         plan.requested, plan.pools, plan.hash_setting, plan.key = \
             requested, pools, hash_setting, key
         plan._count, plan._body, plan._decode = count_with_commands, None, decode
+        plan._seen = seen
         return plan
 
     def with_key(self, key: str) -> "Plan":
@@ -201,6 +209,12 @@ class Plan:
                              self.count_with_commands(), self._loaded)
         plan._body = self._body
         return plan
+
+    def take_seen(self) -> Seen | None:
+        """The stats `deferred` was given, once: a later check of the same plan must
+        look at the files again, not trust what was seen before it."""
+        seen, self._seen = self._seen, None
+        return seen
 
     def _loaded(self) -> PlanBody:
         if self._body is None:
@@ -213,12 +227,12 @@ class Plan:
         return self._loaded()[0]
 
     @property
-    def producers(self) -> dict[str, str]:
+    def producers(self) -> Mapping[str, str]:
         """Every output path and phony name -> the target of the job that makes it."""
         return self._loaded()[1]
 
     @property
-    def sources(self) -> tuple[str, ...]:
+    def sources(self) -> Sequence[str]:
         """The deps no rule makes, in the order first needed."""
         return self._loaded()[2]
 

@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import marshal
 import os
+import time
 import zlib
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from stat import S_ISDIR
 from typing import NamedTuple
 
 from rlmake import __version__
 from rlmake.hashing import digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, JobList, Location, Plan, PlanBody, PlanIndex
-from rlmake.paths import glob_files, probe
+from rlmake.paths import glob_files
+from rlmake.uptodate import Seen, seen_stat
 
-FORMAT = 8
+FORMAT = 9
 # Each file starts with the CRC-32 of the rest: it finds damage (flipped bits, a torn
 # write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
 # Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
@@ -65,7 +70,8 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         return None
     if form != FORMAT or code != _code_fingerprint():
         return None
-    if not _unchanged(project_dir, files, globs, probes):
+    seen = Seen(time.time_ns(), {})
+    if not _unchanged(project_dir, files, globs, probes, seen.stats):
         return None
     try:
         requested, pools, hash_setting, with_commands = head
@@ -73,7 +79,7 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         return None
     # The body stays bytes until read: a no-op build needs only the key and the count.
     return Plan.deferred(requested, pools, hash_setting, identity, with_commands,
-                         lambda: _decode_body(body, with_commands))
+                         lambda: _decode_body(body, with_commands), seen)
 
 
 def identify(plan: Plan) -> Plan:
@@ -91,7 +97,10 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
     with its content key."""
     directory = os.path.join(state_dir, "plans")
     head, body, identity = _identified(plan)
-    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, inputs.probes, identity,
+    # the probes as their paths and the first letter of each kind: half the time to decode
+    probes = (tuple(path for path, _ in inputs.probes),
+              "".join(kind[0] for _, kind in inputs.probes))
+    stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, probes, identity,
               head, body)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
@@ -112,13 +121,16 @@ def _sealed(body: bytes) -> bytes:
     return zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") + body
 
 
-def _unsealed(data: bytes) -> bytes | None:
-    """The body of a sealed file, or None if it is not the body its checksum was taken of."""
-    seal, body = data[:_SEAL_SIZE], data[_SEAL_SIZE:]
+def _unsealed(data: bytes) -> memoryview | None:
+    """The body of a sealed file (not copied), or None if it is not the body its checksum
+    was taken of."""
+    seal, body = data[:_SEAL_SIZE], memoryview(data)[_SEAL_SIZE:]
     return body if zlib.crc32(body).to_bytes(_SEAL_SIZE, "big") == seal else None
 
 
-def _unchanged(project_dir: str, files, globs, probes) -> bool:
+def _unchanged(project_dir: str, files, globs, probes, seen: dict[str, bytes]) -> bool:
+    """Whether expansion would read the same; the stat of each probed file is put in
+    `seen`, for the up-to-date snapshot to use rather than stat it again."""
     for path, digest in files:
         try:
             if digest_file(path) != digest:
@@ -130,11 +142,39 @@ def _unchanged(project_dir: str, files, globs, probes) -> bool:
             return False
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return all(probe(path, directory) == kind for path, kind in probes)
+        return _probes_unchanged(directory, probes, seen)
     except OSError:         # a path expansion could stat no longer can: let it say why
         return False
     finally:
         os.close(directory)
+
+
+def _probes_unchanged(directory: int, probes: tuple[tuple[str, ...], str],
+                      seen: dict[str, bytes]) -> bool:
+    """Whether each path is still of the kind expansion found (paths.probe's question,
+    asked here in one loop: a 100,000-job plan has 100,000 probes), keeping the stat
+    of each file in `seen`."""
+    paths, kinds = probes
+    if len(paths) != len(kinds):
+        return False
+    stat, is_dir = os.stat, S_ISDIR
+    for path, kind in zip(paths, kinds):
+        try:
+            found = stat(path, dir_fd=directory)
+        except (FileNotFoundError, NotADirectoryError):
+            if kind != "m":
+                return False
+            continue
+        if is_dir(found.st_mode):
+            if kind != "d":
+                return False
+        elif kind != "f":
+            return False
+        else:
+            packed = seen_stat(found)
+            if packed is not None:
+                seen[path] = packed
+    return True
 
 
 def _code_fingerprint() -> tuple:
@@ -144,28 +184,141 @@ def _code_fingerprint() -> tuple:
 
 
 def _encode(plan: Plan) -> tuple[tuple, bytes]:
-    """The plan as (head, body): what a no-op reads, and the rest, marshalled apart."""
-    jobs = tuple((job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
-                  job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
-                  job.always, job.vars, job.order_only) for job in plan.jobs)
+    """The plan as (head, body): what a no-op reads, and the rest, marshalled apart.
+
+    The body's large parts are stored in pieces that are decoded one at a time, when
+    first read: the jobs, dependents, sources and outputs in runs of _RUN, and the maps
+    from a path or target (producers, readers, each job's place) in buckets of keys in
+    sorted order. An edit then decodes the few pieces its jobs and paths are in, not
+    the whole plan."""
+    jobs = [(job.target, job.rule, job.where.path, job.where.line, job.outputs, job.deps,
+             job.commands, job.env, job.description, job.pool, job.depfile, job.phony,
+             job.always, job.vars, job.order_only) for job in plan.jobs]
+    places = _buckets({job[0]: i for i, job in enumerate(jobs)})
+    readers, dependents, always, outputs = plan.index
     head = (plan.requested, plan.pools, plan.hash_setting, plan.count_with_commands())
-    return head, marshal.dumps((jobs, plan.producers, plan.sources, tuple(plan.index)))
+    body = (_runs(jobs), places, _buckets(dict(plan.producers)), _runs(plan.sources),
+            _buckets(dict(readers)), _runs(dependents), always, _runs(outputs))
+    return head, marshal.dumps(body)
 
 
 def _decode_body(body: bytes, with_commands: int) -> PlanBody:
     """Checked by the seal when the file was read, and written by this code (the format
     and code fingerprint matched): it decodes, or rlmake itself is wrong."""
-    jobs, producers, sources, index = marshal.loads(body)
-    return _StoredJobs(jobs, with_commands), producers, sources, PlanIndex(*index)
+    jobs, places, producers, sources, readers, dependents, always, outputs = \
+        marshal.loads(body)
+    return (_StoredJobs(_Runs(jobs), _Buckets(places), with_commands), _Buckets(producers),
+            _Runs(sources), PlanIndex(_Buckets(readers), _Runs(dependents), always,
+                                      _Runs(outputs)))
+
+
+# Jobs per stored run, and keys per bucket of a stored map: small enough that an edit
+# decodes little, large enough that a 100,000-job plan is a few hundred pieces.
+_RUN = 256
+_BUCKET_SIZE = 256
+
+
+def _runs(items: Sequence) -> tuple[int, tuple[bytes, ...]]:
+    """`items` cut in runs of _RUN, each marshalled, and how many there are."""
+    return len(items), tuple(marshal.dumps(tuple(items[start:start + _RUN]))
+                             for start in range(0, len(items), _RUN))
+
+
+class _Runs(Sequence):
+    """A stored sequence whose runs are decoded on first use, each once. Equal to a
+    tuple of the same items, as the tuple it stands for would be."""
+
+    def __init__(self, stored: tuple[int, tuple[bytes, ...]]):
+        self._count, self._encoded = stored
+        self._decoded: list[tuple | None] = [None] * len(self._encoded)
+
+    def _run(self, number: int) -> tuple:
+        run = self._decoded[number]
+        if run is None:
+            run = self._decoded[number] = marshal.loads(self._encoded[number])
+        return run
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(self._count)))
+        if index < 0:
+            index += self._count
+        if not 0 <= index < self._count:
+            raise IndexError(index)
+        number, place = divmod(index, _RUN)
+        return self._run(number)[place]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self):
+        for number in range(len(self._encoded)):
+            yield from self._run(number)
+
+    def __contains__(self, item) -> bool:
+        return any(item in self._run(number) for number in range(len(self._encoded)))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None     # type: ignore[assignment]     # as a list's: equal to tuples
+
+
+def _buckets(mapping: dict) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
+    """`mapping` in key order, cut into buckets of _BUCKET_SIZE keys: the first key of
+    each, and each marshalled. Paths of one directory sort together, so the jobs of an
+    edit, which mostly read one directory, find their keys in one or two buckets."""
+    keys = sorted(mapping)              # the keys alone: sorting (key, value) pairs is 4x
+    cuts = range(0, len(keys), _BUCKET_SIZE)
+    return (tuple(keys[start] for start in cuts),
+            tuple(marshal.dumps({key: mapping[key] for key in keys[start:start + _BUCKET_SIZE]})
+                  for start in cuts))
+
+
+class _Buckets(Mapping):
+    """A stored map whose buckets are decoded on first use, each once."""
+
+    def __init__(self, stored: tuple[tuple[str, ...], tuple[bytes, ...]]):
+        self._firsts, self._encoded = stored
+        self._decoded: list[dict | None] = [None] * len(self._encoded)
+
+    def _bucket(self, number: int) -> dict:
+        bucket = self._decoded[number]
+        if bucket is None:
+            bucket = self._decoded[number] = marshal.loads(self._encoded[number])
+        return bucket
+
+    def _holding(self, key) -> dict:
+        if not isinstance(key, str):
+            return {}
+        number = bisect_right(self._firsts, key) - 1
+        return self._bucket(number) if number >= 0 else {}
+
+    def __getitem__(self, key):
+        return self._holding(key)[key]
+
+    def get(self, key, default=None):
+        return self._holding(key).get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self._holding(key)
+
+    def __iter__(self):
+        for number in range(len(self._encoded)):
+            yield from self._bucket(number)
+
+    def __len__(self) -> int:
+        return sum(len(self._bucket(number)) for number in range(len(self._encoded)))
 
 
 class _StoredJobs(JobList):
     """A stored plan's jobs, each decoded the first time something reads it: a no-op
-    build never does, and an edit decodes only the jobs it touches."""
+    build never does, and an edit decodes only the runs of jobs it touches."""
 
-    def __init__(self, encoded: tuple, with_commands: int):
+    def __init__(self, encoded: _Runs, places: Mapping[str, int], with_commands: int):
         super().__init__(())
         self._encoded = encoded
+        self._places = places
         self._with_commands = with_commands
         self._decoded: list[Job | None] = [None] * len(encoded)
         self._locations: dict[tuple, Location] = {}
@@ -188,8 +341,8 @@ class _StoredJobs(JobList):
     def __iter__(self):
         return (self[i] for i in range(len(self._encoded)))
 
-    def _targets_to_places(self) -> dict[str, int]:
-        return {encoded[0]: i for i, encoded in enumerate(self._encoded)}   # field 0: target
+    def _targets_to_places(self) -> Mapping[str, int]:
+        return self._places
 
     def count_with_commands(self) -> int:
         return self._with_commands

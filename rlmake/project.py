@@ -216,7 +216,7 @@ class Project:
     def _freshness(self, plan: Plan, state: StateDB, mode: str,
                    options: BuildOptions) -> Freshness:
         stored = None if options.force or not plan.key else state.uptodate(plan.key, mode)
-        return freshness(plan, stored, self.directory)
+        return freshness(plan, stored, self.directory, plan.take_seen())
 
     def _scan(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions,
               fresh: Freshness) -> DependencyScan:

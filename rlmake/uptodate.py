@@ -16,27 +16,57 @@ every snapshot (state.py), so a snapshot never outlives a change of records.
 
 A snapshot is stored in pieces of PIECE_SIZE entries, each with the time its
 entries were taken: after an edit, only the pieces holding the files that
-changed are rewritten, not the whole snapshot of a 10,000-job plan.
+changed are rewritten, not the whole snapshot of a 10,000-job plan. Its entries
+are in path order and its head keeps the first path of each piece, so those
+pieces are found without decoding the others.
+
+The stored plan's check (plancache.py) has just stat'ed every source: those stats
+come here as `Seen`, and the snapshot compares them instead of stat'ing each source
+a second time. They are older than the check itself, so the check counts as made
+when the first of them was taken: a piece trusted on their word is retimed to that
+moment, never later.
 """
 
 from __future__ import annotations
 
 import marshal
 import os
+import struct
 import time
+from bisect import bisect_right
 from operator import itemgetter
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 from rlmake.model import Plan
 
-FORMAT = 4
+FORMAT = 5
 PIECE_SIZE = 512
 _path_of = itemgetter(0)
 
 # One file as a snapshot saw it: (path, dev, ino, size, mtime_ns, ctime_ns, digest).
 Entry = tuple[str, int, int, int, int, int, str]
 MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a path
+# (dev, ino, size, mtime_ns, ctime_ns) of a file looked at before the snapshot check:
+# 73 bytes a file, where a tuple of five ints takes twice that (100,000 sources).
+_SEEN = struct.Struct("<QQqqq")
+
+
+class Seen(NamedTuple):
+    """Files stat'ed before the snapshot check, and when: the check uses each of these
+    stats in place of its own, and counts as made no later than `looked_ns`."""
+
+    looked_ns: int                  # taken before the first of these stats
+    stats: dict[str, bytes]         # project path -> its stat, as `seen_stat` packs it
+
+
+def seen_stat(found: os.stat_result) -> bytes | None:
+    """What `Seen` keeps of a stat (None if it cannot be packed: the check stats anew)."""
+    try:
+        return _SEEN.pack(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
+                          found.st_ctime_ns)
+    except struct.error:
+        return None
 
 
 class Piece(NamedTuple):
@@ -58,9 +88,10 @@ class Piece(NamedTuple):
 class Snapshot(NamedTuple):
     pieces: tuple[Piece, ...]
     depfile_readers: dict[str, tuple[str, ...]]      # depfile dep -> jobs whose depfile lists it
+    firsts: tuple[str, ...]         # the first path of each piece (entries are in path order)
 
     def encode_readers(self) -> bytes:
-        return marshal.dumps((FORMAT, self.depfile_readers))
+        return marshal.dumps((FORMAT, self.depfile_readers, self.firsts))
 
     def encode_pieces(self, numbers: Iterable[int]) -> dict[int, tuple[int, bytes]]:
         return {n: (self.pieces[n].taken_ns, self.pieces[n].blob) for n in numbers}
@@ -68,12 +99,13 @@ class Snapshot(NamedTuple):
     @classmethod
     def decode(cls, readers: bytes, pieces: list[tuple[int, bytes]]) -> "Snapshot | None":
         try:
-            form, depfile_readers = marshal.loads(readers)
-            if form != FORMAT:
+            form, depfile_readers, firsts = marshal.loads(readers)
+            if form != FORMAT or len(firsts) != len(pieces):
                 return None
             if not all(isinstance(blob, bytes) for _, blob in pieces):
                 return None
-            return cls(tuple(Piece(taken, blob) for taken, blob in pieces), depfile_readers)
+            return cls(tuple(Piece(taken, blob) for taken, blob in pieces), depfile_readers,
+                       firsts)
         except (EOFError, ValueError, TypeError):
             return None
 
@@ -92,13 +124,14 @@ class Freshness(NamedTuple):
 
 
 def freshness(plan: Plan, stored: tuple[bytes, list[tuple[int, bytes]]] | None,
-              project_dir: str) -> Freshness:
-    """Compare the stored snapshot of `plan` (state.uptodate) with the files now."""
+              project_dir: str, seen: Seen | None = None) -> Freshness:
+    """Compare the stored snapshot of `plan` (state.uptodate) with the files now, or as
+    `seen` found them."""
     snapshot = Snapshot.decode(*stored) if stored else None
     if snapshot is None:
         return Freshness(None)
     try:
-        changed, verified = changed_files(snapshot, project_dir)
+        changed, verified = changed_files(snapshot, project_dir, seen)
     except (EOFError, ValueError, TypeError):      # a piece that does not decode
         return Freshness(None)
     if not changed:
@@ -128,16 +161,22 @@ def dirty_jobs(plan: Plan, changed: set[str], touched: set[str]) -> list[int]:
     return sorted(dirty)
 
 
-def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], dict[int, int]]:
+def changed_files(snapshot: Snapshot, project_dir: str, seen: Seen | None = None
+                  ) -> tuple[set[str], dict[int, int]]:
     """The snapshot's files that differ now (or are gone), and the pieces whose too-fresh
-    entries all proved unchanged by content, with the time to store for them."""
+    entries all proved unchanged by content, with the time to store for them.
+
+    A file in `seen` is judged by the stat kept there, not stat'ed again."""
     changed: set[str] = set()
     verified: dict[int, int] = {}
+    stats = seen.stats if seen is not None else {}
     directory = os.open(project_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for number, piece in enumerate(snapshot.pieces):
             checked_ns = time.time_ns()
-            if _changed_in(piece, directory, project_dir, changed):
+            if seen is not None:        # some stats were taken before now
+                checked_ns = min(checked_ns, seen.looked_ns)
+            if _changed_in(piece, directory, project_dir, changed, stats):
                 verified[number] = checked_ns
     finally:
         os.close(directory)
@@ -146,22 +185,31 @@ def changed_files(snapshot: Snapshot, project_dir: str) -> tuple[set[str], dict[
     return changed, verified
 
 
-def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str]) -> bool:
+def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str],
+                seen: Mapping[str, bytes]) -> bool:
     """Add the piece's changed files to `changed`; True if some entry needed its content
     read to be trusted."""
     racy_before = piece.taken_ns - RACY_WINDOW_NS
     stat = os.stat
+    unpack = _SEEN.unpack
     verified = False
     for path, dev, ino, size, mtime_ns, ctime_ns, digest in piece.entries:
-        try:
-            now = stat(path, dir_fd=directory)
-        except OSError:
-            changed.add(path)
-            continue
-        if now.st_mtime_ns != mtime_ns or now.st_ctime_ns != ctime_ns or now.st_size != size \
-                or now.st_ino != ino or now.st_dev != dev:
-            changed.add(path)
-        elif ctime_ns >= racy_before or mtime_ns >= racy_before:
+        earlier = seen.get(path)
+        if earlier is not None:
+            if unpack(earlier) != (dev, ino, size, mtime_ns, ctime_ns):
+                changed.add(path)
+                continue
+        else:
+            try:
+                now = stat(path, dir_fd=directory)
+            except OSError:
+                changed.add(path)
+                continue
+            if now.st_mtime_ns != mtime_ns or now.st_ctime_ns != ctime_ns \
+                    or now.st_size != size or now.st_ino != ino or now.st_dev != dev:
+                changed.add(path)
+                continue
+        if ctime_ns >= racy_before or mtime_ns >= racy_before:
             verified = True
             if _digest_at(project_dir, path) != digest:
                 changed.add(path)
@@ -195,9 +243,11 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of: MemoOf,
         if entry is None:
             return None
         entries.append(entry)
-    pieces = tuple(Piece.of(now_ns, tuple(entries[start:start + PIECE_SIZE]))
-                   for start in range(0, len(entries), PIECE_SIZE))
-    return Snapshot(pieces, depfile_readers), range(len(pieces))
+    entries.sort(key=_path_of)
+    cuts = range(0, len(entries), PIECE_SIZE)
+    pieces = tuple(Piece.of(now_ns, tuple(entries[start:start + PIECE_SIZE])) for start in cuts)
+    return Snapshot(pieces, depfile_readers, tuple(entries[start][0] for start in cuts)), \
+        range(len(pieces))
 
 
 def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, changed: set[str],
@@ -215,13 +265,16 @@ def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, ch
         renewed[path] = entry
     pieces = list(previous.pieces)
     touched: set[int] = set()
-    for number, piece in enumerate(pieces):
+    for number in {bisect_right(previous.firsts, path) - 1 for path in renewed}:
+        if number < 0:              # before the first path: in no piece
+            continue
+        piece = pieces[number]
         entries = piece.entries
         if not renewed.keys().isdisjoint(map(_path_of, entries)):
             entries = tuple(renewed.get(entry[0], entry) for entry in entries)
             pieces[number] = Piece.of(piece.taken_ns, entries)
             touched.add(number)
-    return Snapshot(tuple(pieces), depfile_readers), touched
+    return Snapshot(tuple(pieces), depfile_readers, previous.firsts), touched
 
 
 def _entry(path: str, memo: StatMemo | None) -> Entry | None:
