@@ -146,6 +146,9 @@ class FileHasher:
         return stat
 
     def _rehash(self, path: str, full: str, stat: os.stat_result) -> str | None:
+        # Taken before the read, not after: a write during a read longer than the racy
+        # window would otherwise look old enough to trust by stat.
+        hashed_ns = time.time_ns()
         try:
             digest = digest_file(full)
         except FileNotFoundError:
@@ -155,7 +158,7 @@ class FileHasher:
         except OSError as error:
             raise UnreadableFile.from_os_error(path, error) from None
         entry = StatMemo(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, digest,
-                         time.time_ns(), stat.st_ctime_ns)
+                         hashed_ns, stat.st_ctime_ns)
         self.memo[path] = self.updated[path] = entry
         return digest
 

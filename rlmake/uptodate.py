@@ -109,8 +109,10 @@ class Snapshot(NamedTuple):
         except (EOFError, ValueError, TypeError):
             return None
 
-    def entries(self) -> dict[str, Entry]:
-        return {entry[0]: entry for piece in self.pieces for entry in piece.entries}
+    def timed_entries(self) -> dict[str, tuple[Entry, int]]:
+        """Each path's entry and the time of the piece that holds it."""
+        return {entry[0]: (entry, piece.taken_ns)
+                for piece in self.pieces for entry in piece.entries}
 
 
 class Freshness(NamedTuple):
@@ -231,23 +233,37 @@ def capture(paths: list[str], fresh: Mapping[str, StatMemo], memo_of: MemoOf,
     new), or None if some path has no known stat and digest.
 
     `fresh`: files hashed during this build; `previous`: the last snapshot, whose
-    entries are good for files not changed since; `memo_of(path)`: the digest memo."""
-    known = previous.entries() if previous is not None else {}
-    entries: list[Entry] = []
+    entries are good for files not changed since; `memo_of(path)`: the digest memo.
+    A piece is timed no later than `now_ns`, nor than the moment the digest of any of
+    its entries was read if the file was modified within the racy window before that
+    moment: such an entry is then read again by the next check, however long ago the
+    build ended, and an entry from an earlier build keeps the guard it had then."""
+    known = previous.timed_entries() if previous is not None else {}
+    timed: list[tuple[Entry, int]] = []
     for path in paths:
-        entry = _entry(path, fresh.get(path))
-        if entry is None and path not in changed:
-            entry = known.get(path)
-        if entry is None:
-            entry = _entry(path, memo_of(path))
-        if entry is None:
+        found = _timed(path, fresh.get(path))
+        if found is None and path not in changed:
+            found = known.get(path)
+        if found is None:
+            found = _timed(path, memo_of(path))
+        if found is None:
             return None
-        entries.append(entry)
-    entries.sort(key=_path_of)
-    cuts = range(0, len(entries), PIECE_SIZE)
-    pieces = tuple(Piece.of(now_ns, tuple(entries[start:start + PIECE_SIZE])) for start in cuts)
-    return Snapshot(pieces, depfile_readers, tuple(entries[start][0] for start in cuts)), \
+        timed.append(found)
+    timed.sort(key=lambda pair: pair[0][0])
+    cuts = range(0, len(timed), PIECE_SIZE)
+    pieces = tuple(_piece(timed[start:start + PIECE_SIZE], now_ns) for start in cuts)
+    return Snapshot(pieces, depfile_readers, tuple(timed[start][0][0] for start in cuts)), \
         range(len(pieces))
+
+
+def _piece(timed: list[tuple[Entry, int]], latest_ns: int) -> Piece:
+    """A piece of these entries, each with the moment its digest was read, timed no
+    later than `latest_ns` nor than the reading of any entry too fresh to trust then."""
+    taken_ns = latest_ns
+    for entry, read_ns in timed:
+        if read_ns < taken_ns and max(entry[4], entry[5]) >= read_ns - RACY_WINDOW_NS:
+            taken_ns = read_ns
+    return Piece.of(taken_ns, tuple(entry for entry, _ in timed))
 
 
 def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, changed: set[str],
@@ -255,29 +271,32 @@ def renew(previous: Snapshot, fresh: Mapping[str, StatMemo], memo_of: MemoOf, ch
     """The same files as `previous`, with new entries for those this build hashed or saw
     change; also the numbers of the pieces that hold them, the only ones to store.
 
-    A rewritten piece keeps its old time: its new entries are then checked by content
-    once more on the next build, which is what their fresh mtimes would ask anyway."""
-    renewed: dict[str, Entry] = {}
+    A rewritten piece keeps its old time, or an earlier one if a new entry's digest was
+    read before it (one from the digest memo of an earlier build): its new entries are
+    then checked by content once more on the next build, which is what their fresh
+    mtimes would ask anyway."""
+    renewed: dict[str, tuple[Entry, int]] = {}
     for path in changed.union(fresh):
-        entry = _entry(path, fresh.get(path)) or _entry(path, memo_of(path))
-        if entry is None:
+        found = _timed(path, fresh.get(path)) or _timed(path, memo_of(path))
+        if found is None:
             return None
-        renewed[path] = entry
+        renewed[path] = found
     pieces = list(previous.pieces)
     touched: set[int] = set()
     for number in {bisect_right(previous.firsts, path) - 1 for path in renewed}:
         if number < 0:              # before the first path: in no piece
             continue
         piece = pieces[number]
-        entries = piece.entries
-        if not renewed.keys().isdisjoint(map(_path_of, entries)):
-            entries = tuple(renewed.get(entry[0], entry) for entry in entries)
-            pieces[number] = Piece.of(piece.taken_ns, entries)
+        timed = [renewed.get(entry[0], (entry, piece.taken_ns)) for entry in piece.entries]
+        if any(entry[0] in renewed for entry, _ in timed):
+            pieces[number] = _piece(timed, piece.taken_ns)
             touched.add(number)
     return Snapshot(tuple(pieces), depfile_readers, previous.firsts), touched
 
 
-def _entry(path: str, memo: StatMemo | None) -> Entry | None:
+def _timed(path: str, memo: StatMemo | None) -> tuple[Entry, int] | None:
+    """The snapshot entry of a memo, and the moment its digest was read."""
     if memo is None:
         return None
-    return (path, memo.dev, memo.ino, memo.size, memo.mtime_ns, memo.ctime_ns, memo.digest)
+    return ((path, memo.dev, memo.ino, memo.size, memo.mtime_ns, memo.ctime_ns, memo.digest),
+            memo.hashed_ns)

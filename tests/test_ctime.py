@@ -82,7 +82,9 @@ def test_the_snapshot_sees_a_moved_ctime(tmp_path):
     (tmp_path / "in.txt").write_text("aaaa")
     hasher = FileHasher(str(tmp_path), {})
     hasher.digest("in.txt")
-    snapshot, _ = capture(["in.txt"], hasher.updated, hasher.memo.get, None, set(), {},
+    hashed_later = {path: entry._replace(hashed_ns=entry.hashed_ns + LATER_NS)
+                    for path, entry in hasher.updated.items()}
+    snapshot, _ = capture(["in.txt"], hashed_later, hasher.memo.get, None, set(), {},
                           time.time_ns() + LATER_NS)
     assert changed_files(snapshot, str(tmp_path)) == (set(), {})
     rewrite_keeping_mtime(tmp_path / "in.txt", "bbbb")

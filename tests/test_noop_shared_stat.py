@@ -195,7 +195,9 @@ def test_the_shared_stat_is_the_one_compared(tmp_path):
     (tmp_path / "other.txt").write_text("aaaa")
     hasher = FileHasher(str(tmp_path), {})
     hasher.digest("in.txt")
-    snapshot, _ = capture(["in.txt"], hasher.updated, hasher.memo.get, None, set(), {},
+    hashed_later = {path: entry._replace(hashed_ns=entry.hashed_ns + LATER_NS)
+                    for path, entry in hasher.updated.items()}
+    snapshot, _ = capture(["in.txt"], hashed_later, hasher.memo.get, None, set(), {},
                           time.time_ns() + LATER_NS)       # trusted by stat alone
     assert changed_files(snapshot, str(tmp_path)) == (set(), {})
     elsewhere = seen_stat(os.stat(tmp_path / "other.txt"))
