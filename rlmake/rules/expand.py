@@ -11,20 +11,22 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+import stat
+from typing import Any, NamedTuple
 
 from rlmake.errors import RlmakeError, RulesfileError, UnreadableFile, UsageError, did_you_mean
 from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
-from rlmake.paths import STATE_DIR, in_state_dir, normalise, probe
+from rlmake.paths import STATE_DIR, in_state_dir, normalise
 from rlmake.rules.templates import TemplateProblem, Templates
 
 MAX_PATTERN_CHAIN = 16
 
 
-@dataclass(frozen=True)
-class Instance:
-    """A rule bound to one target: its foreach names and, for patterns, its stem."""
+class Instance(NamedTuple):
+    """A rule bound to one target: its foreach names and, for patterns, its stem.
+
+    A NamedTuple: one is made per pattern job, and a frozen dataclass costs several
+    times as much to make. Compared by identity where it matters (`is`)."""
 
     spec: RuleSpec
     target: str
@@ -52,8 +54,11 @@ class Expander:
         # target -> (instance, context, deps) of the pattern instance last found for it, so
         # that making its job does not render its deps a second time
         self._prepared: dict[str, tuple[Instance, dict[str, Any], list[str]]] = {}
-        self._match_candidates: list[tuple[str, ...]] = []     # per pattern
+        self._match_candidates: list[tuple[tuple[str, str], ...]] = []  # per pattern: the
+                                                # (prefix, suffix) of each `%` it matches by
         self.probes: dict[str, str] = {}        # every path whose existence expansion asked about
+        self.regular_files: set[str] = set()    # those of them that were regular files
+        self._full_prefix = os.path.join(self.project_dir, "")
         self._index()
 
     # --- the index of what rules make -------------------------------------------------
@@ -71,7 +76,9 @@ class Expander:
                 if "%" in key:
                     self._refuse_state_dir(spec, self._norm(key), None, key)
                     self.patterns.append(instance)
-                    self._match_candidates.append((key, *instance.output_patterns()))
+                    self._match_candidates.append(tuple(
+                        _split_pattern(candidate)
+                        for candidate in (key, *instance.output_patterns())))
                     continue
                 self.explicit_order.append(instance)
                 outputs = self._outputs(instance)
@@ -154,18 +161,20 @@ class Expander:
         if instance.stem is not None:           # explicit rules were checked by _index
             self._check_places(instance, outputs[1:])
         render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
-        commands = tuple(render(command, "command") for command in spec.commands)
-        env = tuple((name, render(value, f"env '{name}'")) for name, value in spec.env)
+        commands = tuple([render(command, "command") for command in spec.commands])
+        env = tuple([(name, render(value, f"env '{name}'")) for name, value in spec.env]) \
+            if spec.env else ()
         depfile = render(spec.depfile, "depfile") if spec.depfile else None
         writes = not spec.phony and bool(commands)
+        # positional, in Job's field order: a hundred thousand keyword calls add up
         return Job(
-            target=instance.target, rule=spec.key, where=spec.where,
-            outputs=tuple(outputs) if writes else (),
-            deps=tuple(deps), commands=commands, env=env,
-            description=render(spec.description, "description") if spec.description else None,
-            pool=spec.pool, depfile=self._norm(depfile) if depfile else None,
-            phony=spec.phony, always=spec.always, vars=self._vars_read(spec),
-            order_only=tuple(order_only))
+            instance.target, spec.key, spec.where,
+            tuple(outputs) if writes else (),
+            tuple(deps), commands, env,
+            render(spec.description, "description") if spec.description else None,
+            spec.pool, self._norm(depfile) if depfile else None,
+            spec.phony, spec.always, self._vars_read(spec),
+            tuple(order_only))
 
     def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
         """The vars the rule's templates read, with their values: the same for every job
@@ -222,7 +231,9 @@ class Expander:
 
     def _norm(self, path: str) -> str:
         """Remembered: a large plan names each path several times (as a dep, a target,
-        a pattern's match)."""
+        a pattern's match). A path already normal is its own answer, and most are."""
+        if _is_normal(path):
+            return path
         found = self._normalised.get(path)
         if found is None:
             found = self._normalised[path] = normalise(path, self.project_dir)
@@ -293,10 +304,18 @@ class Expander:
         """'file', 'dir' or 'missing'; remembered, so a stored plan can be checked later."""
         kind = self.probes.get(path)
         if kind is None:
+            full = path if path.startswith("/") else self._full_prefix + path
             try:
-                kind = self.probes[path] = probe(os.path.join(self.project_dir, path))
+                mode = os.stat(full).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                kind = "missing"
             except OSError as error:    # a symlink loop, no permission, a name too long
                 raise UnreadableFile.from_os_error(path, error) from None
+            else:
+                kind = "dir" if stat.S_ISDIR(mode) else "file"
+                if stat.S_ISREG(mode):
+                    self.regular_files.add(path)
+            self.probes[path] = kind
         return kind
 
     def instance_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
@@ -311,14 +330,13 @@ class Expander:
         for number, pattern in enumerate(self.patterns):
             if number in chain:
                 continue            # as in make, a pattern is used once per chain
-            stem = next((stem for candidate in self._match_candidates[number]
-                         if (stem := _match(candidate, path)) is not None), None)
+            stem = _stem(self._match_candidates[number], path)
             if stem is None:
                 continue
             target = self._norm(pattern.target.replace("%", stem))
             instance = Instance(pattern.spec, target, pattern.names, stem)
-            if all(self._can_make(path, chain | {number})
-                   for path in self._prerequisites(instance)):
+            inner = chain | {number}
+            if all(self._can_make(path, inner) for path in self._prerequisites(instance)):
                 return instance
         return None
 
@@ -338,11 +356,27 @@ class Expander:
                 or self._pattern_for(path, chain) is not None)
 
 
-def _match(pattern: str, path: str) -> str | None:
+def _split_pattern(pattern: str) -> tuple[str, str]:
     prefix, _, suffix = pattern.partition("%")
-    if len(path) > len(prefix) + len(suffix) and path.startswith(prefix) and path.endswith(suffix):
-        return path[len(prefix):len(path) - len(suffix)]
+    return prefix, suffix
+
+
+def _stem(candidates: tuple[tuple[str, str], ...], path: str) -> str | None:
+    """What `%` stands for in the first (prefix, suffix) that `path` matches (a stem
+    is never empty), or None."""
+    for prefix, suffix in candidates:
+        if len(path) > len(prefix) + len(suffix) and path.startswith(prefix) \
+                and path.endswith(suffix):
+            return path[len(prefix):len(path) - len(suffix)]
     return None
+
+
+def _is_normal(path: str) -> bool:
+    """Whether `normalise` would give `path` itself, judged without it: relative, and no
+    empty, `.` or `..` component (a `./` or `.` anywhere is left to `normalise`, even in
+    `a./b`, which it would keep)."""
+    return bool(path) and path[0] != "/" and path[-1] not in "/." and "//" not in path \
+        and "./" not in path
 
 
 def _needs(job: Job) -> tuple[str, ...]:
