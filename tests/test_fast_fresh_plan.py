@@ -10,9 +10,14 @@ and on again after.
 
 from __future__ import annotations
 
+import gc
+import os
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import build_n, run_cli, write_project
+from rlmake import hashing, plancache
 from rlmake.model import Job, Location, PlanIndex
 from rlmake.paths import normalise
 from rlmake.rules import expand
@@ -103,3 +108,109 @@ def job_lists(draw) -> list[Job]:
 @given(jobs=job_lists())
 def test_the_index_is_the_one_the_old_way_made(jobs):
     assert PlanIndex.of(jobs) == old_index(jobs)
+
+
+RULES = """
+    rules:
+      "obj/%.o": {deps: ["src/%.c"], command: "cp {{ dep }} {{ target }}"}
+      lib.a: {deps: [obj/a.o, obj/b.o], command: "cat {{ deps | join(' ') }} > {{ target }}"}
+      all: {deps: [lib.a]}
+    default: all
+"""
+SOURCES = {"src/a.c": "a\n", "src/b.c": "b\n"}
+COMMANDS = ["cat obj/a.o obj/b.o > lib.a", "cp src/a.c obj/a.o", "cp src/b.c obj/b.o"]
+
+
+def test_a_dry_run_with_no_state_makes_no_plan_key(tmp_path, monkeypatch):
+    """The key finds a stored snapshot; with no state database there is none to find."""
+    project = write_project(tmp_path, RULES, SOURCES)
+
+    def refuse(plan):
+        raise AssertionError("a dry run with no state computed the plan's key")
+
+    monkeypatch.setattr(plancache, "identify", refuse)
+    assert sorted(build_n(project)) == COMMANDS
+    assert not (project / ".rlmake").exists()
+
+
+def test_a_dry_run_with_state_still_uses_its_snapshot(tmp_path, monkeypatch):
+    """Once a build stored state, the key is made, and the up-to-date snapshot found."""
+    project = write_project(tmp_path, RULES, SOURCES)
+    assert run_cli(["build"], project).exit_code == 0
+    identified = []
+    real = plancache.identify
+    monkeypatch.setattr(plancache, "identify", lambda plan: identified.append(1) or real(plan))
+    monkeypatch.setattr(plancache, "load", lambda *args: None)     # plan anew, as a dry run
+    result = run_cli(["build", "-n"], project)
+    assert result.exit_code == 0 and result.stdout == "", result.describe()
+    assert identified == [1]
+
+
+def test_a_dry_run_does_not_look_again_at_sources_expansion_found(tmp_path, monkeypatch):
+    project = write_project(tmp_path, RULES, SOURCES)
+    looked_at = []
+    real = hashing.FileHasher.exists
+    monkeypatch.setattr(hashing.FileHasher, "exists",
+                        lambda hasher, path: looked_at.append(path) or real(hasher, path))
+    assert sorted(build_n(project)) == COMMANDS
+    assert looked_at == []
+
+
+def test_only_a_dry_run_takes_expansions_word(tmp_path, monkeypatch):
+    """A build reads its sources anyway; a dry run of a stored plan has no expansion."""
+    from rlmake.scan import DependencyScan
+
+    project = write_project(tmp_path, RULES, SOURCES)
+    given = []
+    real = DependencyScan.__init__
+
+    def recording(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        given.append((self.dry_run, set(self.seen_files)))
+
+    monkeypatch.setattr(DependencyScan, "__init__", recording)
+    assert sorted(build_n(project)) == COMMANDS
+    assert run_cli(["build"], project).exit_code == 0
+    (project / "src/a.c").write_text("a2\n")
+    assert build_n(project) == ["cp src/a.c obj/a.o", "cat obj/a.o obj/b.o > lib.a"]
+    assert given == [(True, {"src/a.c", "src/b.c"}), (False, set()), (True, set())]
+
+
+def test_a_fifo_found_by_expansion_is_still_refused(tmp_path):
+    """Expansion's probe says 'file' of a FIFO; only regular files are taken as seen."""
+    project = write_project(tmp_path, """
+        rules:
+          out: {deps: [pipe], command: "cat pipe > out"}
+    """)
+    os.mkfifo(project / "pipe")
+    result = run_cli(["build", "-n"], project)
+    assert "cannot read 'pipe': not a regular file" in result.stderr, result.describe()
+
+
+def test_the_collector_is_off_while_planning_and_surveying_and_on_after(tmp_path, monkeypatch):
+    project = write_project(tmp_path, RULES, SOURCES)
+    seen = []
+    real_plan = Expander.plan
+    monkeypatch.setattr(Expander, "plan",
+                        lambda self, requested: seen.append(("plan", gc.isenabled()))
+                        or real_plan(self, requested))
+    from rlmake.scan import DependencyScan
+    real_decide = DependencyScan.decide
+    monkeypatch.setattr(DependencyScan, "decide",
+                        lambda self, job: seen.append(("decide", gc.isenabled()))
+                        or real_decide(self, job))
+    assert gc.isenabled()
+    assert sorted(build_n(project)) == COMMANDS
+    assert gc.isenabled()
+    assert ("plan", False) in seen and ("decide", False) in seen
+    assert all(enabled is False for _, enabled in seen)
+
+
+def test_a_collector_the_caller_turned_off_stays_off(tmp_path):
+    project = write_project(tmp_path, RULES, SOURCES)
+    gc.disable()
+    try:
+        assert sorted(build_n(project)) == COMMANDS
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
