@@ -12,7 +12,7 @@ import itertools
 import json
 import os
 import stat
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 from rlmake.errors import RlmakeError, RulesfileError, UnreadableFile, UsageError, did_you_mean
 from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
@@ -51,6 +51,7 @@ class Expander:
         self._vars_as_json: dict[str, str] = {}
         self._vars_read_of: dict[int, tuple[tuple[str, str], ...]] = {}    # id(spec) ->
         self._normalised: dict[str, str] = {}
+        self._plain_deps: dict[int, bool] = {}  # id(spec) -> its deps hold no template
         # target -> (instance, context, deps) of the pattern instance last found for it, so
         # that making its job does not render its deps a second time
         self._prepared: dict[str, tuple[Instance, dict[str, Any], list[str]]] = {}
@@ -116,10 +117,19 @@ class Expander:
 
     def _deps(self, instance: Instance, context: dict[str, Any]) -> list[str]:
         """Rendered with the rule's vars, names, target and stem; adds `deps` and `dep` to context."""
-        rendered = self._render_list(instance, instance.spec.deps, context, "deps")
-        deps = [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+        spec = instance.spec
+        plain = self._plain_deps.get(id(spec))
+        if plain is None:       # the specs live as long as the expander: their ids stay theirs
+            plain = self._plain_deps[id(spec)] = not any("{" in dep for dep in spec.deps)
+        # deps with no template in them render to themselves
+        rendered = spec.deps if plain else self._render_list(instance, spec.deps, context,
+                                                             "deps")
+        stem = instance.stem
+        norm = self._norm
+        deps = [norm(path.replace("%", stem)) for path in rendered] if stem is not None \
+            else [norm(path) for path in rendered]
         for dep in deps:
-            if in_state_dir(dep):
+            if dep.startswith(STATE_DIR) and in_state_dir(dep):
                 raise self._error(instance.spec, f"dep '{dep}' is in {STATE_DIR}/, where rlmake "
                                   "keeps its state, which changes on every build; a rule "
                                   "cannot read files there", "deps", instance.target)
@@ -188,7 +198,8 @@ class Expander:
         sources = [spec.key, *spec.deps, *spec.commands, *spec.outputs,
                    *(value for _, value in spec.env), spec.description or "", spec.depfile or "",
                    *(values for _, values in spec.foreach if isinstance(values, str))]
-        names = set().union(*(self.templates.referenced(source) for source in sources))
+        names = set().union(*(self.templates.referenced(source) for source in sources
+                              if "{" in source))
         return tuple((name, self._var_json(name)) for name in sorted(names) if name in self.vars)
 
     def _var_json(self, name: str) -> str:
@@ -406,27 +417,27 @@ class _Resolver:
         if root_job is None:
             return
         # each job with what it needs made first: its deps, then its order-only deps
-        stack: list[tuple[Job, tuple[str, ...], int]] = [(root_job, _needs(root_job), 0)]
+        stack: list[tuple[Job, Iterator[str]]] = [(root_job, iter(_needs(root_job)))]
         on_stack = {root_job.target: root}
+        producers, done, sources = self.producers, self._done, self._source_set
         while stack:
-            job, needs, index = stack[-1]
-            if index == len(needs):
+            job, needs = stack[-1]
+            for dep in needs:
+                owner = producers.get(dep)
+                if owner in on_stack:
+                    self._cycle(stack, on_stack, owner, dep)
+                if owner in done or dep in sources:
+                    continue
+                dep_job = self._job_for(dep, needed_by=job)
+                if dep_job is not None:
+                    on_stack[dep_job.target] = dep
+                    stack.append((dep_job, iter(_needs(dep_job))))
+                    break
+            else:                   # all it needs is made first
                 stack.pop()
                 del on_stack[job.target]
-                self._done.add(job.target)
+                done.add(job.target)
                 self.order.append(job)
-                continue
-            stack[-1] = (job, needs, index + 1)
-            dep = needs[index]
-            owner = self.producers.get(dep)
-            if owner in on_stack:
-                self._cycle(stack, on_stack, owner, dep)
-            if owner in self._done or dep in self._source_set:
-                continue
-            dep_job = self._job_for(dep, needed_by=job)
-            if dep_job is not None:
-                on_stack[dep_job.target] = dep
-                stack.append((dep_job, _needs(dep_job), 0))
 
     def _job_for(self, path: str, needed_by: Job | None) -> Job | None:
         """The job that makes `path` (registered as its producer), or None for a source."""
@@ -437,7 +448,7 @@ class _Resolver:
 
     def _job_or_source(self, path: str, needed_by: Job | None) -> Job | None:
         expander = self.expander
-        instance = expander.instance_for(path)
+        instance = expander.explicit.get(path) or expander._pattern_for(path)
         if instance is None:
             kind = expander.probe(path)
             if kind == "dir":
@@ -464,7 +475,7 @@ class _Resolver:
     def _cycle(stack, on_stack, owner: str, dep: str):
         """The cycle as the targets of its jobs, closed (`b -> a -> b`), whatever paths its
         edges go through; an edge through another output of a job is named after it."""
-        targets = [job.target for job, _, _ in stack]
+        targets = [job.target for job, _ in stack]
         cycle = targets[targets.index(owner):]
         # each job needs the path its successor was reached by; the last one needs `dep`
         edges = [(needer, on_stack[maker], maker) for needer, maker in itertools.pairwise(cycle)]
