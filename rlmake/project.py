@@ -566,12 +566,21 @@ def _collector_paused():
     """Python's cycle collector off for a while. Expanding a large plan and surveying it
     make millions of objects that live on, and the collector went through them again and
     again: a fifth of a 100,000-job dry run. What they make has no reference cycles to
-    collect (plain tuples, strings and dicts); the collector runs again afterwards."""
+    collect (plain tuples, strings and dicts); the collector runs again afterwards.
+
+    Turned back on, it would go through everything made meanwhile at its next young
+    collection, and again at the middle one: those objects are moved straight to the
+    oldest generation instead (freeze, then unfreeze: two list splices), where only a
+    full collection looks, as it would have anyway. Not when the caller froze objects
+    of its own: unfreezing would release them too."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 

@@ -214,3 +214,38 @@ def test_a_collector_the_caller_turned_off_stays_off(tmp_path):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_what_is_made_while_paused_is_still_collected_after():
+    """The pause moves what it made to the oldest generation: a full collection still
+    finds a reference cycle made meanwhile."""
+    import weakref
+
+    from rlmake.project import _collector_paused
+
+    class Node:
+        pass
+
+    with _collector_paused():
+        node = Node()
+        node.self = node
+        alive = weakref.ref(node)
+        del node
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert alive() is not None
+    gc.collect()
+    assert alive() is None
+
+
+def test_objects_the_caller_froze_stay_frozen():
+    from rlmake.project import _collector_paused
+
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with _collector_paused():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
