@@ -21,6 +21,9 @@ _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 _SAID_BY_WILL_CHANGE = (ReasonKind.DEP_CHANGED, ReasonKind.DEPFILE_DEP_CHANGED)
 
 DepDigests = list[tuple[str, "str | None"]]
+# A dry run's decisions for a job with no record (shared: a Decision never changes)
+_NEVER_BUILT = Decision("", (Reason(ReasonKind.NEVER_BUILT),))
+_FAILED_LAST = Decision("", (Reason(ReasonKind.LAST_RUN_FAILED),))
 
 
 class JobRecords(Protocol):
@@ -151,9 +154,7 @@ class DependencyScan:
                 self.hasher.exists(dep)
         if missing is not None:
             return f"dep '{missing}' does not exist"
-        failed = self._last_run_failed(job.target)
-        return Decision("", (Reason(ReasonKind.LAST_RUN_FAILED if failed
-                                    else ReasonKind.NEVER_BUILT),))
+        return _FAILED_LAST if self._last_run_failed(job.target) else _NEVER_BUILT
 
     def _will_change(self, job: Job, record: JobRecord | None) -> list[Reason]:
         """In a dry run, the deps that a job to run first makes: declared ones, and those

@@ -249,3 +249,31 @@ def test_objects_the_caller_froze_stay_frozen():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+scalars = st.sampled_from(["a.c", "on", "off", "yes", "1", "1.5", "0x1f", "~", "null", "''",
+                           "'on'", '"1"', "!!str 2", "!!int '3'", "[x]", "{k: v}", "&a x",
+                           "2001-12-14", "src/%.c", "'{{ dep }}'", "-", ".inf", "<<"])
+
+
+@SETTINGS
+@given(items=st.lists(scalars, max_size=5), block=st.booleans())
+def test_a_list_of_strings_loads_as_yaml_constructs_it(items, block, tmp_path_factory):
+    """The loader's shortcut for a sequence of plain strings gives what constructing
+    each item gives: other tags (numbers, booleans, nulls, nested lists) still go to
+    the constructor."""
+    import yaml
+
+    from rlmake.rules import rulesfile
+
+    if block:
+        text = "deps:\n" + "".join(f"  - {item}\n" for item in items) if items else "deps: []\n"
+    else:
+        text = f"deps: [{', '.join(items)}]\n"
+    path = tmp_path_factory.mktemp("yaml") / "Rulesfile.yaml"
+    path.write_text(text)
+    try:
+        expected = yaml.load(text, Loader=yaml.SafeLoader)["deps"]
+    except yaml.YAMLError:
+        return
+    assert rulesfile._read_yaml(str(path), "Rulesfile.yaml")["deps"] == expected

@@ -346,8 +346,8 @@ class Expander:
                 continue
             target = self._norm(pattern.target.replace("%", stem))
             instance = Instance(pattern.spec, target, pattern.names, stem)
-            inner = chain | {number}
-            if all(self._can_make(path, inner) for path in self._prerequisites(instance)):
+            if all(self._can_make(path, chain, number)
+                   for path in self._prerequisites(instance)):
                 return instance
         return None
 
@@ -362,9 +362,11 @@ class Expander:
         self._outputs(instance, context)
         return [*deps, *self._order_only(instance, context, deps)]
 
-    def _can_make(self, path: str, chain: frozenset[int]) -> bool:
+    def _can_make(self, path: str, chain: frozenset[int], number: int) -> bool:
+        """Whether `path`, a prerequisite of pattern `number` reached through `chain`, is
+        made by a rule or exists (the longer chain is made only when it is needed)."""
         return (path in self.explicit or self.probe(path) != "missing"
-                or self._pattern_for(path, chain) is not None)
+                or self._pattern_for(path, chain | {number}) is not None)
 
 
 def _split_pattern(pattern: str) -> tuple[str, str]:
