@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -277,3 +278,73 @@ def test_a_list_of_strings_loads_as_yaml_constructs_it(items, block, tmp_path_fa
     except yaml.YAMLError:
         return
     assert rulesfile._read_yaml(str(path), "Rulesfile.yaml")["deps"] == expected
+
+
+@SETTINGS
+@given(patterns=st.lists(st.text(alphabet="ab%./", max_size=6).filter(
+    lambda p: p.count("%") == 1), min_size=1, max_size=3), path=st.text(alphabet="ab./",
+                                                                       max_size=8))
+def test_a_path_in_no_patterns_suffix_matches_none(patterns, path):
+    """_pattern_for skips a path that ends in no pattern's suffix: no stem is then lost."""
+    candidates = tuple(expand._split_pattern(pattern) for pattern in patterns)
+    if not path.endswith(tuple(suffix for _, suffix in candidates)):
+        assert expand._stem(candidates, path) is None
+
+
+class _Stream:
+    """A stream buffered until flushed, writing into a log it shares with others: what
+    a reader of stdout and stderr merged (`2>&1`) sees, in the order it sees it."""
+
+    def __init__(self, log: list[str], buffered: bool):
+        self.log, self.buffered, self.pending, self.flushes = log, buffered, [], 0
+
+    def write(self, text: str) -> int:
+        (self.pending if self.buffered else self.log).append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.log.extend(self.pending)
+        self.pending.clear()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_dry_runs_lines_are_flushed_once_and_before_anything_on_stderr():
+    from rlmake.model import Decision, Outcome, Status
+    from rlmake.reporters.console import ConsoleReporter
+
+    log: list[str] = []
+    out, err = _Stream(log, buffered=True), _Stream(log, buffered=False)
+    reporter = ConsoleReporter(out=out, err=err, dry_run=True, status_line=False)
+    jobs = [Job(f"t{n}", "r", Location("Rulesfile.yaml", 1), (f"t{n}",), (), (f"cmd {n}",))
+            for n in range(11)]
+    for job in jobs[:10]:
+        reporter.job_finished(Outcome(job, Status.WOULD_RUN, Decision("")))
+    reporter.job_finished(Outcome(jobs[10], Status.FAILED, error="dep 'x' does not exist"))
+    reporter.warning("careful")
+    reporter.build_finished([], 0.0)
+    assert "".join(log) == ("".join(f"cmd {n}\n" for n in range(10)) +
+                            "FAILED: t10\n  dep 'x' does not exist\n"
+                            "rlmake: warning: careful\nrlmake: nothing to do\n")
+    assert out.flushes <= 3                  # not one a line
+
+
+@pytest.mark.integration
+def test_a_dry_run_into_a_closed_pipe_ends_quietly(tmp_path):
+    """Its lines are written at the end, still inside the command: exit 1, as a build."""
+    import subprocess
+
+    from buildkit import build_env, rlmake_exe
+
+    project = write_project(tmp_path, RULES, SOURCES)
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        done = subprocess.run([*rlmake_exe(), "build", "-n"], cwd=project, stdout=writer,
+                              stderr=subprocess.PIPE, text=True, timeout=60, env=build_env())
+    finally:
+        os.close(writer)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr

@@ -59,6 +59,8 @@ class Expander:
                                                 # (prefix, suffix) of each `%` it matches by
         self.probes: dict[str, str] = {}        # every path whose existence expansion asked about
         self.regular_files: set[str] = set()    # those of them that were regular files
+        self._suffixes: tuple[str, ...] = ()    # every pattern's suffixes: a path that ends
+                                                # in none of them matches no pattern
         self._full_prefix = os.path.join(self.project_dir, "")
         self._index()
 
@@ -80,6 +82,7 @@ class Expander:
                     self._match_candidates.append(tuple(
                         _split_pattern(candidate)
                         for candidate in (key, *instance.output_patterns())))
+                    self._suffixes += tuple(suffix for _, suffix in self._match_candidates[-1])
                     continue
                 self.explicit_order.append(instance)
                 outputs = self._outputs(instance)
@@ -336,8 +339,8 @@ class Expander:
         return self._pattern_for(path, chain)
 
     def _pattern_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
-        if len(chain) >= MAX_PATTERN_CHAIN:
-            return None
+        if len(chain) >= MAX_PATTERN_CHAIN or not path.endswith(self._suffixes):
+            return None         # (most sources end in no pattern's suffix: one call says so)
         for number, pattern in enumerate(self.patterns):
             if number in chain:
                 continue            # as in make, a pattern is used once per chain
