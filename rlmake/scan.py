@@ -142,13 +142,15 @@ class DependencyScan:
         what reading it would raise) rather than reading it. A dep that a job of this dry
         run would make is not looked at: a real build reads it only once that job ran."""
         producers, would_run, seen = self.plan.producers, self.would_run, self.seen_files
+        jobs = self.plan.jobs
+        positions = jobs.positions()
         missing = None
         for dep in job.deps:
             maker = producers.get(dep)
             if maker is None:
                 if dep not in seen and not self.hasher.exists(dep) and missing is None:
                     missing = dep
-            elif maker == dep and self.is_name(dep):
+            elif maker == dep and not jobs[positions[maker]].outputs:   # is_name(dep)
                 self.digest(dep)            # an aggregate: what its deps hold now
             elif maker not in would_run:
                 self.hasher.exists(dep)

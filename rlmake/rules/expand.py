@@ -113,7 +113,8 @@ class Expander:
     # --- rendering ----------------------------------------------------------------------
 
     def _context(self, instance: Instance) -> dict[str, Any]:
-        context = {**self.vars, **dict(instance.names), "target": instance.target}
+        context = {**self.vars, **dict(instance.names), "target": instance.target} \
+            if instance.names else {**self.vars, "target": instance.target}
         if instance.stem is not None:
             context["stem"] = instance.stem
         return context
@@ -169,22 +170,30 @@ class Expander:
         else:
             context = self._context(instance)
             deps = self._deps(instance, context)
-        outputs = [instance.target, *self._outputs(instance, context)]
-        order_only = self._order_only(instance, context, deps) if spec.order_only else []
+        target = instance.target
+        if spec.outputs:
+            outputs = [target, *self._outputs(instance, context)]
+        else:                                   # what _outputs would add, without rendering
+            context["outputs"] = [target]
+            outputs = [target]
+        order_only = self._order_only(instance, context, deps) if spec.order_only else ()
         if instance.stem is not None:           # explicit rules were checked by _index
             self._check_places(instance, outputs[1:])
-        render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
-        commands = tuple([render(command, "command") for command in spec.commands])
-        env = tuple([(name, render(value, f"env '{name}'")) for name, value in spec.env]) \
-            if spec.env else ()
-        depfile = render(spec.depfile, "depfile") if spec.depfile else None
+        render = self._render
+        commands = tuple([render(spec, command, context, "command", instance)
+                          for command in spec.commands])
+        env = tuple([(name, render(spec, value, context, f"env '{name}'", instance))
+                     for name, value in spec.env]) if spec.env else ()
+        depfile = render(spec, spec.depfile, context, "depfile", instance) \
+            if spec.depfile else None
         writes = not spec.phony and bool(commands)
         # positional, in Job's field order: a hundred thousand keyword calls add up
         return Job(
-            instance.target, spec.key, spec.where,
+            target, spec.key, spec.where,
             tuple(outputs) if writes else (),
             tuple(deps), commands, env,
-            render(spec.description, "description") if spec.description else None,
+            render(spec, spec.description, context, "description", instance)
+            if spec.description else None,
             spec.pool, self._norm(depfile) if depfile else None,
             spec.phony, spec.always, self._vars_read(spec),
             tuple(order_only))
