@@ -8,10 +8,11 @@ loads them.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Collection, Iterable
 
 from rlmake import buildconfig, plancache
 from rlmake.buildconfig import BuildConfig
@@ -52,6 +53,8 @@ class Project:
         self.state_dir = os.path.join(self.directory, ".rlmake")
         self.overrides = dict(overrides or {})
         self.use_plan_cache = use_plan_cache
+        # the regular files the last plan's expansion looked at (none for a stored plan)
+        self._files_seen: Collection[str] = ()
 
     # --- from Rulesfile to plan -----------------------------------------------------------
 
@@ -71,18 +74,27 @@ class Project:
         """The jobs `targets` need (none: the default targets); a stored plan when valid.
         `store`: keep a new plan for the next build (a dry run writes nothing)."""
         targets = list(targets)
+        self._files_seen = ()
         name = plancache.entry_name(self.path, targets, self.overrides)
         if self.use_plan_cache:
             stored = plancache.load(self.state_dir, name, self.directory)
             if stored is not None:
                 return stored
-        expander = self.expander
-        requested = expander.check_requested(targets) if targets else expander.default_targets()
-        plan = expander.plan(requested)
+        with _collector_paused():
+            expander = self.expander
+            requested = (expander.check_requested(targets) if targets
+                         else expander.default_targets())
+            plan = expander.plan(requested)
+        self._files_seen = expander.regular_files
         if not self.use_plan_cache:
             return plan
         if not store:
-            return plancache.identify(plan)     # keyed, to find the up-to-date snapshot
+            # keyed only to find its up-to-date snapshot, which no state database means
+            # there is none of (a database made meanwhile just goes unused: the dry run
+            # then decides every job, as without a snapshot)
+            if not os.path.exists(os.path.join(self.state_dir, "state.db")):
+                return plan
+            return plancache.identify(plan)
         inputs = plancache.Inputs(
             files=tuple((path, digest_file(path)) for path in self.rulesfile.files),
             globs=tuple(expander.templates.globs_read.items()),
@@ -231,8 +243,9 @@ class Project:
         else:
             hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
             records = RecordsOnDemand(state)
+        # a dry run takes what expansion just saw of the sources; a build reads them anyway
         return DependencyScan(plan, hasher, records, state.failed_last, options.force,
-                              options.dry_run)
+                              options.dry_run, self._files_seen if options.dry_run else ())
 
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scan: DependencyScan,
                        fresh: Freshness) -> None:
@@ -269,7 +282,8 @@ class Project:
             if fresh.dirty == []:
                 return []                   # everything is up to date
             scan = self._scan(plan, state, mode, options, fresh)
-            return Scheduler(plan, scan, reporter, options, clock, dirty=fresh.dirty).run()
+            with _collector_paused():
+                return Scheduler(plan, scan, reporter, options, clock, dirty=fresh.dirty).run()
 
     def survey(self, targets: Iterable[str] = (), hash_mode: str | None = None
                ) -> tuple[Plan, dict[str, Outcome]]:
@@ -545,6 +559,30 @@ def _warn_of_former_outputs(plan: Plan, state: StateDB, warn) -> None:
              "with a rule, but no rule makes it now, so it is taken as a source: if a rule "
              "should still make it, check that rule's deps and order_only (a pattern rule "
              "applies only when each of them exists or can be made)")
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cycle collector off for a while. Expanding a large plan and surveying it
+    make millions of objects that live on, and the collector went through them again and
+    again: a fifth of a 100,000-job dry run. What they make has no reference cycles to
+    collect (plain tuples, strings and dicts); the collector runs again afterwards.
+
+    Turned back on, it would go through everything made meanwhile at its next young
+    collection, and again at the middle one: those objects are moved straight to the
+    oldest generation instead (freeze, then unfreeze: two list splices), where only a
+    full collection looks, as it would have anyway. Not when the caller froze objects
+    of its own: unfreezing would release them too."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
+        if was_enabled:
+            gc.enable()
 
 
 def _parents(path: str) -> list[str]:

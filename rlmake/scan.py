@@ -8,7 +8,7 @@ leaves its dependents cached (early cutoff).
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Collection, Iterable, Protocol
 
 from rlmake.errors import UnreadableFile
 from rlmake.hashing import FileHasher, combined_digest, job_key
@@ -21,6 +21,9 @@ _ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
 _SAID_BY_WILL_CHANGE = (ReasonKind.DEP_CHANGED, ReasonKind.DEPFILE_DEP_CHANGED)
 
 DepDigests = list[tuple[str, "str | None"]]
+# A dry run's decisions for a job with no record (shared: a Decision never changes)
+_NEVER_BUILT = Decision("", (Reason(ReasonKind.NEVER_BUILT),))
+_FAILED_LAST = Decision("", (Reason(ReasonKind.LAST_RUN_FAILED),))
 
 
 class JobRecords(Protocol):
@@ -32,12 +35,15 @@ class JobRecords(Protocol):
 class DependencyScan:
     def __init__(self, plan: Plan, hasher: FileHasher, records: JobRecords,
                  failed_last: Callable[[], set[str]], force: bool = False,
-                 dry_run: bool = False):
+                 dry_run: bool = False, seen_files: Collection[str] = ()):
         """`records`: each job's last successful run; `failed_last()`: the targets whose
         last run failed (asked once, only if a job was never built). `dry_run`: nothing
         will run, be stored or be looked up in a cache, so a job never built needs no key
-        and its deps need not be read (a fresh tree's dry run reads no source)."""
+        and its deps need not be read (a fresh tree's dry run reads no source).
+        `seen_files`: paths this command found to be regular files a moment ago (while
+        expanding the plan), which a dry run need not look at again."""
         self.dry_run = dry_run
+        self.seen_files = seen_files
         self.plan = plan
         self.hasher = hasher
         self.records = records
@@ -135,22 +141,22 @@ class DependencyScan:
         give, or the error of a missing dep, found by looking at each file dep (raising
         what reading it would raise) rather than reading it. A dep that a job of this dry
         run would make is not looked at: a real build reads it only once that job ran."""
-        producers, would_run = self.plan.producers, self.would_run
+        producers, would_run, seen = self.plan.producers, self.would_run, self.seen_files
+        jobs = self.plan.jobs
+        positions = jobs.positions()
         missing = None
         for dep in job.deps:
             maker = producers.get(dep)
             if maker is None:
-                if not self.hasher.exists(dep) and missing is None:
+                if dep not in seen and not self.hasher.exists(dep) and missing is None:
                     missing = dep
-            elif maker == dep and self.is_name(dep):
+            elif maker == dep and not jobs[positions[maker]].outputs:   # is_name(dep)
                 self.digest(dep)            # an aggregate: what its deps hold now
             elif maker not in would_run:
                 self.hasher.exists(dep)
         if missing is not None:
             return f"dep '{missing}' does not exist"
-        failed = self._last_run_failed(job.target)
-        return Decision("", (Reason(ReasonKind.LAST_RUN_FAILED if failed
-                                    else ReasonKind.NEVER_BUILT),))
+        return _FAILED_LAST if self._last_run_failed(job.target) else _NEVER_BUILT
 
     def _will_change(self, job: Job, record: JobRecord | None) -> list[Reason]:
         """In a dry run, the deps that a job to run first makes: declared ones, and those

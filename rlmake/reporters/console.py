@@ -65,8 +65,9 @@ class ConsoleReporter:
         if outcome.status is Status.WOULD_RUN:
             if self.verbose and outcome.decision is not None and outcome.decision.reasons:
                 self._line(f"# {job.target}: {outcome.decision.reasons[0]}")
-            for command in job.commands:
-                self._line(command)
+            for command in job.commands:     # a dry run's list: flushed once it ends,
+                self._clear_status()            # or before anything else is said
+                self.out.write(f"{command}\n")
             return
         if outcome.status is Status.CACHED:
             if self.verbose and outcome.kept_by:
@@ -90,11 +91,13 @@ class ConsoleReporter:
     def warning(self, text: str) -> None:
         with self._warning_lock:        # one write per line: two warnings never share one
             self._clear_status()
+            self.out.flush()            # after the lines said before it
             self.err.write(f"rlmake: warning: {text}\n")
             self.err.flush()
 
     def build_finished(self, outcomes: list[Outcome], elapsed: float) -> None:
         self._clear_status()
+        self.out.flush()
         if self.dry_run:
             if not any(o.status is Status.WOULD_RUN for o in outcomes):
                 print("rlmake: nothing to do", file=self.err)
@@ -123,6 +126,7 @@ class ConsoleReporter:
         tail = outcome.output.rstrip("\n").splitlines()[-_TAIL_LINES:]
         lines.extend(f"  | {line}" for line in tail)
         self._clear_status()
+        self.out.flush()                # after the lines said before it
         print("\n".join(lines), file=self.err, flush=True)
 
     def _line(self, text: str) -> None:

@@ -11,20 +11,22 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from dataclasses import dataclass
-from typing import Any
+import stat
+from typing import Any, Iterator, NamedTuple
 
 from rlmake.errors import RlmakeError, RulesfileError, UnreadableFile, UsageError, did_you_mean
 from rlmake.model import Job, JobList, Plan, PlanIndex, RuleSpec, Rulesfile
-from rlmake.paths import STATE_DIR, in_state_dir, normalise, probe
+from rlmake.paths import STATE_DIR, in_state_dir, normalise
 from rlmake.rules.templates import TemplateProblem, Templates
 
 MAX_PATTERN_CHAIN = 16
 
 
-@dataclass(frozen=True)
-class Instance:
-    """A rule bound to one target: its foreach names and, for patterns, its stem."""
+class Instance(NamedTuple):
+    """A rule bound to one target: its foreach names and, for patterns, its stem.
+
+    A NamedTuple: one is made per pattern job, and a frozen dataclass costs several
+    times as much to make. Compared by identity where it matters (`is`)."""
 
     spec: RuleSpec
     target: str
@@ -49,11 +51,17 @@ class Expander:
         self._vars_as_json: dict[str, str] = {}
         self._vars_read_of: dict[int, tuple[tuple[str, str], ...]] = {}    # id(spec) ->
         self._normalised: dict[str, str] = {}
+        self._plain_deps: dict[int, bool] = {}  # id(spec) -> its deps hold no template
         # target -> (instance, context, deps) of the pattern instance last found for it, so
         # that making its job does not render its deps a second time
         self._prepared: dict[str, tuple[Instance, dict[str, Any], list[str]]] = {}
-        self._match_candidates: list[tuple[str, ...]] = []     # per pattern
+        self._match_candidates: list[tuple[tuple[str, str], ...]] = []  # per pattern: the
+                                                # (prefix, suffix) of each `%` it matches by
         self.probes: dict[str, str] = {}        # every path whose existence expansion asked about
+        self.regular_files: set[str] = set()    # those of them that were regular files
+        self._suffixes: tuple[str, ...] = ()    # every pattern's suffixes: a path that ends
+                                                # in none of them matches no pattern
+        self._full_prefix = os.path.join(self.project_dir, "")
         self._index()
 
     # --- the index of what rules make -------------------------------------------------
@@ -71,7 +79,10 @@ class Expander:
                 if "%" in key:
                     self._refuse_state_dir(spec, self._norm(key), None, key)
                     self.patterns.append(instance)
-                    self._match_candidates.append((key, *instance.output_patterns()))
+                    self._match_candidates.append(tuple(
+                        _split_pattern(candidate)
+                        for candidate in (key, *instance.output_patterns())))
+                    self._suffixes += tuple(suffix for _, suffix in self._match_candidates[-1])
                     continue
                 self.explicit_order.append(instance)
                 outputs = self._outputs(instance)
@@ -102,17 +113,27 @@ class Expander:
     # --- rendering ----------------------------------------------------------------------
 
     def _context(self, instance: Instance) -> dict[str, Any]:
-        context = {**self.vars, **dict(instance.names), "target": instance.target}
+        context = {**self.vars, **dict(instance.names), "target": instance.target} \
+            if instance.names else {**self.vars, "target": instance.target}
         if instance.stem is not None:
             context["stem"] = instance.stem
         return context
 
     def _deps(self, instance: Instance, context: dict[str, Any]) -> list[str]:
         """Rendered with the rule's vars, names, target and stem; adds `deps` and `dep` to context."""
-        rendered = self._render_list(instance, instance.spec.deps, context, "deps")
-        deps = [self._norm(self._substitute_stem(path, instance)) for path in rendered]
+        spec = instance.spec
+        plain = self._plain_deps.get(id(spec))
+        if plain is None:       # the specs live as long as the expander: their ids stay theirs
+            plain = self._plain_deps[id(spec)] = not any("{" in dep for dep in spec.deps)
+        # deps with no template in them render to themselves
+        rendered = spec.deps if plain else self._render_list(instance, spec.deps, context,
+                                                             "deps")
+        stem = instance.stem
+        norm = self._norm
+        deps = [norm(path.replace("%", stem)) for path in rendered] if stem is not None \
+            else [norm(path) for path in rendered]
         for dep in deps:
-            if in_state_dir(dep):
+            if dep.startswith(STATE_DIR) and in_state_dir(dep):
                 raise self._error(instance.spec, f"dep '{dep}' is in {STATE_DIR}/, where rlmake "
                                   "keeps its state, which changes on every build; a rule "
                                   "cannot read files there", "deps", instance.target)
@@ -149,23 +170,33 @@ class Expander:
         else:
             context = self._context(instance)
             deps = self._deps(instance, context)
-        outputs = [instance.target, *self._outputs(instance, context)]
-        order_only = self._order_only(instance, context, deps) if spec.order_only else []
+        target = instance.target
+        if spec.outputs:
+            outputs = [target, *self._outputs(instance, context)]
+        else:                                   # what _outputs would add, without rendering
+            context["outputs"] = [target]
+            outputs = [target]
+        order_only = self._order_only(instance, context, deps) if spec.order_only else ()
         if instance.stem is not None:           # explicit rules were checked by _index
             self._check_places(instance, outputs[1:])
-        render = lambda text, field: self._render(spec, text, context, field, instance)  # noqa: E731
-        commands = tuple(render(command, "command") for command in spec.commands)
-        env = tuple((name, render(value, f"env '{name}'")) for name, value in spec.env)
-        depfile = render(spec.depfile, "depfile") if spec.depfile else None
+        render = self._render
+        commands = tuple([render(spec, command, context, "command", instance)
+                          for command in spec.commands])
+        env = tuple([(name, render(spec, value, context, f"env '{name}'", instance))
+                     for name, value in spec.env]) if spec.env else ()
+        depfile = render(spec, spec.depfile, context, "depfile", instance) \
+            if spec.depfile else None
         writes = not spec.phony and bool(commands)
+        # positional, in Job's field order: a hundred thousand keyword calls add up
         return Job(
-            target=instance.target, rule=spec.key, where=spec.where,
-            outputs=tuple(outputs) if writes else (),
-            deps=tuple(deps), commands=commands, env=env,
-            description=render(spec.description, "description") if spec.description else None,
-            pool=spec.pool, depfile=self._norm(depfile) if depfile else None,
-            phony=spec.phony, always=spec.always, vars=self._vars_read(spec),
-            order_only=tuple(order_only))
+            target, spec.key, spec.where,
+            tuple(outputs) if writes else (),
+            tuple(deps), commands, env,
+            render(spec, spec.description, context, "description", instance)
+            if spec.description else None,
+            spec.pool, self._norm(depfile) if depfile else None,
+            spec.phony, spec.always, self._vars_read(spec),
+            tuple(order_only))
 
     def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
         """The vars the rule's templates read, with their values: the same for every job
@@ -179,7 +210,8 @@ class Expander:
         sources = [spec.key, *spec.deps, *spec.commands, *spec.outputs,
                    *(value for _, value in spec.env), spec.description or "", spec.depfile or "",
                    *(values for _, values in spec.foreach if isinstance(values, str))]
-        names = set().union(*(self.templates.referenced(source) for source in sources))
+        names = set().union(*(self.templates.referenced(source) for source in sources
+                              if "{" in source))
         return tuple((name, self._var_json(name)) for name in sorted(names) if name in self.vars)
 
     def _var_json(self, name: str) -> str:
@@ -222,7 +254,9 @@ class Expander:
 
     def _norm(self, path: str) -> str:
         """Remembered: a large plan names each path several times (as a dep, a target,
-        a pattern's match)."""
+        a pattern's match). A path already normal is its own answer, and most are."""
+        if _is_normal(path):
+            return path
         found = self._normalised.get(path)
         if found is None:
             found = self._normalised[path] = normalise(path, self.project_dir)
@@ -293,10 +327,18 @@ class Expander:
         """'file', 'dir' or 'missing'; remembered, so a stored plan can be checked later."""
         kind = self.probes.get(path)
         if kind is None:
+            full = path if path.startswith("/") else self._full_prefix + path
             try:
-                kind = self.probes[path] = probe(os.path.join(self.project_dir, path))
+                mode = os.stat(full).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                kind = "missing"
             except OSError as error:    # a symlink loop, no permission, a name too long
                 raise UnreadableFile.from_os_error(path, error) from None
+            else:
+                kind = "dir" if stat.S_ISDIR(mode) else "file"
+                if stat.S_ISREG(mode):
+                    self.regular_files.add(path)
+            self.probes[path] = kind
         return kind
 
     def instance_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
@@ -306,18 +348,17 @@ class Expander:
         return self._pattern_for(path, chain)
 
     def _pattern_for(self, path: str, chain: frozenset[int] = frozenset()) -> Instance | None:
-        if len(chain) >= MAX_PATTERN_CHAIN:
-            return None
+        if len(chain) >= MAX_PATTERN_CHAIN or not path.endswith(self._suffixes):
+            return None         # (most sources end in no pattern's suffix: one call says so)
         for number, pattern in enumerate(self.patterns):
             if number in chain:
                 continue            # as in make, a pattern is used once per chain
-            stem = next((stem for candidate in self._match_candidates[number]
-                         if (stem := _match(candidate, path)) is not None), None)
+            stem = _stem(self._match_candidates[number], path)
             if stem is None:
                 continue
             target = self._norm(pattern.target.replace("%", stem))
             instance = Instance(pattern.spec, target, pattern.names, stem)
-            if all(self._can_make(path, chain | {number})
+            if all(self._can_make(path, chain, number)
                    for path in self._prerequisites(instance)):
                 return instance
         return None
@@ -333,16 +374,34 @@ class Expander:
         self._outputs(instance, context)
         return [*deps, *self._order_only(instance, context, deps)]
 
-    def _can_make(self, path: str, chain: frozenset[int]) -> bool:
+    def _can_make(self, path: str, chain: frozenset[int], number: int) -> bool:
+        """Whether `path`, a prerequisite of pattern `number` reached through `chain`, is
+        made by a rule or exists (the longer chain is made only when it is needed)."""
         return (path in self.explicit or self.probe(path) != "missing"
-                or self._pattern_for(path, chain) is not None)
+                or self._pattern_for(path, chain | {number}) is not None)
 
 
-def _match(pattern: str, path: str) -> str | None:
+def _split_pattern(pattern: str) -> tuple[str, str]:
     prefix, _, suffix = pattern.partition("%")
-    if len(path) > len(prefix) + len(suffix) and path.startswith(prefix) and path.endswith(suffix):
-        return path[len(prefix):len(path) - len(suffix)]
+    return prefix, suffix
+
+
+def _stem(candidates: tuple[tuple[str, str], ...], path: str) -> str | None:
+    """What `%` stands for in the first (prefix, suffix) that `path` matches (a stem
+    is never empty), or None."""
+    for prefix, suffix in candidates:
+        if len(path) > len(prefix) + len(suffix) and path.startswith(prefix) \
+                and path.endswith(suffix):
+            return path[len(prefix):len(path) - len(suffix)]
     return None
+
+
+def _is_normal(path: str) -> bool:
+    """Whether `normalise` would give `path` itself, judged without it: relative, and no
+    empty, `.` or `..` component (a `./` or `.` anywhere is left to `normalise`, even in
+    `a./b`, which it would keep)."""
+    return bool(path) and path[0] != "/" and path[-1] not in "/." and "//" not in path \
+        and "./" not in path
 
 
 def _needs(job: Job) -> tuple[str, ...]:
@@ -372,27 +431,27 @@ class _Resolver:
         if root_job is None:
             return
         # each job with what it needs made first: its deps, then its order-only deps
-        stack: list[tuple[Job, tuple[str, ...], int]] = [(root_job, _needs(root_job), 0)]
+        stack: list[tuple[Job, Iterator[str]]] = [(root_job, iter(_needs(root_job)))]
         on_stack = {root_job.target: root}
+        producers, done, sources = self.producers, self._done, self._source_set
         while stack:
-            job, needs, index = stack[-1]
-            if index == len(needs):
+            job, needs = stack[-1]
+            for dep in needs:
+                owner = producers.get(dep)
+                if owner in on_stack:
+                    self._cycle(stack, on_stack, owner, dep)
+                if owner in done or dep in sources:
+                    continue
+                dep_job = self._job_for(dep, needed_by=job)
+                if dep_job is not None:
+                    on_stack[dep_job.target] = dep
+                    stack.append((dep_job, iter(_needs(dep_job))))
+                    break
+            else:                   # all it needs is made first
                 stack.pop()
                 del on_stack[job.target]
-                self._done.add(job.target)
+                done.add(job.target)
                 self.order.append(job)
-                continue
-            stack[-1] = (job, needs, index + 1)
-            dep = needs[index]
-            owner = self.producers.get(dep)
-            if owner in on_stack:
-                self._cycle(stack, on_stack, owner, dep)
-            if owner in self._done or dep in self._source_set:
-                continue
-            dep_job = self._job_for(dep, needed_by=job)
-            if dep_job is not None:
-                on_stack[dep_job.target] = dep
-                stack.append((dep_job, _needs(dep_job), 0))
 
     def _job_for(self, path: str, needed_by: Job | None) -> Job | None:
         """The job that makes `path` (registered as its producer), or None for a source."""
@@ -403,7 +462,7 @@ class _Resolver:
 
     def _job_or_source(self, path: str, needed_by: Job | None) -> Job | None:
         expander = self.expander
-        instance = expander.instance_for(path)
+        instance = expander.explicit.get(path) or expander._pattern_for(path)
         if instance is None:
             kind = expander.probe(path)
             if kind == "dir":
@@ -430,7 +489,7 @@ class _Resolver:
     def _cycle(stack, on_stack, owner: str, dep: str):
         """The cycle as the targets of its jobs, closed (`b -> a -> b`), whatever paths its
         edges go through; an edge through another output of a job is named after it."""
-        targets = [job.target for job, _, _ in stack]
+        targets = [job.target for job, _ in stack]
         cycle = targets[targets.index(owner):]
         # each job needs the path its successor was reached by; the last one needs `dep`
         edges = [(needer, on_stack[maker], maker) for needer, maker in itertools.pairwise(cycle)]

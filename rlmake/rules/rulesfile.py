@@ -61,10 +61,29 @@ def _construct_mapping(loader: _Loader, node, deep=False):
             raise RulesfileError(
                 f"key '{key}' written twice in one mapping "
                 f"(first on line {result.key_lines[key]})", loader.display_path, line)
-        result[key] = loader.construct_object(value_node, deep=True)
+        strings = _plain_strings(value_node)
+        result[key] = strings if strings is not None \
+            else loader.construct_object(value_node, deep=True)
         result.key_lines[key] = line
         result.raw[key] = _raw_text(value_node)
     return result
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def _plain_strings(node) -> list[str] | None:
+    """A list of strings (a rule's deps) built without constructing each item: what
+    construct_object gives for it, a hundred thousand calls fewer in a large Rulesfile.
+    None for anything else."""
+    if not isinstance(node, yaml.SequenceNode) or node.tag != _SEQ_TAG:
+        return None
+    items = node.value
+    for item in items:
+        if not isinstance(item, yaml.ScalarNode) or item.tag != _STR_TAG:
+            return None
+    return [item.value for item in items]
 
 
 def _raw_text(node):

@@ -210,7 +210,7 @@ def _yaml_scalar(value: Any) -> Any:
 def _checked(text: str, source: str) -> str:
     """`text`, unless it holds a lone surrogate (`"\\udcff"` in a template), which no
     file, JSON record or SQLite row can hold as UTF-8."""
-    if not is_text(text):
+    if not text.isascii() and not is_text(text):
         raise TemplateProblem(f"template '{source}' gave '{shown(text)}', which is not "
                               "valid Unicode text")
     return text
