@@ -188,6 +188,11 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.005)
 
 
+def _fit(*numbers: int) -> bool:
+    """Whether SQLite can store each of `numbers` (a signed 64-bit integer)."""
+    return all(-(1 << 63) <= number < (1 << 63) for number in numbers)
+
+
 def _roll_back(conn: sqlite3.Connection) -> None:
     """Roll back what a failed write left pending. SQLite has already rolled back after
     some errors (a full disk): then a ROLLBACK fails, and its error would hide the one the
@@ -583,11 +588,14 @@ class StateDB(StateReader):
     # --- writes during a build ----------------------------------------------------------
 
     def save_stat_memo(self, entries: dict[str, StatMemo]) -> None:
+        """Remember each entry whose stat SQLite can hold: a file dated after 2262, or an
+        inode number past 2**63, is hashed on every build instead."""
         self._write_many(
             "INSERT OR REPLACE INTO file_memo (path, dev, ino, size, mtime_ns, digest, hashed_ns, "
             "ctime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             ((path, m.dev, m.ino, m.size, m.mtime_ns, m.digest, m.hashed_ns, m.ctime_ns)
-             for path, m in entries.items()))
+             for path, m in entries.items()
+             if _fit(m.dev, m.ino, m.size, m.mtime_ns, m.hashed_ns, m.ctime_ns)))
 
     def start_execution(self, execution: str, started: float, argv: list[str]) -> None:
         """The build's row, committed with its first batch of records (a build killed before
@@ -648,10 +656,12 @@ class StateDB(StateReader):
         return run_id
 
     def made_dirs(self, made: Iterable[tuple[str, DirIdentity]]) -> None:
-        """Directories rlmake created for outputs: (project path, (inode, generation))."""
+        """Directories rlmake created for outputs: (project path, (inode, generation)). One
+        whose identity SQLite cannot hold is not recorded: `clean` then leaves it."""
         self._write_many("INSERT OR REPLACE INTO made_dirs (path, ino, generation) "
                          "VALUES (?, ?, ?)", [(path, ino, generation)
-                                              for path, (ino, generation) in made])
+                                              for path, (ino, generation) in made
+                                              if _fit(ino, generation or 0)])
 
     def dirs_made(self) -> dict[str, DirIdentity]:
         """Each directory rlmake made for outputs, with its identity then."""
