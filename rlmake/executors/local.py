@@ -41,7 +41,9 @@ class LocalExecutor:
 
     No worker threads: children are spawned, read (through poll) and reaped by the
     waiting thread, so nothing contends for the GIL between one job's end and the
-    next one's start. `start` may be called from any thread.
+    next one's start. `start` may be called from any thread; called from the waiting
+    thread it spawns at once, so that the next command runs while the build records
+    the one that just ended (queued to the next `wait`, a slot stood idle meanwhile).
 
     `record`, when given, lists the running commands in the project's `.rlmake/`, so
     that a build after an rlmake that died without stopping them can stop them."""
@@ -57,6 +59,7 @@ class LocalExecutor:
         self._finished: collections.deque[Completion] = collections.deque()
         self._running: dict[int, _Child] = {}       # pipe fd -> child
         self._lock = threading.Lock()
+        self._waiter: int | None = None            # the thread that calls `wait`
         self._cancelled = False
         self._made_dirs: set[str] = set()
         self._record = record
@@ -66,9 +69,13 @@ class LocalExecutor:
     def start(self, task: Task) -> None:
         with self._lock:
             self._queued.append(task)
-        os.write(self._wake_write, b"x")
+        if threading.get_ident() == self._waiter:
+            self._spawn_queued()
+        else:
+            os.write(self._wake_write, b"x")
 
     def wait(self, timeout: float | None = None) -> Completion | None:
+        self._waiter = threading.get_ident()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._spawn_queued()
@@ -85,6 +92,10 @@ class LocalExecutor:
                     self._read(fd, self._running[fd])
             if deadline is not None and time.monotonic() >= deadline and not self._finished:
                 return None
+
+    def running_count(self) -> int:
+        """How many commands are running now."""
+        return len(self._running)
 
     def cancel(self) -> None:
         """SIGTERM to every command's group, up to a grace period for them to exit, then
