@@ -224,19 +224,30 @@ def _runs(items: Sequence) -> tuple[int, tuple[bytes, ...]]:
                              for start in range(0, len(items), _RUN))
 
 
-class _Runs(Sequence):
+class _Parts:
+    """Marshalled parts, each decoded on first use and kept."""
+
+    def __init__(self, encoded: tuple[bytes, ...]):
+        self._encoded = encoded
+        self._decoded: list = [None] * len(encoded)
+
+    def _part(self, number: int):
+        part = self._decoded[number]
+        if part is None:
+            part = self._decoded[number] = marshal.loads(self._encoded[number])
+        return part
+
+
+class _Runs(_Parts, Sequence):
     """A stored sequence whose runs are decoded on first use, each once. Equal to a
     tuple of the same items, as the tuple it stands for would be."""
 
     def __init__(self, stored: tuple[int, tuple[bytes, ...]]):
-        self._count, self._encoded = stored
-        self._decoded: list[tuple | None] = [None] * len(self._encoded)
+        self._count, encoded = stored
+        super().__init__(encoded)
 
     def _run(self, number: int) -> tuple:
-        run = self._decoded[number]
-        if run is None:
-            run = self._decoded[number] = marshal.loads(self._encoded[number])
-        return run
+        return self._part(number)
 
     def __getitem__(self, index):
         if isinstance(index, slice):
@@ -275,18 +286,15 @@ def _buckets(mapping: dict) -> tuple[tuple[str, ...], tuple[bytes, ...]]:
                   for start in cuts))
 
 
-class _Buckets(Mapping):
+class _Buckets(_Parts, Mapping):
     """A stored map whose buckets are decoded on first use, each once."""
 
     def __init__(self, stored: tuple[tuple[str, ...], tuple[bytes, ...]]):
-        self._firsts, self._encoded = stored
-        self._decoded: list[dict | None] = [None] * len(self._encoded)
+        self._firsts, encoded = stored
+        super().__init__(encoded)
 
     def _bucket(self, number: int) -> dict:
-        bucket = self._decoded[number]
-        if bucket is None:
-            bucket = self._decoded[number] = marshal.loads(self._encoded[number])
-        return bucket
+        return self._part(number)
 
     def _holding(self, key) -> dict:
         if not isinstance(key, str):
