@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import build_n, run_cli, write_project
+from test_fresh_dry_run import RULES, SOURCES  # the same two-object project
 from rlmake import hashing, plancache
 from rlmake.model import Job, Location, PlanIndex
 from rlmake.paths import normalise
@@ -111,14 +112,6 @@ def test_the_index_is_the_one_the_old_way_made(jobs):
     assert PlanIndex.of(jobs) == old_index(jobs)
 
 
-RULES = """
-    rules:
-      "obj/%.o": {deps: ["src/%.c"], command: "cp {{ dep }} {{ target }}"}
-      lib.a: {deps: [obj/a.o, obj/b.o], command: "cat {{ deps | join(' ') }} > {{ target }}"}
-      all: {deps: [lib.a]}
-    default: all
-"""
-SOURCES = {"src/a.c": "a\n", "src/b.c": "b\n"}
 COMMANDS = ["cat obj/a.o obj/b.o > lib.a", "cp src/a.c obj/a.o", "cp src/b.c obj/b.o"]
 
 
