@@ -25,7 +25,7 @@ from stat import S_ISDIR
 from typing import NamedTuple
 
 from rlmake import __version__
-from rlmake.hashing import digest_bytes, digest_file, digest_structure
+from rlmake.hashing import LOWER_HEX, digest_bytes, digest_file, digest_structure
 from rlmake.model import Job, JobList, Location, Plan, PlanBody, PlanIndex
 from rlmake.paths import glob_files
 from rlmake.uptodate import Seen, seen_stat
@@ -35,6 +35,14 @@ FORMAT = 9
 # write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
 # Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
 _SEAL_SIZE = 4
+# Command lines whose plans are kept. A plan is as big as its project's graph (28 MB for
+# 100,000 jobs), and each set of targets or overrides, and each rlmake version, has its
+# own; past this many, the least recently used go, and are expanded again if asked for.
+PLANS_KEPT = 8
+# A plan is marked used by its mtime, refreshed when older than this: not a write per build.
+_USE_MARK_SECONDS = 3600
+# A temporary file this old was left by an rlmake that died while saving.
+_ABANDONED_SECONDS = 3600
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rules/rulesfile.py", "rules/templates.py", "rules/expand.py", "model.py",
                    "paths.py", "plancache.py")
@@ -60,9 +68,11 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
     Its `key` is the digest of its content, so that what is remembered about a plan
     (its up-to-date snapshot) is forgotten when any of its commands, deps or outputs
     changes."""
+    path = os.path.join(state_dir, "plans", name)
     try:
-        with open(os.path.join(state_dir, "plans", name), "rb") as stream:
+        with open(path, "rb") as stream:
             stored = _unsealed(stream.read())
+            written = os.fstat(stream.fileno()).st_mtime
         if stored is None:
             return None
         form, code, files, globs, probes, identity, head, body = marshal.loads(stored)
@@ -77,6 +87,8 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         requested, pools, hash_setting, with_commands = head
     except (ValueError, TypeError):
         return None
+    if seen.looked_ns / 1e9 - written > _USE_MARK_SECONDS:
+        _mark_used(path)
     # The body stays bytes until read: a no-op build needs only the key and the count.
     return Plan.deferred(requested, pools, hash_setting, identity, with_commands,
                          lambda: _decode_body(body, with_commands), seen)
@@ -113,7 +125,58 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
             os.remove(temporary)
         except OSError:
             pass
+    _prune(directory, name)
     return plan.with_key(identity)
+
+
+def _mark_used(path: str) -> None:
+    try:
+        os.utime(path)
+    except OSError:
+        pass                    # a read-only state directory: the plan may go sooner
+
+
+def _prune(directory: str, kept: str) -> None:
+    """Keep the PLANS_KEPT most recently used plans, `kept` among them, and remove the
+    temporary files of saves that died. Only names rlmake gives are ever removed."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    if len(names) <= PLANS_KEPT:
+        return
+    now = time.time()
+    plans = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            used = os.stat(path).st_mtime
+        except OSError:
+            continue
+        if _is_plan_name(name) and name != kept:
+            plans.append((used, path))
+        elif _is_temporary_name(name) and now - used > _ABANDONED_SECONDS:
+            _remove(path)
+    plans.sort()
+    for _, path in plans[:max(0, len(plans) - (PLANS_KEPT - 1))]:
+        _remove(path)
+
+
+def _is_plan_name(name: str) -> bool:
+    return len(name) == 40 and not name.strip(LOWER_HEX)
+
+
+def _is_temporary_name(name: str) -> bool:
+    parts = name.split(".")             # ".NAME.PID.tmp"
+    return (len(parts) == 4 and parts[0] == "" and _is_plan_name(parts[1])
+            and parts[2].isdigit() and parts[3] == "tmp")
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def _sealed(body: bytes) -> bytes:
