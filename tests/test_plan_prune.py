@@ -8,7 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from conftest import build_n, run_cli, write_project
+import pytest
+from conftest import build_n, run_cli, run_subprocess, write_project
 
 from rlmake.plancache import PLANS_KEPT
 
@@ -103,3 +104,13 @@ def test_a_pruned_plan_is_expanded_again(tmp_path):
         store_plan(tmp_path, target)
         make_older(tmp_path, 10)
     assert build_n(tmp_path, TARGETS[0]) == [f"echo {TARGETS[0]}"]
+
+
+@pytest.mark.integration
+def test_the_real_cli_keeps_no_more_plans_than_that(tmp_path):
+    write_project(tmp_path, RULES)
+    for target in TARGETS:
+        result = run_subprocess(["build", target], cwd=tmp_path)
+        assert result.exit_code == 0, result.describe()
+        assert f"echo {target}\n{target}\n" in result.stdout     # its command ran
+    assert len(names(tmp_path)) == PLANS_KEPT
