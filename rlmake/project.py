@@ -70,6 +70,15 @@ class Project:
 
         return Expander(self.rulesfile, self.overrides)
 
+    def plan_outdated(self, targets: Iterable[str] = ()) -> bool:
+        """Whether the plan `targets` had would now expand differently: its stored plan is
+        gone, or something its expansion read (a Rulesfile, a glob() result, whether a
+        path exists) reads differently. Without the plan cache, never."""
+        if not self.use_plan_cache:
+            return False
+        name = plancache.entry_name(self.path, list(targets), self.overrides)
+        return plancache.load(self.state_dir, name, self.directory) is None
+
     def plan(self, targets: Iterable[str] = (), store: bool = True) -> Plan:
         """The jobs `targets` need (none: the default targets); a stored plan when valid.
         `store`: keep a new plan for the next build (a dry run writes nothing)."""

@@ -2,8 +2,10 @@
 
 Each cycle opens the project anew (a changed Rulesfile, include or rlmake.toml
 re-plans), builds, and waits for a change to one of the files it watches: the
-plan's sources, the Rulesfiles and rlmake.toml. Nothing else counts: not the
-outputs rlmake writes, not .rlmake/. One watcher stays alive across cycles, so
+plan's sources, the Rulesfiles and rlmake.toml. Any other file created, removed
+or changed (outside .rlmake/) counts only if the plan would now expand
+differently: a new file a glob() matches, or a path whose existence a rule
+depends on. So the outputs rlmake writes do not start a build. One watcher stays alive across cycles, so
 a change saved while a build runs is collected and starts the next build as
 soon as this one ends. A burst of saves is one change (watchfiles debounces).
 A failed build, or a Rulesfile that does not load, keeps watching.
@@ -46,7 +48,8 @@ def watch(open_project: Callable[[], Project], build: Callable[[Project], object
             if not changed:
                 say(f"rlmake: watching {len(watched)} files; Ctrl-C to stop" if watched
                     else "rlmake: watching every file until the Rulesfile loads; Ctrl-C to stop")
-                changed = _next_change(changes, directory, watched, before)
+                changed = _next_change(changes, directory, watched, before,
+                                       _plan_changes(project, open_project, targets))
             say(f"rlmake: {_names(changed, directory)} changed, building")
             project = _opened(open_project, say)
     except KeyboardInterrupt:
@@ -139,20 +142,46 @@ def _changes(watchfiles, directory: str) -> Generator[set[str], None, None]:
         yield {os.path.abspath(path) for _, path in batch}
 
 
+def _plan_changes(project: Project | None, open_project: Callable[[], Project],
+                  targets: list[str]) -> Callable[[set[str]], set[str]]:
+    """`changes(paths)`: of files changed that no build reads, none if the plan is still
+    current, else those to name: the ones the plan now reads (a new glob() match), or
+    all of them when it reads none (a path whose existence a rule asks about)."""
+    def changes(paths: set[str]) -> set[str]:
+        if not paths or project is None or not project.plan_outdated(targets):
+            return set()
+        try:
+            fresh = open_project()
+            sources = {os.path.join(fresh.directory, path)
+                       for path in fresh.plan(targets, store=False).sources}
+        except RlmakeError:
+            return paths
+        return paths & sources or paths
+    return changes
+
+
 def _next_change(changes: Generator[set[str], None, None], directory: str, watched: set[str] | None,
-                 before: dict[str, tuple[int, ...] | None]) -> set[str]:
+                 before: dict[str, tuple[int, ...] | None],
+                 plan_changes: Callable[[set[str]], set[str]]) -> set[str]:
     """Wait for a burst that changed a watched file since `before` (an event the build
-    already saw, kept by the watcher, is no change); with nothing watched (the Rulesfile
+    already saw, kept by the watcher, is no change), or that changed other files so that
+    the plan is out of date (a new glob() match); with nothing watched (the Rulesfile
     does not load), any file outside .rlmake/ counts."""
     while True:
         touched = next(changes)
         if watched is None:
             touched = {path for path in touched
                        if not _is_state(path, directory) and os.path.exists(path)}
-        else:
-            touched = {path for path in touched & watched if _stat(path) != before[path]}
-        if touched:
-            return touched
+            if touched:
+                return touched
+            continue
+        edited = {path for path in touched & watched if _stat(path) != before[path]}
+        if edited:
+            return edited
+        others = plan_changes({path for path in touched - watched
+                               if not _is_state(path, directory)})
+        if others:
+            return others
 
 
 def _names(paths: set[str], directory: str) -> str:
