@@ -115,6 +115,9 @@ class DaskExecutor:
         self._stopped = False               # cancelled or closed: submit nothing more
         self._cluster = None
         self._lost: str | None = None       # why the cluster can run nothing any more
+        self._worker_wait = worker_wait
+        self._workerless = _Absence(worker_wait)
+        self._workers_asked = 0.0           # when, on the monotonic clock
         self._log_levels = {} if cluster_logs else _quiet_cluster_logs()
         try:
             if scheduler:
@@ -347,13 +350,45 @@ class DaskExecutor:
         return self.client.status != "running"     # reconnecting, or given up and closed
 
     def wait(self, timeout: float | None = None) -> Completion | None:
-        completion = wait_on(self._finished, timeout)
-        if isinstance(completion, _Lost):
-            raise ExecutorLost(self._lost or _went_away(self.address, None))
-        if completion is not None:
-            with self._lock:
-                self._futures.pop(completion.id, None)
-        return completion
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = _WORKER_CHECK_SECONDS if deadline is None else \
+                min(_WORKER_CHECK_SECONDS, max(0.0, deadline - time.monotonic()))
+            completion = wait_on(self._finished, step)
+            if isinstance(completion, _Lost):
+                raise ExecutorLost(self._lost or _went_away(self.address, None))
+            if completion is not None:
+                with self._lock:
+                    self._futures.pop(completion.id, None)
+                return completion
+            self._check_workers()
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def _check_workers(self) -> None:
+        """Tasks wait while the scheduler has no worker: one that comes back runs them.
+        None for `worker_wait` seconds (they all died, or were stopped) ends the build,
+        which would otherwise wait for ever."""
+        with self._lock:
+            waiting = len(self._futures)
+        if not waiting or self._lost:
+            self._workerless.reset()
+            return
+        now = time.monotonic()
+        if now - self._workers_asked < _WORKER_CHECK_SECONDS:
+            return                          # the scheduler is asked once a second at most
+        self._workers_asked = now
+        try:
+            workers = self.client.scheduler_info(n_workers=1).get("workers") or {}
+        except Exception:   # noqa: BLE001 - a scheduler that is gone is told by its tasks
+            return
+        if self._workerless.longer_than_allowed(bool(workers), now):
+            raise ExecutorLost(
+                f"the Dask scheduler at {self.address} has had no worker for "
+                f"{self._worker_wait:g} s, with {_count(waiting, 'job')} waiting for one. "
+                "The jobs that were running there were not recorded; start workers "
+                f"(dask worker {self.address}) and build again, wait longer with "
+                "RLMAKE_DASK_WORKER_WAIT=SECONDS, or build with --executor local")
 
     def cancel(self) -> None:
         """Cancel every task, then wait (a few seconds at most) until the workers have
@@ -429,6 +464,26 @@ class _Lost:
 
 
 _LOST = _Lost()
+_WORKER_CHECK_SECONDS = 1.0     # how often a build waiting on Dask asks for its workers
+
+
+class _Absence:
+    """How long something has been missing, told one look at a time."""
+
+    def __init__(self, allowed: float):
+        self.allowed = allowed
+        self._since: float | None = None
+
+    def reset(self) -> None:
+        self._since = None
+
+    def longer_than_allowed(self, present: bool, now: float) -> bool:
+        if present:
+            self._since = None
+            return False
+        if self._since is None:
+            self._since = now
+        return now - self._since > self.allowed
 
 
 def _went_away(address: str, error: BaseException | None) -> str:
