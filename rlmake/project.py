@@ -70,6 +70,13 @@ class Project:
 
         return Expander(self.rulesfile, self.overrides)
 
+    def globbed(self) -> set[str]:
+        """The project paths the glob() calls of this project's expansion matched (none
+        when its plan was a stored one)."""
+        if "expander" not in self.__dict__:         # never expanded: nothing globbed
+            return set()
+        return {path for found in self.expander.templates.globs_read.values() for path in found}
+
     def plan_outdated(self, targets: Iterable[str] = ()) -> bool:
         """Whether the plan `targets` had would now expand differently: its stored plan is
         gone, or something its expansion read (a Rulesfile, a glob() result, whether a

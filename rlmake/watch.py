@@ -145,18 +145,17 @@ def _changes(watchfiles, directory: str) -> Generator[set[str], None, None]:
 def _plan_changes(project: Project | None, open_project: Callable[[], Project],
                   targets: list[str]) -> Callable[[set[str]], set[str]]:
     """`changes(paths)`: of files changed that no build reads, none if the plan is still
-    current, else those to name: the ones the plan now reads (a new glob() match), or
-    all of them when it reads none (a path whose existence a rule asks about)."""
+    current, else those to name: the ones a glob() now matches or the plan now reads,
+    or all of them when there are none (a path whose existence a rule asks about)."""
     def changes(paths: set[str]) -> set[str]:
         if not paths or project is None or not project.plan_outdated(targets):
             return set()
         try:
             fresh = open_project()
-            sources = {os.path.join(fresh.directory, path)
-                       for path in fresh.plan(targets, store=False).sources}
+            reads = set(fresh.plan(targets, store=False).sources) | fresh.globbed()
         except RlmakeError:
             return paths
-        return paths & sources or paths
+        return paths & {os.path.join(fresh.directory, path) for path in reads} or paths
     return changes
 
 
