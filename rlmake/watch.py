@@ -5,9 +5,9 @@ re-plans), builds, and waits for a change to one of the files it watches: the
 plan's sources, the Rulesfiles and rlmake.toml. Any other file created, removed
 or changed (outside .rlmake/) counts only if the plan would now expand
 differently: a new file a glob() matches, or a path whose existence a rule
-depends on. So the outputs rlmake writes do not start a build. One watcher stays alive across cycles, so
-a change saved while a build runs is collected and starts the next build as
-soon as this one ends. A burst of saves is one change (watchfiles debounces).
+depends on. So the outputs rlmake writes do not start a build. One watcher
+stays alive across cycles, so a change saved while a build runs is collected
+and starts the next build as soon as this one ends. A burst of saves is one change (watchfiles debounces).
 A failed build, or a Rulesfile that does not load, keeps watching.
 
 watchfiles is imported only here, and only when --watch is given.
