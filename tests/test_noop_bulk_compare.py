@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rlmake import plancache
 from rlmake.hashing import RACY_WINDOW_NS, digest_file
-from rlmake.uptodate import _SEEN, Piece, Seen, Snapshot, changed_files, seen_stat
+from rlmake.uptodate import _SEEN, Columns, Piece, Seen, Snapshot, changed_files, seen_stat
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 FIELDS = ("dev", "ino", "size", "mtime_ns", "ctime_ns")
@@ -186,3 +186,34 @@ def test_a_probed_file_runs_past_one_batch(tmp_path):
     os.remove(tmp_path / names[-1])
     os.mkdir(tmp_path / names[-1])
     assert not plancache._unchanged(str(tmp_path), (), (), (tuple(names), (), ()), {})
+
+
+# --- the no-op's path --------------------------------------------------------------
+
+@SETTINGS
+@given(looks=st.lists(st.sampled_from(["stat", "seen"]), min_size=1, max_size=12))
+def test_an_unchanged_piece_is_judged_without_its_entries(looks):
+    """The whole point: files unchanged and long since written (some seen by the plan's
+    check, some not, in any mix) are found so without a loop over the entries."""
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        names = [f"f{number:02}.c" for number in range(len(looks))]
+        for name in names:
+            (root / name).write_text(name)
+            an_hour_ago = os.stat(root / name).st_mtime_ns - 3600 * 10**9
+            os.utime(root / name, ns=(an_hour_ago, an_hour_ago))    # mtime and ctime apart
+        entries = tuple(entry_of(root, name) for name in names)
+        taken_ns = max(max(entry[4], entry[5]) for entry in entries) + 10 * RACY_WINDOW_NS
+        seen = {name: seen_stat(os.stat(root / name))
+                for name, look in zip(names, looks, strict=True) if look == "seen"}
+        snapshot = Snapshot((Piece.of(taken_ns, entries),), {}, (names[0],))
+        real = Columns.entries
+        Columns.entries = _refused          # type: ignore[method-assign]
+        try:
+            assert changed_files(snapshot, temporary, Seen(0, seen)) == (set(), {})
+        finally:
+            Columns.entries = real          # type: ignore[method-assign]
+
+
+def _refused(columns):
+    raise AssertionError("an unchanged piece was checked one entry at a time")
