@@ -34,10 +34,8 @@ import os
 import struct
 import time
 from bisect import bisect_right
-from functools import partial
-from itertools import compress, repeat, starmap
-from operator import attrgetter, is_, itemgetter
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, cast
+from operator import itemgetter
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 from rlmake.model import Plan
@@ -51,8 +49,7 @@ Entry = tuple[str, int, int, int, int, int, str]
 MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a path
 # (dev, ino, size, mtime_ns, ctime_ns) of a file looked at before the snapshot check:
 # 73 bytes a file, where a tuple of five ints takes twice that (100,000 sources).
-_SEEN = struct.Struct("<QQqqq")
-_seen_fields = attrgetter("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+SEEN = struct.Struct("<QQqqq")
 
 
 class Seen(NamedTuple):
@@ -66,14 +63,10 @@ class Seen(NamedTuple):
 def seen_stat(found: os.stat_result) -> bytes | None:
     """What `Seen` keeps of a stat (None if it cannot be packed: the check stats anew)."""
     try:
-        return _SEEN.pack(*_seen_fields(found))
+        return SEEN.pack(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
+                         found.st_ctime_ns)
     except struct.error:
         return None
-
-
-def seen_stats(found: Iterable[os.stat_result]) -> Iterator[bytes]:
-    """`seen_stat` of each, but raises struct.error where a stat does not pack."""
-    return starmap(_SEEN.pack, map(_seen_fields, found))
 
 
 class Piece(NamedTuple):
@@ -87,12 +80,11 @@ class Piece(NamedTuple):
         mtime or ctime, which says at once whether any entry is too fresh to trust; and
         the digests, marshalled apart, as only a changed or too fresh piece reads them."""
         paths = tuple(entry[0] for entry in entries)
-        fields = tuple(value for entry in entries for value in entry[1:6])
         try:
             stats: bytes | tuple[int, ...] = b"".join(
-                _SEEN.pack(*entry[1:6]) for entry in entries)
+                SEEN.pack(*entry[1:6]) for entry in entries)
         except struct.error:
-            stats = fields
+            stats = tuple(value for entry in entries for value in entry[1:6])
         newest_ns = max((max(entry[4], entry[5]) for entry in entries), default=0)
         digests = marshal.dumps(tuple(entry[6] for entry in entries))
         return cls(taken_ns, marshal.dumps((paths, stats, newest_ns, digests)))
@@ -101,7 +93,7 @@ class Piece(NamedTuple):
         """Decoded on each call and not kept: a no-op reads each piece once, and holding
         every entry of a 100,000-job plan at once would be most of its memory."""
         paths, stats, newest_ns, digests = marshal.loads(self.blob)
-        width = _SEEN.size if isinstance(stats, bytes) else 5
+        width = SEEN.size if isinstance(stats, bytes) else 5
         if len(stats) != width * len(paths) or not isinstance(digests, bytes):
             raise ValueError("a snapshot piece that is not one")
         return Columns(paths, stats, newest_ns, digests)
@@ -121,7 +113,7 @@ class Columns(NamedTuple):
 
     def entries(self) -> tuple[Entry, ...]:
         if isinstance(self.stats, bytes):
-            stats: Iterable[tuple[int, ...]] = _SEEN.iter_unpack(self.stats)
+            stats: Iterable[tuple[int, ...]] = SEEN.iter_unpack(self.stats)
         else:
             stats = zip(*[iter(self.stats)] * 5, strict=True)
         digests = marshal.loads(self.digests)
@@ -250,20 +242,26 @@ def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str
 def _stats_now(paths: tuple[str, ...], seen: Mapping[str, bytes], directory: int
                ) -> bytes | None:
     """The stats of `paths` packed as `Piece.of` stores them, each taken from `seen` or
-    else stat'ed now; None if some file cannot be stat'ed or its stat does not pack.
-    Calls to C functions over the piece, not a Python loop: 100,000 files a no-op."""
-    known = list(map(seen.get, paths))         # None where not seen
-    if None not in known:
-        return b"".join(cast(list[bytes], known))
+    else stat'ed now; None if some file cannot be stat'ed or its stat does not pack."""
     try:
-        fresh = _packed_stats(compress(paths, map(is_, known, repeat(None))), directory)
-        return b"".join([stat if stat is not None else next(fresh) for stat in known])
+        return b"".join(map(seen.__getitem__, paths))   # all seen (sources): no loop
+    except KeyError:
+        pass
+    stat, pack, get = os.stat, SEEN.pack, seen.get
+    packed = []
+    try:
+        for path in paths:
+            earlier = get(path)
+            if earlier is None:
+                # not `seen_stat` nor a call of os.stat through map(): each would cost a
+                # fifth of the stat itself, with 100,000 outputs to stat
+                now = stat(path, dir_fd=directory)
+                earlier = pack(now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns,
+                               now.st_ctime_ns)
+            packed.append(earlier)
     except (OSError, struct.error):
         return None
-
-
-def _packed_stats(paths: Iterable[str], directory: int) -> Iterator[bytes]:
-    return seen_stats(map(partial(os.stat, dir_fd=directory), paths))
+    return b"".join(packed)
 
 
 def _changed_entries(entries: tuple[Entry, ...], racy_before: int, directory: int,
@@ -271,7 +269,7 @@ def _changed_entries(entries: tuple[Entry, ...], racy_before: int, directory: in
     """`_changed_in` one entry at a time: which changed, and the content of each entry
     too fresh to trust by stat read again."""
     stat = os.stat
-    unpack = _SEEN.unpack
+    unpack = SEEN.unpack
     verified = False
     for path, dev, ino, size, mtime_ns, ctime_ns, digest in entries:
         earlier = seen.get(path)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rlmake import plancache
 from rlmake.hashing import RACY_WINDOW_NS, digest_file
-from rlmake.uptodate import _SEEN, Columns, Piece, Seen, Snapshot, changed_files, seen_stat
+from rlmake.uptodate import SEEN, Columns, Piece, Seen, Snapshot, changed_files, seen_stat
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 FIELDS = ("dev", "ino", "size", "mtime_ns", "ctime_ns")
@@ -76,7 +76,7 @@ def expected(root: Path, entries: list[tuple], seen: dict[str, bytes], taken_ns:
     changed, read_again = set(), False
     for name, *stat, digest in entries:
         if name in seen:
-            now = _SEEN.unpack(seen[name])
+            now = SEEN.unpack(seen[name])
         else:
             try:
                 found = os.stat(root / name)
@@ -173,19 +173,6 @@ def test_the_probes_checked_at_once_answer_as_each_probed_alone(kinds):
         if unchanged:
             assert seen == {name: seen_stat(os.stat(root / name))
                             for name, (kind, _) in zip(names, kinds, strict=True) if kind == "file"}
-
-
-def test_a_probed_file_runs_past_one_batch(tmp_path):
-    """More probed files than one batch of stats: each is checked, the last one too."""
-    names = [f"f{number}" for number in range(plancache._FILES_AT_ONCE + 3)]
-    for name in names:
-        (tmp_path / name).write_text("x")
-    seen: dict[str, bytes] = {}
-    assert plancache._unchanged(str(tmp_path), (), (), (tuple(names), (), ()), seen)
-    assert set(seen) == set(names)
-    os.remove(tmp_path / names[-1])
-    os.mkdir(tmp_path / names[-1])
-    assert not plancache._unchanged(str(tmp_path), (), (), (tuple(names), (), ()), {})
 
 
 # --- the no-op's path --------------------------------------------------------------
