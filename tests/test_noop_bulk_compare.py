@@ -144,6 +144,8 @@ probe_changes = st.lists(st.tuples(st.sampled_from(KINDS), st.sampled_from(KINDS
 def make(root: Path, name: str, kind: str) -> None:
     if kind == "file":
         (root / name).write_text(name)
+        an_hour_ago = os.stat(root / name).st_mtime_ns - 3600 * 10**9
+        os.utime(root / name, ns=(an_hour_ago, an_hour_ago))    # mtime and ctime apart
     elif kind == "dir":
         (root / name).mkdir()
 
@@ -204,3 +206,30 @@ def test_an_unchanged_piece_is_judged_without_its_entries(looks):
 
 def _refused(columns):
     raise AssertionError("an unchanged piece was checked one entry at a time")
+
+
+# --- stats that do not pack ---------------------------------------------------------
+
+YEAR_2300_NS = 10_413_792_000 * 10**9       # past what a signed 64-bit ns holds
+
+
+def test_a_file_dated_after_2262_is_checked_one_entry_at_a_time(tmp_path):
+    """Its stat packs neither in the piece nor now: the entries decide, as before."""
+    for name in ("a.c", "b.c"):
+        (tmp_path / name).write_text(name)
+    os.utime(tmp_path / "b.c", ns=(YEAR_2300_NS, YEAR_2300_NS))
+    entries = (entry_of(tmp_path, "a.c"), entry_of(tmp_path, "b.c"))
+    snapshot = Snapshot((Piece.of(YEAR_2300_NS + 10 * RACY_WINDOW_NS, entries),), {}, ("a.c",))
+    assert Piece.of(0, entries).columns().stats == tuple(
+        value for entry in entries for value in entry[1:6])
+    seen = plancache_seen(tmp_path, ("a.c", "b.c"))
+    assert set(seen) == {"a.c"}                 # b.c's stat is not kept: stat'ed anew
+    assert changed_files(snapshot, str(tmp_path), Seen(0, seen)) == (set(), {})
+    os.utime(tmp_path / "b.c", ns=(YEAR_2300_NS + 1, YEAR_2300_NS + 1))
+    assert changed_files(snapshot, str(tmp_path), Seen(0, seen))[0] == {"b.c"}
+
+
+def plancache_seen(root: Path, files: tuple[str, ...]) -> dict[str, bytes]:
+    seen: dict[str, bytes] = {}
+    assert plancache._unchanged(str(root), (), (), (files, (), ()), seen)
+    return seen
