@@ -20,6 +20,12 @@ changed are rewritten, not the whole snapshot of a 10,000-job plan. Its entries
 are in path order and its head keeps the first path of each piece, so those
 pieces are found without decoding the others.
 
+A piece keeps the stats of its entries packed in one bytes string, and the newest
+mtime or ctime among them. A no-op packs the stats it finds the same way and
+compares the piece once: equal bytes are equal stats, entry by entry, and a newest
+time outside the racy window is no entry too fresh to trust. Only a piece that
+differs, or holds a fresh entry, is checked one entry at a time.
+
 The stored plan's check (plancache.py) has just stat'ed every source: those stats
 come here as `Seen`, and the snapshot compares them instead of stat'ing each source
 a second time. They are older than the check itself, so the check counts as made
