@@ -36,6 +36,8 @@ FORMAT = 10
 # write) before anything is read, at a fifth of a digest's cost on a 10,000-job plan.
 # Not a defence against someone who writes .rlmake/ on purpose: they could write anything.
 _SEAL_SIZE = 4
+# What paths.probe answers: the probed paths are stored in a tuple for each, in this order.
+_PROBED_KINDS = ("file", "dir", "missing")
 # The modules whose code decides what a Rulesfile expands to.
 _EXPANSION_CODE = ("rules/rulesfile.py", "rules/templates.py", "rules/expand.py", "model.py",
                    "paths.py", "plancache.py")
@@ -67,13 +69,13 @@ def load(state_dir: str, name: str, project_dir: str) -> Plan | None:
         if stored is None:
             return None
         form, code, files, globs, probes, identity, head, body = marshal.loads(stored)
-        files_probed, directories_probed, missing_probed = probes
+        if len(probes) != len(_PROBED_KINDS):
+            return None
     except (OSError, EOFError, ValueError, TypeError):
         return None
     if form != FORMAT or code != _code_fingerprint():
         return None
     seen = Seen(time.time_ns(), {})
-    probes = (files_probed, directories_probed, missing_probed)
     if not _unchanged(project_dir, files, globs, probes, seen.stats):
         return None
     try:
@@ -100,9 +102,8 @@ def save(state_dir: str, name: str, plan: Plan, inputs: Inputs) -> Plan:
     with its content key."""
     directory = os.path.join(state_dir, "plans")
     head, body, identity = _identified(plan)
-    # the probed paths by kind: files, directories, missing (what paths.probe answers)
     probes = tuple(tuple(path for path, kind in inputs.probes if kind == wanted)
-                   for wanted in ("file", "dir", "missing"))
+                   for wanted in _PROBED_KINDS)
     stored = (FORMAT, _code_fingerprint(), inputs.files, inputs.globs, probes, identity,
               head, body)
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.tmp")

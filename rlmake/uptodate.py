@@ -106,6 +106,7 @@ class Piece(NamedTuple):
 
     @property
     def entries(self) -> tuple[Entry, ...]:
+        """Every entry whole: what a piece that changed, or is renewed, is read as."""
         return self.columns().entries()
 
 
