@@ -20,6 +20,12 @@ changed are rewritten, not the whole snapshot of a 10,000-job plan. Its entries
 are in path order and its head keeps the first path of each piece, so those
 pieces are found without decoding the others.
 
+A piece keeps the stats of its entries packed in one bytes string, and the newest
+mtime or ctime among them. A no-op packs the stats it finds the same way and
+compares the piece once: equal bytes are equal stats, entry by entry, and a newest
+time outside the racy window is no entry too fresh to trust. Only a piece that
+differs, or holds a fresh entry, is checked one entry at a time.
+
 The stored plan's check (plancache.py) has just stat'ed every source: those stats
 come here as `Seen`, and the snapshot compares them instead of stat'ing each source
 a second time. They are older than the check itself, so the check counts as made
@@ -40,7 +46,7 @@ from typing import Callable, Iterable, Mapping, NamedTuple
 from rlmake.hashing import RACY_WINDOW_NS, StatMemo, digest_file
 from rlmake.model import Plan
 
-FORMAT = 5
+FORMAT = 6
 PIECE_SIZE = 512
 _path_of = itemgetter(0)
 
@@ -49,7 +55,7 @@ Entry = tuple[str, int, int, int, int, int, str]
 MemoOf = Callable[[str], "StatMemo | None"]    # the digest memo's entry for a path
 # (dev, ino, size, mtime_ns, ctime_ns) of a file looked at before the snapshot check:
 # 73 bytes a file, where a tuple of five ints takes twice that (100,000 sources).
-_SEEN = struct.Struct("<QQqqq")
+SEEN = struct.Struct("<QQqqq")
 
 
 class Seen(NamedTuple):
@@ -63,26 +69,63 @@ class Seen(NamedTuple):
 def seen_stat(found: os.stat_result) -> bytes | None:
     """What `Seen` keeps of a stat (None if it cannot be packed: the check stats anew)."""
     try:
-        return _SEEN.pack(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
-                          found.st_ctime_ns)
+        return SEEN.pack(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns,
+                         found.st_ctime_ns)
     except struct.error:
         return None
 
 
 class Piece(NamedTuple):
     taken_ns: int               # no later than the moment its entries' digests were read
-    blob: bytes                 # its entries, marshalled as stored
+    blob: bytes                 # its entries, marshalled as stored (see `of`)
 
     @classmethod
     def of(cls, taken_ns: int, entries: tuple[Entry, ...]) -> "Piece":
-        return cls(taken_ns, marshal.dumps(entries))
+        """Stored by column: the paths; every stat packed as `Seen` packs one, in one
+        bytes string (or a flat tuple of ints if some stat does not pack); the newest
+        mtime or ctime, which says at once whether any entry is too fresh to trust; and
+        the digests, marshalled apart, as only a changed or too fresh piece reads them."""
+        paths = tuple(entry[0] for entry in entries)
+        try:
+            stats: bytes | tuple[int, ...] = b"".join(
+                SEEN.pack(*entry[1:6]) for entry in entries)
+        except struct.error:
+            stats = tuple(value for entry in entries for value in entry[1:6])
+        newest_ns = max((max(entry[4], entry[5]) for entry in entries), default=0)
+        digests = marshal.dumps(tuple(entry[6] for entry in entries))
+        return cls(taken_ns, marshal.dumps((paths, stats, newest_ns, digests)))
+
+    def columns(self) -> "Columns":
+        """Decoded on each call and not kept: a no-op reads each piece once, and holding
+        every entry of a 100,000-job plan at once would be most of its memory."""
+        paths, stats, newest_ns, digests = marshal.loads(self.blob)
+        width = SEEN.size if isinstance(stats, bytes) else 5
+        if len(stats) != width * len(paths) or not isinstance(digests, bytes):
+            raise ValueError("a snapshot piece that is not one")
+        return Columns(paths, stats, newest_ns, digests)
 
     @property
     def entries(self) -> tuple[Entry, ...]:
-        """Decoded on each read and not kept: a no-op reads each piece once, and holding
-        every entry of a 100,000-job plan at once would be most of its memory."""
-        entries: tuple[Entry, ...] = marshal.loads(self.blob)
-        return entries
+        """Every entry whole: what a piece that changed, or is renewed, is read as."""
+        return self.columns().entries()
+
+
+class Columns(NamedTuple):
+    """A piece as stored: see `Piece.of`."""
+
+    paths: tuple[str, ...]
+    stats: bytes | tuple[int, ...]
+    newest_ns: int
+    digests: bytes
+
+    def entries(self) -> tuple[Entry, ...]:
+        if isinstance(self.stats, bytes):
+            stats: Iterable[tuple[int, ...]] = SEEN.iter_unpack(self.stats)
+        else:
+            stats = zip(*[iter(self.stats)] * 5, strict=True)
+        digests = marshal.loads(self.digests)
+        return tuple((path, *stat, digest)
+                     for path, stat, digest in zip(self.paths, stats, digests, strict=True))
 
 
 class Snapshot(NamedTuple):
@@ -191,11 +234,51 @@ def _changed_in(piece: Piece, directory: int, project_dir: str, changed: set[str
                 seen: Mapping[str, bytes]) -> bool:
     """Add the piece's changed files to `changed`; True if some entry needed its content
     read to be trusted."""
+    columns = piece.columns()
     racy_before = piece.taken_ns - RACY_WINDOW_NS
+    # The common case in one comparison: no entry too fresh to trust by stat, and the
+    # stats now, packed as stored, equal the stored ones byte for byte. Each stat packs
+    # to a fixed width, one way, so that is each entry's stat equal to its own.
+    if columns.newest_ns < racy_before \
+            and _stats_now(columns.paths, seen, directory) == columns.stats:
+        return False
+    return _changed_entries(columns.entries(), racy_before, directory, project_dir,
+                            changed, seen)
+
+
+def _stats_now(paths: tuple[str, ...], seen: Mapping[str, bytes], directory: int
+               ) -> bytes | None:
+    """The stats of `paths` packed as `Piece.of` stores them, each taken from `seen` or
+    else stat'ed now; None if some file cannot be stat'ed or its stat does not pack."""
+    try:
+        return b"".join(map(seen.__getitem__, paths))   # all seen (sources): no loop
+    except KeyError:
+        pass
+    stat, pack, get = os.stat, SEEN.pack, seen.get
+    packed = []
+    try:
+        for path in paths:
+            earlier = get(path)
+            if earlier is None:
+                # not `seen_stat` nor a call of os.stat through map(): each would cost a
+                # fifth of the stat itself, with 100,000 outputs to stat
+                now = stat(path, dir_fd=directory)
+                earlier = pack(now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns,
+                               now.st_ctime_ns)
+            packed.append(earlier)
+    except (OSError, struct.error):
+        return None
+    return b"".join(packed)
+
+
+def _changed_entries(entries: tuple[Entry, ...], racy_before: int, directory: int,
+                     project_dir: str, changed: set[str], seen: Mapping[str, bytes]) -> bool:
+    """`_changed_in` one entry at a time: which changed, and the content of each entry
+    too fresh to trust by stat read again."""
     stat = os.stat
-    unpack = _SEEN.unpack
+    unpack = SEEN.unpack
     verified = False
-    for path, dev, ino, size, mtime_ns, ctime_ns, digest in piece.entries:
+    for path, dev, ino, size, mtime_ns, ctime_ns, digest in entries:
         earlier = seen.get(path)
         if earlier is not None:
             if unpack(earlier) != (dev, ino, size, mtime_ns, ctime_ns):

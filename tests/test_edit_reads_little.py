@@ -42,9 +42,9 @@ def test_renewing_after_an_edit_decodes_only_the_piece_that_holds_it(tmp_path, m
     hasher = FileHasher(str(tmp_path), {})
     hasher.digest(edited)
     decoded: list[uptodate.Piece] = []
-    entries = uptodate.Piece.entries
-    monkeypatch.setattr(uptodate.Piece, "entries",
-                        property(lambda piece: decoded.append(piece) or entries.fget(piece)))
+    columns = uptodate.Piece.columns
+    monkeypatch.setattr(uptodate.Piece, "columns",
+                        lambda piece: decoded.append(piece) or columns(piece))
     renewed = renew(snapshot, hasher.updated, hasher.memo.get, {edited}, {})
     monkeypatch.undo()
     assert renewed is not None

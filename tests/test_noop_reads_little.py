@@ -42,10 +42,10 @@ def test_a_no_op_never_decodes_the_plans_jobs(built, monkeypatch):
 
 def test_a_no_op_decodes_each_piece_once(built, monkeypatch):
     decoded = []
-    entries = uptodate.Piece.entries
+    columns = uptodate.Piece.columns
 
-    monkeypatch.setattr(uptodate.Piece, "entries",
-                        property(lambda piece: decoded.append(piece) or entries.fget(piece)))
+    monkeypatch.setattr(uptodate.Piece, "columns",
+                        lambda piece: decoded.append(piece) or columns(piece))
     assert run_cli(["build"], built).exit_code == 0
     assert len(decoded) == 1                # three files: one piece
 
