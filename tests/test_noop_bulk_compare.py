@@ -1,5 +1,5 @@
 """The no-op's checks compare whole runs of stats at once (a piece of the up-to-date
-snapshot as one bytes string, the stored plan's probed files in one pass of C calls).
+snapshot as one bytes string, the stored plan's probed files grouped by kind).
 Each must answer exactly what a check of one file at a time answers: these properties
 hold them to a plain per-file statement of the rules, on real files changed at random
 (one stat field of any file, a file gone, a file turned into a directory and back, a
