@@ -31,7 +31,6 @@ import collections
 import json
 import math
 import os
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
@@ -455,7 +454,8 @@ def _one_line(text: str) -> str:
 def _this_build(execution: str) -> dict[str, str]:
     from rlmake import __version__
 
-    return {"execution": execution, "host": socket.gethostname(), "version": __version__}
+    # the name socket.gethostname() gives, without socket's 3 ms import in every build
+    return {"execution": execution, "host": os.uname().nodename, "version": __version__}
 
 
 def _foreign_path(record: dict) -> str | None:
