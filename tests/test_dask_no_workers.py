@@ -42,13 +42,18 @@ def executor_waiting_on(tasks: int, wait: float, monkeypatch):
     return executor, client, clock
 
 
+def seconds_pass(executor, clock, seconds: int) -> None:
+    """`seconds` of waiting on the cluster, the executor looking once a second."""
+    for _ in range(seconds):
+        clock.now += 1.0
+        executor._check_workers()
+
+
 def test_no_worker_for_longer_than_the_wait_ends_the_build(monkeypatch):
     executor, client, clock = executor_waiting_on(2, 10.0, monkeypatch)
     executor._check_workers()
     client.workers.clear()
-    for _ in range(10):                 # ten seconds without a worker: still waiting
-        clock.now += 1.0
-        executor._check_workers()
+    seconds_pass(executor, clock, 10)   # ten seconds without a worker: still waiting
     clock.now += 1.5
     with pytest.raises(ExecutorLost) as lost:
         executor._check_workers()
@@ -60,24 +65,17 @@ def test_no_worker_for_longer_than_the_wait_ends_the_build(monkeypatch):
 def test_a_worker_back_in_time_restarts_the_count(monkeypatch):
     executor, client, clock = executor_waiting_on(1, 10.0, monkeypatch)
     client.workers.clear()
-    for _ in range(8):
-        clock.now += 1.0
-        executor._check_workers()
+    seconds_pass(executor, clock, 8)
     client.workers["tcp://w2"] = {}
-    clock.now += 1.0
-    executor._check_workers()
+    seconds_pass(executor, clock, 1)
     client.workers.clear()
-    for _ in range(9):                  # nine more seconds: not ten in a row
-        clock.now += 1.0
-        executor._check_workers()
+    seconds_pass(executor, clock, 9)    # nine more seconds: not ten in a row
 
 
 def test_with_no_job_waiting_no_worker_is_fine(monkeypatch):
     executor, client, clock = executor_waiting_on(0, 1.0, monkeypatch)
     client.workers.clear()
-    for _ in range(5):
-        clock.now += 1.0
-        executor._check_workers()
+    seconds_pass(executor, clock, 5)
 
 
 def test_the_scheduler_is_asked_once_a_second_at_most(monkeypatch):

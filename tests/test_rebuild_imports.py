@@ -15,17 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import write_project
+from test_plain_build import PROBE     # a plain `rlmake build`, then sys.modules
 from rlmake.readyqueue import _median
-
-PROBE = """
-import json, sys
-sys.argv = ["rlmake", "build"]
-from rlmake.__main__ import main
-try:
-    main()
-finally:
-    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
-"""
 
 
 @pytest.mark.integration
