@@ -46,6 +46,12 @@ class ProjectStore(LocalStore):
         self._opening = threading.Lock()        # lookups may come from several threads
         # records of the older layout: looked for only where there may be some
         self._older_records = os.path.isdir(os.path.join(root, RECORD))
+        # A store that holds nothing yet (no database, no records of the older layout) can
+        # answer a lookup only with a record this object put there: a build opens its store
+        # under the project's lock, so no one else writes to it until the build ends. Its
+        # lookups then cost no query. None: the store had something; ask the database.
+        self._only: set[str] | None = None if self._older_records or os.path.exists(
+            os.path.join(root, DATABASE_NAME)) else set()
 
     @contextlib.contextmanager
     def _db(self) -> Iterator["StoreDB"]:
@@ -73,6 +79,8 @@ class ProjectStore(LocalStore):
                                                                          DATABASE_NAME))
 
     def get_action(self, key: str) -> bytes | None:
+        if self._only is not None and key not in self._only:
+            return None
         database = self._opened()
         try:
             data = database.get(RECORD, key, time.time())
@@ -88,6 +96,8 @@ class ProjectStore(LocalStore):
             database.put(RECORD, key, data, time.time())
         except (sqlite3.Error, StateError) as error:
             raise _failed(database.path, error) from None
+        if self._only is not None:
+            self._only.add(key)
         self.bytes_written += len(data)
 
     def has_blob(self, digest: str) -> bool:
