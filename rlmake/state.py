@@ -847,6 +847,17 @@ class StoreDB:
             self._write("INSERT OR REPLACE INTO entries (kind, name, data, used) "
                         "VALUES (?, ?, ?, ?)", (kind, name, data, now))
 
+    def put_new(self, kind: str, name: str, data: bytes, now: float) -> bool:
+        """Add the entry unless there is one, which is then marked used at `now` instead
+        (its bytes kept): whether it was added. One statement for a new entry, where a
+        touch first took two."""
+        with self._lock:
+            if self._write("INSERT OR IGNORE INTO entries (kind, name, data, used) "
+                           "VALUES (?, ?, ?, ?)", (kind, name, data, now)):
+                return True
+            self._mark_used(kind, name, now)
+            return False
+
     def _write(self, sql: str, parameters: Sequence[object]) -> int:
         """Run a write in the open transaction; the number of rows it changed."""
         if not self.conn.in_transaction:

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 FORMAT = 1
+# How a record is written and signed: json.dumps(record, sort_keys=True), byte for byte,
+# without making an encoder for every record.
+_RECORD_ENCODER = json.JSONEncoder(sort_keys=True)
 RESTORE_PREFIX = ".rlmake-restore-"     # a blob being fetched beside its output (`clean` removes strays)
 _UPLOAD_WORKERS = 16     # uploads wait on the network, not a CPU
 SEND_UNASKED_BYTES = 256 * 1024     # a remote store gets blobs up to this size unasked
@@ -108,6 +111,7 @@ class ArtifactCache:
         self._local_writes: collections.deque = collections.deque()
         self._pending: list = []
         self._corrupt: set[str] = set()     # blobs found not to match their digest
+        self._stored_by: dict[str, str] | None = None      # _this_build, made once
 
     @property
     def has_remote(self) -> bool:
@@ -296,7 +300,9 @@ class ArtifactCache:
                   "depfile_deps": depfile_deps, "output": output.decode(errors="replace"),
                   "created": time.time()}
         if self.execution is not None:
-            record["stored_by"] = _this_build(self.execution)
+            if self._stored_by is None:         # the same for every record of the build
+                self._stored_by = _this_build(self.execution)
+            record["stored_by"] = self._stored_by
         for state in writable:
             if getattr(state.store, "is_local", False):
                 self._local_writes.append((state, key, record))
@@ -319,14 +325,22 @@ class ArtifactCache:
         record.setdefault("output", "")
         if self.signing_key is not None:
             record["signature"] = _sign(self.signing_key, record)
+        store = state.store
+        # the project's store looks for a blob and stores it in one go (ProjectStore)
+        keep_blob = getattr(store, "keep_blob", None)
         try:
             stored = 0
             for output in record["outputs"]:        # blobs first: a record never dangles
                 full = os.path.join(self.project_dir, output["path"])
-                if self._must_send(state.store, output["digest"], full):
-                    state.store.put_blob(output["digest"], full)
+                if keep_blob is not None:
+                    kept = keep_blob(output["digest"], full, output["digest"] in self._corrupt)
+                    if kept is None:        # rewritten since it was hashed: store nothing
+                        return
+                    stored += kept
+                elif self._must_send(store, output["digest"], full):
+                    store.put_blob(output["digest"], full)
                     stored += os.path.getsize(full)
-            state.store.put_action(key, json.dumps(record, sort_keys=True).encode())
+            store.put_action(key, _RECORD_ENCODER.encode(record).encode())
         except Exception as error:      # noqa: BLE001 - a store's failure must not fail the build
             self._break(state, error)
             return
@@ -490,7 +504,7 @@ def _sign(key: bytes, record: dict) -> str:
     import hmac
 
     unsigned = {name: value for name, value in record.items() if name != "signature"}
-    return hmac.new(key, json.dumps(unsigned, sort_keys=True).encode(), "sha256").hexdigest()
+    return hmac.new(key, _RECORD_ENCODER.encode(unsigned).encode(), "sha256").hexdigest()
 
 
 def _same(signature: str, expected: str) -> bool:

@@ -28,6 +28,7 @@ from rlmake.cache.base import StoreError
 from rlmake.cache.housekeeping import BLOB, RECORD, Entry
 from rlmake.cache.local import LocalStore, open_regular, read_all, write_all
 from rlmake.errors import StateError
+from rlmake.hashing import digest_bytes
 
 if TYPE_CHECKING:
     from rlmake.state import StoreDB
@@ -45,33 +46,58 @@ class ProjectStore(LocalStore):
         self._opening = threading.Lock()        # lookups may come from several threads
         # records of the older layout: looked for only where there may be some
         self._older_records = os.path.isdir(os.path.join(root, RECORD))
+        # A store that holds nothing yet (no database, no records of the older layout) can
+        # answer a lookup only with a record this object put there: a build opens its store
+        # under the project's lock, so no one else writes to it until the build ends. Its
+        # lookups then cost no query. None: the store had something; ask the database.
+        self._only: set[str] | None = None if self._older_records or os.path.exists(
+            os.path.join(root, DATABASE_NAME)) else set()
 
     @contextlib.contextmanager
     def _db(self) -> Iterator["StoreDB"]:
         """The database, opened (and made) at first use; its errors as StoreError."""
-        with self._opening:
-            if self._database is None:
-                self._database = _open(self.root)
-            database = self._database
+        database = self._opened()
         try:
             yield database
         except (sqlite3.Error, StateError) as error:
             raise _failed(database.path, error) from None
+
+    def _opened(self) -> "StoreDB":
+        """The database, opened (and made) at first use. The calls made for every job use
+        this rather than `_db`, whose context manager cost more than their own work, and
+        turn its errors into StoreError themselves (`_failed`)."""
+        database = self._database
+        if database is not None:
+            return database
+        with self._opening:
+            if self._database is None:
+                self._database = _open(self.root)
+            return self._database
 
     def _has_database(self) -> bool:
         return self._database is not None or os.path.exists(os.path.join(self.root,
                                                                          DATABASE_NAME))
 
     def get_action(self, key: str) -> bytes | None:
-        with self._db() as database:
+        if self._only is not None and key not in self._only:
+            return None
+        database = self._opened()
+        try:
             data = database.get(RECORD, key, time.time())
+        except (sqlite3.Error, StateError) as error:
+            raise _failed(database.path, error) from None
         if data is None and self._older_records:
             return super().get_action(key)
         return data
 
     def put_action(self, key: str, data: bytes) -> None:
-        with self._db() as database:
+        database = self._opened()
+        try:
             database.put(RECORD, key, data, time.time())
+        except (sqlite3.Error, StateError) as error:
+            raise _failed(database.path, error) from None
+        if self._only is not None:
+            self._only.add(key)
         self.bytes_written += len(data)
 
     def has_blob(self, digest: str) -> bool:
@@ -110,6 +136,54 @@ class ProjectStore(LocalStore):
         with self._db() as database:
             database.put(BLOB, digest, data, time.time())
         self.bytes_written += len(data)
+
+    def keep_blob(self, digest: str, source: str, replace: bool = False) -> int | None:
+        """Store the output at `source` under `digest` unless the store has that blob, which
+        is then marked used (has_blob and put_blob in one look at the file): the bytes
+        newly stored, 0 if it had the blob, or None if `source` no longer holds the bytes
+        `digest` names (rewritten since it was hashed), when nothing is stored.
+        `replace`: the stored blob was found not to match its digest; write it again.
+
+        A small output is read once, and checked against its digest before it goes into
+        the database: a blob there holds the bytes its name says, whatever wrote to the
+        file since it was hashed. That check is also what lets one read() do for a file
+        of a regular size; only when it fails is the file read on to its end (a short
+        read, as some file systems give). A larger output is copied into `cas/` as
+        before, and checked by every restore."""
+        try:
+            fd = open_regular(source)
+            try:
+                data = os.read(fd, SMALL_BLOB_BYTES + 1)
+                matches = len(data) <= SMALL_BLOB_BYTES and digest_bytes(data) == digest
+                if not matches and len(data) <= SMALL_BLOB_BYTES:
+                    data += read_all(fd, SMALL_BLOB_BYTES + 1 - len(data))
+                    matches = len(data) <= SMALL_BLOB_BYTES and digest_bytes(data) == digest
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise StoreError(f"cannot read {source}: {error.strerror}") from None
+        if len(data) > SMALL_BLOB_BYTES:
+            if not replace and LocalStore.has_blob(self, digest):
+                return 0
+            LocalStore.put_blob(self, digest, source)
+            return os.path.getsize(source)
+        if not matches:
+            return None
+        database = self._opened()
+        now = time.time()
+        try:
+            if replace:
+                database.put(BLOB, digest, data, now)
+            elif self._older_records:       # a blob of the older layout may be a file
+                if database.touch(BLOB, digest, now) or LocalStore.has_blob(self, digest):
+                    return 0
+                database.put(BLOB, digest, data, now)
+            elif not database.put_new(BLOB, digest, data, now):
+                return 0
+        except (sqlite3.Error, StateError) as error:
+            raise _failed(database.path, error) from None
+        self.bytes_written += len(data)
+        return len(data)
 
     def close(self) -> None:
         """Commit what is pending and close the database: the end of a build."""
