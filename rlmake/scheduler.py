@@ -184,8 +184,8 @@ class Scheduler:
         """What each job of the work took in its last run (read once something must run)."""
         if self.recorder is None:
             return {}
-        return self.recorder.last_seconds([self.plan.jobs[i].target for i in work
-                                           if self.plan.jobs[i].commands])
+        jobs = self.plan.jobs
+        return self.recorder.last_seconds([jobs[i].target for i in work if jobs[i].commands])
 
     def _consider(self, targets: list[str]) -> None:
         """Decide each newly ready job; settle the up-to-date ones at once, queue the rest."""
@@ -246,7 +246,7 @@ class Scheduler:
         if self.executor is None:
             raise RuntimeError("a dry run cannot start a job")
         inputs = self.scan.file_inputs(job, dep_digests)
-        written = (*job.outputs, *([job.depfile] if job.depfile else []))
+        written = (*job.outputs, job.depfile) if job.depfile else job.outputs
         dirs = {os.path.dirname(os.path.join(self.project_dir, path)) for path in written}
         missing = jobfiles.missing_dirs(self.project_dir, written, self._dirs_seen)
         cacheable = self.cache is not None and not job.always and not self.options.force
