@@ -15,6 +15,7 @@ import struct
 import time
 from typing import Callable, Iterable, NamedTuple
 
+from rlmake.hashing import is_digest
 from rlmake.model import DirIdentity
 
 Signature = tuple[int, int, int, int]       # inode, size, mtime, ctime
@@ -73,14 +74,16 @@ def unwritten_output(project_dir: str, started: Watch, digest_of: Callable[[str]
 
     `wrote_before(path, digest)`: an earlier successful run of the same job wrote it."""
     for path, before in started.outputs.items():
-        full = os.path.join(project_dir, path)
         digest = digest_of(path)        # raises UnreadableFile for what cannot be read
         if digest is None:
             return f"the command exited 0 but did not write output '{path}'"
-        if os.path.isdir(full):
+        # A content digest comes only from reading a file: no directory has one (a stat
+        # saved per job); anything else ("dir", a --hash fast digest) is looked at.
+        if not is_digest(digest) and os.path.isdir(os.path.join(project_dir, path)):
             return (f"output '{path}' is a directory: rlmake tracks files; name the files "
                     "it holds as outputs, or pack the directory into one file")
-        if before is not None and signature(full) == before and not wrote_before(path, digest):
+        if before is not None and signature(os.path.join(project_dir, path)) == before \
+                and not wrote_before(path, digest):
             return (f"the command exited 0 but did not write output '{path}' (the file "
                     "there was not written by this rule)")
     return None

@@ -53,13 +53,18 @@ class DependencyScan:
         self.would_run: set[str] = set()            # stale jobs of a dry run
         self.depfile_deps: dict[str, tuple[str, ...]] = {}  # job -> what its depfile listed
         self._digests: dict[str, str | None] = {}   # paths and names, as seen this build
+        self._names: dict[str, bool] = {}           # path -> whether is_name said so
 
     # --- what deps hold -------------------------------------------------------------------
 
     def is_name(self, path: str) -> bool:
-        """A phony or aggregate target: a name, not a file."""
-        owner = self.plan.producers.get(path)
-        return owner == path and not self.plan.job(owner).outputs
+        """A phony or aggregate target: a name, not a file. (Asked of most paths two or
+        three times in a build, answered once: a plan never changes.)"""
+        known = self._names.get(path)
+        if known is None:
+            owner = self.plan.producers.get(path)
+            known = self._names[path] = owner == path and not self.plan.job(owner).outputs
+        return known
 
     def digest(self, path: str) -> str | None:
         """The content of `path` as dependents see it now, computed when first asked.
@@ -69,6 +74,9 @@ class DependencyScan:
         stack of our own, not recursion: a chain may be thousands long."""
         if path in self._digests:
             return self._digests[path]
+        if not self.is_name(path):      # a file: most paths asked about
+            digest = self._digests[path] = self.hasher.digest(path)
+            return digest
         stack = [path]
         while stack:
             top = stack[-1]
@@ -162,6 +170,8 @@ class DependencyScan:
         """In a dry run, the deps that a job to run first makes: declared ones, and those
         its depfile listed (a generated header that an order-only dep makes first).
         Order-only deps themselves are never a reason."""
+        if not self.would_run:      # a real build's case: nothing is known to run first
+            return []
         listed = record.depfile_deps if record is not None else {}
         return [Reason(ReasonKind.DEP_WILL_CHANGE, dep)
                 for dep in dict.fromkeys((*job.deps, *listed))

@@ -184,8 +184,8 @@ class Scheduler:
         """What each job of the work took in its last run (read once something must run)."""
         if self.recorder is None:
             return {}
-        return self.recorder.last_seconds([self.plan.jobs[i].target for i in work
-                                           if self.plan.jobs[i].commands])
+        jobs = self.plan.jobs
+        return self.recorder.last_seconds([jobs[i].target for i in work if jobs[i].commands])
 
     def _consider(self, targets: list[str]) -> None:
         """Decide each newly ready job; settle the up-to-date ones at once, queue the rest."""
@@ -246,7 +246,7 @@ class Scheduler:
         if self.executor is None:
             raise RuntimeError("a dry run cannot start a job")
         inputs = self.scan.file_inputs(job, dep_digests)
-        written = (*job.outputs, *([job.depfile] if job.depfile else []))
+        written = (*job.outputs, job.depfile) if job.depfile else job.outputs
         dirs = {os.path.dirname(os.path.join(self.project_dir, path)) for path in written}
         missing = jobfiles.missing_dirs(self.project_dir, written, self._dirs_seen)
         cacheable = self.cache is not None and not job.always and not self.options.force
@@ -262,7 +262,8 @@ class Scheduler:
 
     def _finish(self, running: _Running, completion: Completion) -> None:
         self.scan.forget(running.job.outputs)
-        if self.recorder is not None:       # made by the executor or a restore, by now
+        if running.made_dirs and self.recorder is not None:     # made by the executor or
+            # a restore, by now
             self.recorder.made_dirs(jobfiles.identified_dirs(self.project_dir,
                                                              running.made_dirs))
         if completion.exit_code != 0 or completion.error:
@@ -341,12 +342,17 @@ class Scheduler:
     def _succeed(self, running: _Running, completion: Completion,
                  depfile_deps: dict[str, str | None]) -> None:
         job = running.job
-        for path in job.outputs:
-            self._made[path] = (self._successes,
+        writes = tuple((path, self.scan.digest(path)) for path in job.outputs)
+        hashed_as = self.scan.hasher.hashed_as
+        for path, digest in writes:
+            # The stat each output had when it was hashed after the command ended (its
+            # digest was taken by _check_success): what a later _made_before compares
+            # with. Without one (--hash fast keeps none, a restore), a stat now.
+            made = None if digest is None else hashed_as(path, digest)
+            self._made[path] = (self._successes, made if made is not None else
                                 jobfiles.signature(os.path.join(self.project_dir, path)))
         self._successes += 1
         self.scan.depfile_deps[job.target] = tuple(depfile_deps)
-        writes = tuple((path, self.scan.digest(path)) for path in job.outputs)
         status = Status.RESTORED if completion.restored_from else Status.DONE
         previous = self.scan.records.get(job.target)
         same = None if previous is None else previous.outputs == dict(writes)
@@ -388,21 +394,24 @@ class Scheduler:
         if self.recorder is None:
             return
         job = running.job
-        inputs = JobInputs(job.commands, dict(job.env), job.outputs, tuple(running.dep_digests),
-                           depfile_deps, dict(job.vars))
-        tail = completion.output[-OUTPUT_TAIL_BYTES:].decode(errors="replace")
+        deps = tuple(running.dep_digests)
+        inputs = JobInputs(job.commands, dict(job.env), job.outputs, deps, depfile_deps,
+                           dict(job.vars))
+        output = completion.output
+        tail = output[-OUTPUT_TAIL_BYTES:].decode(errors="replace") if output else ""
         self.recorder.record(RunRecord(
             self.recorder.execution, job.target, job.rule, running.decision.key, status,
             running.decision.reasons, completion.started, completion.ended,
             completion.exit_code, inputs, tail,
-            tuple(running.dep_digests) + tuple(depfile_deps.items()), writes,
+            (*deps, *depfile_deps.items()) if depfile_deps else deps, writes,
             completion.restored_from, side_files=side_files, same_outputs=same_outputs,
             stored_by=completion.stored_by))
 
     def _report(self, running: _Running, completion: Completion, status: Status,
                 error: str | None = None) -> None:
+        output = completion.output
         outcome = Outcome(running.job, status, running.decision, completion.exit_code,
-                          completion.output.decode(errors="replace"), error,
+                          output.decode(errors="replace") if output else "", error,
                           completion.failed_command, completion.started, completion.ended,
                           completion.restored_from, looked_up=completion.looked_up)
         self.outcomes[running.job.target] = outcome

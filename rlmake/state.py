@@ -190,7 +190,7 @@ def _use_wal(conn: sqlite3.Connection) -> None:
 
 def _fit(*numbers: int) -> bool:
     """Whether SQLite can store each of `numbers` (a signed 64-bit integer)."""
-    return all(-(1 << 63) <= number < (1 << 63) for number in numbers)
+    return not numbers or (-(1 << 63) <= min(numbers) and max(numbers) < (1 << 63))
 
 
 def _roll_back(conn: sqlite3.Connection) -> None:
@@ -254,11 +254,37 @@ class CacheUse(NamedTuple):
 
 # --- encoding and decoding: the one place that knows how records are stored ---------------
 
+def _json_encoder(separators: tuple[str, str]) -> Callable[[Any], str]:
+    """`json.dumps(value, separators=separators)`, text for text, as one call: dumps makes
+    a new C encoder on every call (a few microseconds, three to four times a recorded
+    run), this one is made once. Tuples are written as lists, as dumps writes them. Only
+    the check for a structure that holds itself is left out: records never do."""
+    encoder = json.JSONEncoder(separators=separators, check_circular=False)
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)   # what dumps makes
+    try:
+        if make_encoder is None:
+            raise TypeError("no C encoder")
+        # (markers, default, encoder, indent, key_separator, item_separator, sort_keys,
+        # skipkeys, allow_nan), as JSONEncoder.iterencode passes them
+        chunks = make_encoder(None, encoder.default, json.encoder.encode_basestring_ascii,
+                              None, encoder.key_separator, encoder.item_separator, False,
+                              False, True)
+    except TypeError:           # another Python: what dumps itself does, a little slower
+        return encoder.encode
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+    return encode
+
+
+_dumps = _json_encoder((", ", ": "))        # json.dumps(value)
+_dumps_compact = _json_encoder((",", ":"))  # json.dumps(value, separators=(",", ":"))
+
+
 def _encode_inputs(inputs: JobInputs) -> str:
-    return json.dumps({"commands": list(inputs.commands), "env": inputs.env,
-                       "outputs": list(inputs.outputs), "deps": [list(p) for p in inputs.deps],
-                       "depfile_deps": inputs.depfile_deps, "vars": inputs.vars},
-                      separators=(",", ":"))
+    return _dumps_compact({"commands": inputs.commands, "env": inputs.env,
+                           "outputs": inputs.outputs, "deps": inputs.deps,
+                           "depfile_deps": inputs.depfile_deps, "vars": inputs.vars})
 
 
 def _decode_inputs(text: str) -> JobInputs:
@@ -279,8 +305,20 @@ _R = TypeVar("_R")
 _T = TypeVar("_T")
 
 
+# The encoding of a run's reasons when it is one that names no file (never built, -B,
+# always): the same for every such run of a build.
+_BARE_REASONS: dict[str, str] = {}
+
+
 def _encode_reasons(reasons: tuple[Reason, ...]) -> str:
-    return json.dumps([reason.to_json() for reason in reasons])
+    if len(reasons) == 1:
+        reason = reasons[0]
+        if reason.path is None and reason.old is None and reason.new is None:
+            text = _BARE_REASONS.get(reason.kind.name)
+            if text is None:
+                text = _BARE_REASONS[reason.kind.name] = _dumps([reason.to_json()])
+            return text
+    return _dumps([reason.to_json() for reason in reasons])
 
 
 def _decode_reasons(text: str) -> tuple[Reason, ...]:
@@ -498,6 +536,13 @@ class StateReader:
         return found
 
 
+# The run_files rows of one run in one INSERT when they are few (most runs read a
+# source or two and write one file); more go through executemany, one row at a time.
+_FEW_FILES = 8
+_INSERT_RUN_FILES = {count: "INSERT INTO run_files (run, path, digest, mode) VALUES "
+                     + ", ".join(["(?, ?, ?, ?)"] * count) for count in range(1, _FEW_FILES + 1)}
+
+
 @_translating_errors
 class StateDB(StateReader):
     """One open state database. Writes are batched; `commit()` makes them durable."""
@@ -630,29 +675,38 @@ class StateDB(StateReader):
     def record_run(self, run: RunRecord) -> int:
         """Store one run; a successful one becomes its job's record for staleness."""
         inputs = _encode_inputs(run.inputs)
+        status = run.status
         cursor = self._write(
             "INSERT INTO runs (execution, target, rule, key, status, reasons, started, ended, "
             "exit_code, inputs, output_tail, cache_source, same_outputs, stored_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run.execution, run.target, run.rule, run.key, run.status.value,
+            (run.execution, run.target, run.rule, run.key, status.value,
              _encode_reasons(run.reasons), run.started,
              run.ended, run.exit_code, inputs, run.output_tail, run.cache_source,
              None if run.same_outputs is None else int(run.same_outputs),
-             None if run.stored_by is None else json.dumps(run.stored_by.to_json())))
+             None if run.stored_by is None else _dumps(run.stored_by.to_json())))
         run_id = cursor.lastrowid
         if run_id is None:                  # SQLite gives every inserted row one
             raise StateError(f"the state database gave no row to the run of {run.target}")
-        self._void_uptodate()
-        self._write_many("INSERT INTO run_files (run, path, digest, mode) VALUES (?, ?, ?, ?)",
-                         [(run_id, path, digest, "r") for path, digest in run.reads]
-                         + [(run_id, path, digest, "w")
-                            for path, digest in (*run.writes, *run.side_files)])
-        if run.status in (Status.DONE, Status.RESTORED):
-            self._write(
+        if not self._uptodate_voided:
+            self._void_uptodate()
+        # the transaction _write began is open: the rest go straight to the connection
+        files = [(run_id, path, digest, "r") for path, digest in run.reads]
+        files += [(run_id, path, digest, "w") for path, digest in run.writes]
+        if run.side_files:
+            files += [(run_id, path, digest, "w") for path, digest in run.side_files]
+        if 0 < len(files) <= _FEW_FILES:    # one statement: half of what executemany costs
+            self.conn.execute(_INSERT_RUN_FILES[len(files)],
+                              [value for row in files for value in row])
+        elif files:
+            self.conn.executemany(_INSERT_RUN_FILES[1], files)
+        if status is Status.DONE or status is Status.RESTORED:
+            depfile_deps = run.inputs.depfile_deps
+            self.conn.execute(
                 "INSERT OR REPLACE INTO jobs (target, run, key, outputs, depfile_deps, inputs) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (run.target, run_id, run.key, json.dumps(dict(run.writes)),
-                 json.dumps(run.inputs.depfile_deps), inputs))
+                (run.target, run_id, run.key, _dumps(dict(run.writes)),
+                 _dumps(depfile_deps) if depfile_deps else "{}", inputs))
         return run_id
 
     def made_dirs(self, made: Iterable[tuple[str, DirIdentity]]) -> None:

@@ -131,7 +131,8 @@ class ConsoleReporter:
 
     def _line(self, text: str) -> None:
         self._clear_status()
-        print(text, file=self.out, flush=True)
+        self.out.write(text + "\n")     # one write per line (print makes two system calls)
+        self.out.flush()
 
     def _status(self, text: str) -> None:
         width = max(20, _terminal_width() - 1)
