@@ -11,6 +11,7 @@ back at their defaults, which Python ignores.
 from __future__ import annotations
 
 import collections
+import _signal
 import contextlib
 import functools
 import os
@@ -18,7 +19,7 @@ import select
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
 
 from rlmake.errors import INTERRUPT_SIGNALS
 from rlmake.executors.base import Completion, Task
@@ -146,25 +147,42 @@ class LocalExecutor:
         argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
         since = self._record.clock() if self._record is not None else -1
-        here = child.task.cwd == self._spawn_here
-        # Ctrl-C waits until the child is known (to cancel and to the record), so that it
-        # cannot start one that nothing would stop. Not around Popen: its child would
-        # inherit the mask, and posix_spawn's clears it.
-        with _interrupts_deferred() if here else contextlib.nullcontext():
+        if child.task.cwd != self._spawn_here:
+            # Not with interrupts deferred: Popen's child would inherit the mask.
             try:
-                if here:
-                    child.process = _Spawned(argv, child.env, write_end)
-                else:
-                    child.process = _popen(argv, child.task.cwd, child.env, write_end)
+                child.process = _popen(argv, child.task.cwd, child.env, write_end)
             except BaseException:
                 os.close(read_end)
                 raise
             finally:
                 os.close(write_end)
-            self._running[read_end] = child
-            self._poll.register(read_end, select.POLLIN)
-            if self._record is not None:
-                self._record.started(child.process.pid, since)
+            self._watch(read_end, child, since)
+            return
+        # SIGINT, SIGTERM and SIGHUP are held on this thread until the child is known (to
+        # cancel and to the record), so that an interrupt cannot start a command that
+        # nothing would stop: the one that came meanwhile is delivered when the mask is
+        # restored. (A thread that does not hold them could still take one; rlmake's
+        # threads, when it has any, are helpers that start no command.) posix_spawn
+        # clears the child's mask. Inline rather than a context manager: a generator per
+        # job cost more than the two system calls.
+        held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+        try:
+            try:
+                child.process = _Spawned(argv, child.env, write_end)
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            self._watch(read_end, child, since)
+        finally:
+            _sigmask(signal.SIG_SETMASK, held)
+
+    def _watch(self, read_end: int, child: _Child, since: int) -> None:
+        self._running[read_end] = child
+        self._poll.register(read_end, select.POLLIN)
+        if self._record is not None:
+            self._record.started(child.process.pid, since)
 
     def _read(self, fd: int, child: _Child) -> None:
         data = os.read(fd, _READ_SIZE)
@@ -211,16 +229,9 @@ class LocalExecutor:
                 self._record.ended(child.process.pid)
 
 
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """Hold SIGINT, SIGTERM and SIGHUP on this thread until the block ends: the one that
-    came meanwhile is delivered then. (A thread that does not hold them could still
-    take one; rlmake's threads, when it has any, are helpers that start no command.)"""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+# signal.pthread_sigmask turns its answer into a set of Signals members, which costs a
+# spawn three times what the system call does; the C function answers plain numbers.
+_sigmask: Callable[[int, Iterable[int]], set[int]] = _signal.pthread_sigmask
 
 
 @contextlib.contextmanager
