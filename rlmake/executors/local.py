@@ -86,9 +86,13 @@ class LocalExecutor:
                 return self._finished.popleft()
             # short polls keep the main thread responsive to Ctrl-C
             step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-            for fd, _ in self._poll.poll(step * 1000):
+            for fd, events in self._poll.poll(step * 1000):
                 if fd == self._wake_read:
                     _drain(self._wake_read)
+                elif events == select.POLLHUP:
+                    # no writer is left and nothing is left to read (that would be
+                    # POLLIN too): a read would only say end of file
+                    self._ended(fd, self._running[fd])
                 else:
                     self._read(fd, self._running[fd])
             if deadline is not None and time.monotonic() >= deadline and not self._finished:
@@ -127,7 +131,9 @@ class LocalExecutor:
     # --- children -------------------------------------------------------------------------
 
     def _spawn_queued(self) -> None:
-        while True:
+        # Looked at without the lock, as every turn does: a task another thread adds
+        # meanwhile also wakes the poll, and is taken at the next turn.
+        while self._queued:
             with self._lock:
                 if not self._queued:
                     return
@@ -188,7 +194,12 @@ class LocalExecutor:
         data = os.read(fd, _READ_SIZE)
         if data:
             child.output += data
-            return
+        else:
+            self._ended(fd, child)
+
+    def _ended(self, fd: int, child: _Child) -> None:
+        """The command's output has ended: reap it, then run the task's next command or
+        say how the task ended."""
         self._poll.unregister(fd)
         os.close(fd)
         del self._running[fd]
@@ -337,18 +348,9 @@ class _Child:
         self.started = started
         self.index = 0
         self.output = bytearray()
-        self._process: _Process | None = None
-
-    @property
-    def process(self) -> _Process:
-        """Its current command's process. A child is watched only once one has started."""
-        if self._process is None:
-            raise RuntimeError(f"no command of {self.task.id} has started")
-        return self._process
-
-    @process.setter
-    def process(self, process: _Process) -> None:
-        self._process = process
+        # Its current command's process, set before the child is watched (a plain
+        # attribute: a property cost four calls a job).
+        self.process: _Process
 
 
 def _drain(fd: int) -> None:
