@@ -11,6 +11,7 @@ back at their defaults, which Python ignores.
 from __future__ import annotations
 
 import collections
+import _signal
 import contextlib
 import functools
 import os
@@ -18,7 +19,7 @@ import select
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Protocol
 
 from rlmake.errors import INTERRUPT_SIGNALS
 from rlmake.executors.base import Completion, Task
@@ -85,9 +86,13 @@ class LocalExecutor:
                 return self._finished.popleft()
             # short polls keep the main thread responsive to Ctrl-C
             step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-            for fd, _ in self._poll.poll(step * 1000):
+            for fd, events in self._poll.poll(step * 1000):
                 if fd == self._wake_read:
                     _drain(self._wake_read)
+                elif events == select.POLLHUP:
+                    # no writer is left and nothing is left to read (that would be
+                    # POLLIN too): a read would only say end of file
+                    self._ended(fd, self._running[fd])
                 else:
                     self._read(fd, self._running[fd])
             if deadline is not None and time.monotonic() >= deadline and not self._finished:
@@ -126,7 +131,9 @@ class LocalExecutor:
     # --- children -------------------------------------------------------------------------
 
     def _spawn_queued(self) -> None:
-        while True:
+        # Looked at without the lock, as every turn does: a task another thread adds
+        # meanwhile also wakes the poll, and is taken at the next turn.
+        while self._queued:
             with self._lock:
                 if not self._queued:
                     return
@@ -146,31 +153,53 @@ class LocalExecutor:
         argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
         since = self._record.clock() if self._record is not None else -1
-        here = child.task.cwd == self._spawn_here
-        # Ctrl-C waits until the child is known (to cancel and to the record), so that it
-        # cannot start one that nothing would stop. Not around Popen: its child would
-        # inherit the mask, and posix_spawn's clears it.
-        with _interrupts_deferred() if here else contextlib.nullcontext():
+        if child.task.cwd != self._spawn_here:
+            # Not with interrupts deferred: Popen's child would inherit the mask.
             try:
-                if here:
-                    child.process = _Spawned(argv, child.env, write_end)
-                else:
-                    child.process = _popen(argv, child.task.cwd, child.env, write_end)
+                child.process = _popen(argv, child.task.cwd, child.env, write_end)
             except BaseException:
                 os.close(read_end)
                 raise
             finally:
                 os.close(write_end)
-            self._running[read_end] = child
-            self._poll.register(read_end, select.POLLIN)
-            if self._record is not None:
-                self._record.started(child.process.pid, since)
+            self._watch(read_end, child, since)
+            return
+        # SIGINT, SIGTERM and SIGHUP are held on this thread until the child is known (to
+        # cancel and to the record), so that an interrupt cannot start a command that
+        # nothing would stop: the one that came meanwhile is delivered when the mask is
+        # restored. (A thread that does not hold them could still take one; rlmake's
+        # threads, when it has any, are helpers that start no command.) posix_spawn
+        # clears the child's mask. Inline rather than a context manager: a generator per
+        # job cost more than the two system calls.
+        held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+        try:
+            try:
+                child.process = _Spawned(argv, child.env, write_end)
+            except BaseException:
+                os.close(read_end)
+                raise
+            finally:
+                os.close(write_end)
+            self._watch(read_end, child, since)
+        finally:
+            _sigmask(signal.SIG_SETMASK, held)
+
+    def _watch(self, read_end: int, child: _Child, since: int) -> None:
+        self._running[read_end] = child
+        self._poll.register(read_end, select.POLLIN)
+        if self._record is not None:
+            self._record.started(child.process.pid, since)
 
     def _read(self, fd: int, child: _Child) -> None:
         data = os.read(fd, _READ_SIZE)
         if data:
             child.output += data
-            return
+        else:
+            self._ended(fd, child)
+
+    def _ended(self, fd: int, child: _Child) -> None:
+        """The command's output has ended: reap it, then run the task's next command or
+        say how the task ended."""
         self._poll.unregister(fd)
         os.close(fd)
         del self._running[fd]
@@ -211,16 +240,9 @@ class LocalExecutor:
                 self._record.ended(child.process.pid)
 
 
-@contextlib.contextmanager
-def _interrupts_deferred():
-    """Hold SIGINT, SIGTERM and SIGHUP on this thread until the block ends: the one that
-    came meanwhile is delivered then. (A thread that does not hold them could still
-    take one; rlmake's threads, when it has any, are helpers that start no command.)"""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+# signal.pthread_sigmask turns its answer into a set of Signals members, which costs a
+# spawn three times what the system call does; the C function answers plain numbers.
+_sigmask: Callable[[int, Iterable[int]], set[int]] = _signal.pthread_sigmask
 
 
 @contextlib.contextmanager
@@ -326,18 +348,9 @@ class _Child:
         self.started = started
         self.index = 0
         self.output = bytearray()
-        self._process: _Process | None = None
-
-    @property
-    def process(self) -> _Process:
-        """Its current command's process. A child is watched only once one has started."""
-        if self._process is None:
-            raise RuntimeError(f"no command of {self.task.id} has started")
-        return self._process
-
-    @process.setter
-    def process(self, process: _Process) -> None:
-        self._process = process
+        # Its current command's process, set before the child is watched (a plain
+        # attribute: a property cost four calls a job).
+        self.process: _Process
 
 
 def _drain(fd: int) -> None:
