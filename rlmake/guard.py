@@ -57,9 +57,26 @@ def exit_status(command: Callable[[], object]) -> int:
         # status 1, as click does, and keep Python from failing again on its last flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception as error:
+        if not _caused_by_interrupt(error):
+            raise
+        say("rlmake: interrupted")
+        return Interrupted.exit_code
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _caused_by_interrupt(error: BaseException) -> bool:
+    """Whether an interrupt is what `error` wraps. Python 3.11 turns an exception raised
+    while a class is made into a RuntimeError caused by it: a Ctrl-C that lands in a
+    `__set_name__` while rlmake imports a module comes out so."""
+    cause = error.__cause__
+    while cause is not None:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def say(text: str) -> None:

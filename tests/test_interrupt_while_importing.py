@@ -1,0 +1,51 @@
+"""A Ctrl-C that lands while rlmake is still making its classes (importing a module)
+ends the build as any other interrupt does: "rlmake: interrupted", status 130, no
+traceback. Python 3.11 wraps an exception raised in a `__set_name__` in a
+RuntimeError; the fault-injection test once sent its SIGINT there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from rlmake.guard import exit_status
+
+# A class whose making takes the SIGINT, as a module import would: rlmake's handler
+# raises inside __set_name__, and Python hands on a RuntimeError caused by it.
+_INTERRUPTED_WHILE_MAKING_A_CLASS = """
+import os, signal, sys
+from rlmake.guard import exit_status
+
+class Named:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIGINT)
+
+def import_a_module():
+    class Project:
+        rulesfile = Named()
+    print("the interrupt was lost", flush=True)
+
+sys.exit(exit_status(import_a_module))
+"""
+
+
+@pytest.mark.integration
+def test_an_interrupt_while_a_class_is_made_exits_130_without_a_traceback():
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_MAKING_A_CLASS],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "rlmake: interrupted"
+    assert "lost" not in done.stdout
+
+
+def test_a_runtime_error_that_no_interrupt_caused_still_surfaces():
+    def fails():
+        try:
+            raise ValueError("a bug of rlmake's own")
+        except ValueError as error:
+            raise RuntimeError("wrapped") from error
+
+    with pytest.raises(RuntimeError, match="wrapped"):
+        exit_status(fails)
