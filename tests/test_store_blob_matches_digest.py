@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import storekit
 
 from rlmake.cache import artifacts, projectstore
@@ -48,6 +49,42 @@ def test_an_output_rewritten_before_the_write_stores_nothing(tmp_path):
     assert again.restore(KEY, ("out",)) is None
     again.close()
     assert warnings == [] and again.stats.refused == 0 and again.stats.misses == 1
+
+
+LARGE = b"L" * (SMALL_BLOB_BYTES + 1)
+
+
+@pytest.mark.parametrize("made, rewritten", [
+    (FIRST, LARGE + b"rewritten\n"),           # hashed small, rewritten large
+    (LARGE, LARGE + b"rewritten\n"),           # large both times
+    (LARGE, FIRST),                             # hashed large, rewritten small
+], ids=["small-to-large", "large-to-large", "large-to-small"])
+def test_an_output_rewritten_at_any_size_stores_nothing(tmp_path, made, rewritten):
+    """A larger blob is copied into cas/, and the copy checked before it takes its name:
+    whatever sizes the output had when hashed and when stored, no file in the store is
+    named by a digest of other bytes, and no record is written."""
+    (tmp_path / "out").write_bytes(made)
+    cache, store = cache_in(tmp_path, [])
+    cache.store(KEY, [("out", digest_bytes(made))], b"", {})
+    (tmp_path / "out").write_bytes(rewritten)
+    assert cache.store_one()
+    cache.close()
+    assert storekit.entries(Path(store.root), BLOB) == {}
+    assert storekit.entries(Path(store.root), RECORD) == {}
+    assert cache.stats.bytes_stored == 0
+    leftovers = [p for p in Path(store.root).rglob("*") if p.is_file() and p.name != "store.db"
+                 and not p.name.startswith("store.db-")]
+    assert leftovers == []                  # nor a temporary copy
+
+
+def test_a_large_output_that_holds_its_bytes_is_stored(tmp_path):
+    (tmp_path / "out").write_bytes(LARGE)
+    cache, store = cache_in(tmp_path, [])
+    cache.store(KEY, [("out", digest_bytes(LARGE))], b"", {})
+    assert cache.store_one()
+    cache.close()
+    assert storekit.entries(Path(store.root), BLOB) == {digest_bytes(LARGE): LARGE}
+    assert cache.stats.bytes_stored == len(LARGE)
 
 
 def test_every_stored_blob_holds_the_bytes_its_digest_names(tmp_path):

@@ -20,8 +20,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Callable
 
 from rlmake.cache.base import MARKER_NAME, StoreError, is_temporary, open_temporary
+from rlmake.hashing import digest_file
 
 TEMPORARY_PREFIX = ".tmp-"
 # As any new file, less the umask: a store on a shared volume is read by other users too.
@@ -84,13 +86,26 @@ class LocalStore:
         return True
 
     def put_blob(self, digest: str, source: str) -> None:
+        self._copy_in(digest, source, None)
+
+    def put_checked_blob(self, digest: str, source: str) -> int | None:
+        """Copy `source` in under `digest` only if the copy holds the bytes `digest` names
+        (else `source` was rewritten since it was hashed): the bytes stored, or None."""
+        return self._copy_in(digest, source, lambda copy: digest_file(copy) == digest)
+
+    def _copy_in(self, digest: str, source: str,
+                 keep: Callable[[str], bool] | None) -> int | None:
         origin = os.open(source, os.O_RDONLY)
         try:
             size = os.fstat(origin).st_size
-            self._write(self._path("cas", digest), lambda fd: _copy_fd(origin, fd, size))
+            kept = self._write(self._path("cas", digest), lambda fd: _copy_fd(origin, fd, size),
+                               keep)
         finally:
             os.close(origin)
+        if not kept:
+            return None
         self.bytes_written += size
+        return size
 
     def after_build(self, warn) -> None:
         """Keep the store under its cap, if it has one and this build wrote to it."""
@@ -142,8 +157,9 @@ class LocalStore:
         except OSError as error:
             raise StoreError(f"cannot write {path}: {error.strerror}") from None
 
-    def _write(self, path: str, write) -> None:
-        """Call `write(fd)` on a new temporary file, then rename it to `path`."""
+    def _write(self, path: str, write, keep: Callable[[str], bool] | None = None) -> bool:
+        """Call `write(fd)` on a new temporary file, then rename it to `path`, unless
+        `keep(temporary)` says not to: then it is removed. Whether it was kept."""
         directory = os.path.dirname(path)
         try:
             if directory not in self._made_dirs:
@@ -155,7 +171,11 @@ class LocalStore:
                     write(fd)
                 finally:
                     os.close(fd)
+                if keep is not None and not keep(temporary):
+                    os.unlink(temporary)
+                    return False
                 os.replace(temporary, path)
+                return True
             except BaseException:
                 os.unlink(temporary)
                 raise

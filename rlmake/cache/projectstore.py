@@ -148,8 +148,8 @@ class ProjectStore(LocalStore):
         the database: a blob there holds the bytes its name says, whatever wrote to the
         file since it was hashed. That check is also what lets one read() do for a file
         of a regular size; only when it fails is the file read on to its end (a short
-        read, as some file systems give). A larger output is copied into `cas/` as
-        before, and checked by every restore."""
+        read, as some file systems give). A larger output is copied into `cas/`, and the
+        copy is read back and checked before it takes the blob's name."""
         try:
             fd = open_regular(source)
             try:
@@ -165,8 +165,7 @@ class ProjectStore(LocalStore):
         if len(data) > SMALL_BLOB_BYTES:
             if not replace and LocalStore.has_blob(self, digest):
                 return 0
-            LocalStore.put_blob(self, digest, source)
-            return os.path.getsize(source)
+            return self.put_checked_blob(digest, source)
         if not matches:
             return None
         database = self._opened()
