@@ -71,3 +71,35 @@ def test_an_interrupt_during_a_spawn_waits_until_the_command_is_known(tmp_path, 
             except (ProcessLookupError, ChildProcessError):
                 pass
         executor.close()
+
+
+def test_an_interrupt_pending_as_the_spawn_blocks_leaves_no_signal_blocked(tmp_path,
+                                                                          monkeypatch):
+    """Python runs a pending signal's handler inside the very call that blocks it: the
+    interrupt is raised with the signals already blocked, before the spawn. They must not
+    stay blocked (the rest of the build would never hear another Ctrl-C), and nothing is
+    started."""
+    from rlmake.executors import local
+
+    real_sigmask = local._sigmask
+
+    def pending_when_blocked(how, signals):
+        previous = real_sigmask(how, signals)
+        if how == signal.SIG_BLOCK:
+            raise Interrupted
+        return previous
+
+    monkeypatch.setattr(local, "_sigmask", pending_when_blocked)
+    monkeypatch.setattr(os, "posix_spawn", lambda *args, **kwargs: pytest.fail("spawned"))
+    opened = len(os.listdir("/proc/self/fd"))
+    executor = LocalExecutor(1)
+    try:
+        with pytest.raises(Interrupted):
+            executor.start(Task("t", ("true",), os.getcwd()))
+            executor.wait(1)
+    finally:
+        monkeypatch.setattr(local, "_sigmask", real_sigmask)
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        executor.close()
+    assert not blocked & {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    assert len(os.listdir("/proc/self/fd")) == opened     # the output pipe was closed too

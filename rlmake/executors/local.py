@@ -171,7 +171,13 @@ class LocalExecutor:
         # threads, when it has any, are helpers that start no command.) posix_spawn
         # clears the child's mask. Inline rather than a context manager: a generator per
         # job cost more than the two system calls.
-        held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+        try:
+            held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+        except BaseException:       # one pending before the block, raised by its handler
+            _sigmask(signal.SIG_UNBLOCK, INTERRUPT_SIGNALS)     # from within the call
+            os.close(read_end)
+            os.close(write_end)
+            raise
         try:
             try:
                 child.process = _Spawned(argv, child.env, write_end)
