@@ -174,9 +174,9 @@ class LocalExecutor:
         try:
             held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
         except BaseException:       # one pending before the block, raised by its handler
-            _sigmask(signal.SIG_UNBLOCK, INTERRUPT_SIGNALS)     # from within the call
-            os.close(read_end)
+            os.close(read_end)      # from within the call: nothing started, nothing held
             os.close(write_end)
+            _sigmask(signal.SIG_UNBLOCK, INTERRUPT_SIGNALS)
             raise
         try:
             try:
