@@ -39,6 +39,15 @@ def signals_as_ctrl_c() -> dict:
     return previous
 
 
+def hold_interrupts() -> None:
+    """Block SIGINT, SIGTERM and SIGHUP in the calling thread, which must be one of
+    rlmake's helper threads (a pool's initializer). The kernel then hands an interrupt to
+    the main thread, which holds it while it starts a command: one a helper thread took
+    would run Python's handler on the main thread at once, whatever the main thread's
+    mask, and could leave a command started but not yet known to cancel or record."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+
+
 def exit_status(command: Callable[[], object]) -> int:
     """Run `command` with SIGTERM and SIGHUP taken as Ctrl-C; 0 when it returns, else the
     exit status of what stopped it, said on stderr (an RlmakeError, or an interrupt)."""

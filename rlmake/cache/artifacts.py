@@ -370,8 +370,11 @@ class ArtifactCache:
         if self._uploads is None:
             from concurrent.futures import ThreadPoolExecutor
 
+            from rlmake.guard import hold_interrupts
+
             self._uploads = ThreadPoolExecutor(max_workers=_UPLOAD_WORKERS,
-                                               thread_name_prefix="rlmake-cache")
+                                               thread_name_prefix="rlmake-cache",
+                                               initializer=hold_interrupts)
         self._pending.append(self._uploads.submit(*call))
 
     def close(self) -> None:

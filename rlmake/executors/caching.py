@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from rlmake.cache.artifacts import ArtifactCache
 from rlmake.executors.base import Completion, Executor, Task
+from rlmake.guard import hold_interrupts
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,8 @@ _POLL_SECONDS = 0.02       # how long a remote hit may wait to be noticed
 def _lookup_pool(lookups: int) -> ThreadPoolExecutor:
     from concurrent.futures import ThreadPoolExecutor   # 5 ms of imports a local cache never needs
 
-    return ThreadPoolExecutor(max_workers=max(1, lookups), thread_name_prefix="rlmake-restore")
+    return ThreadPoolExecutor(max_workers=max(1, lookups), thread_name_prefix="rlmake-restore",
+                              initializer=hold_interrupts)
 
 
 class CachingExecutor:

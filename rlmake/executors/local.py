@@ -167,10 +167,10 @@ class LocalExecutor:
         # SIGINT, SIGTERM and SIGHUP are held on this thread until the child is known (to
         # cancel and to the record), so that an interrupt cannot start a command that
         # nothing would stop: the one that came meanwhile is delivered when the mask is
-        # restored. (A thread that does not hold them could still take one; rlmake's
-        # threads, when it has any, are helpers that start no command.) posix_spawn
-        # clears the child's mask. Inline rather than a context manager: a generator per
-        # job cost more than the two system calls.
+        # restored. (Only if no other thread can take it: rlmake's helper threads hold
+        # them too, guard.hold_interrupts.) posix_spawn clears the child's mask. Inline
+        # rather than a context manager: a generator per job cost more than the two
+        # system calls.
         try:
             held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
         except BaseException:       # one pending before the block, raised by its handler
