@@ -72,8 +72,21 @@ def exit_status(command: Callable[[], object]) -> int:
         say("rlmake: interrupted")
         return Interrupted.exit_code
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        _put_back(previous)
+
+
+def _put_back(handlers: dict) -> None:
+    """Put the handlers rlmake replaced back. An interrupt that lands meanwhile, on one of
+    rlmake's own still in place, comes too late to stop anything: it must not escape
+    with a traceback, nor leave a handler of rlmake's behind; the rest are put back all
+    the same, and the exit status is what the command's was."""
+    while True:
+        try:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _caused_by_interrupt(error: BaseException) -> bool:

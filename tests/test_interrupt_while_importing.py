@@ -49,3 +49,36 @@ def test_a_runtime_error_that_no_interrupt_caused_still_surfaces():
 
     with pytest.raises(RuntimeError, match="wrapped"):
         exit_status(fails)
+
+
+def test_an_interrupt_as_the_handlers_are_put_back_is_too_late_to_matter(monkeypatch):
+    """The build is over when exit_status puts the handlers it replaced back; a signal
+    that lands on one of rlmake's own meanwhile (the fault-injection test once sent its
+    SIGHUP there: click said "Aborted!", status 1) leaves the status as it was, and every
+    handler as it was before."""
+    import signal
+
+    from rlmake import guard
+    from rlmake.errors import INTERRUPT_SIGNALS
+
+    before = {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS}
+    real_signal = signal.signal
+    putting_back = []
+
+    def lands_while_put_back(signum, handler):
+        previous = real_signal(signum, handler)
+        if handler is before[signum] and not putting_back:
+            putting_back.append(signum)
+            raise guard.Signalled          # rlmake's handler, still in place for the rest
+        return previous
+
+    monkeypatch.setattr(signal, "signal", lands_while_put_back)
+    try:
+        status = exit_status(lambda: None)
+    except KeyboardInterrupt:
+        status = None                       # escaped: click would say "Aborted!"
+    finally:
+        monkeypatch.setattr(signal, "signal", real_signal)
+    assert status == 0
+    assert putting_back
+    assert {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS} == before
