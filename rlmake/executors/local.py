@@ -153,48 +153,27 @@ class LocalExecutor:
         argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
         since = self._record.clock() if self._record is not None else -1
-        if child.task.cwd != self._spawn_here:
-            # Not with interrupts deferred: Popen's child would inherit the mask.
+        here = child.task.cwd == self._spawn_here
+        # Not around Popen: its child would inherit the mask (posix_spawn's is cleared).
+        held = _hold_interrupts(read_end, write_end) if here else None
+        try:
             try:
-                child.process = _popen(argv, child.task.cwd, child.env, write_end)
+                if here:
+                    child.process = _Spawned(argv, child.env, write_end)
+                else:
+                    child.process = _popen(argv, child.task.cwd, child.env, write_end)
             except BaseException:
                 os.close(read_end)
                 raise
             finally:
                 os.close(write_end)
-            self._watch(read_end, child, since)
-            return
-        # SIGINT, SIGTERM and SIGHUP are held on this thread until the child is known (to
-        # cancel and to the record), so that an interrupt cannot start a command that
-        # nothing would stop: the one that came meanwhile is delivered when the mask is
-        # restored. (Only if no other thread can take it: rlmake's helper threads hold
-        # them too, guard.hold_interrupts.) posix_spawn clears the child's mask. Inline
-        # rather than a context manager: a generator per job cost more than the two
-        # system calls.
-        try:
-            held = _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
-        except BaseException:       # one pending before the block, raised by its handler
-            os.close(read_end)      # from within the call: nothing started, nothing held
-            os.close(write_end)
-            _sigmask(signal.SIG_UNBLOCK, INTERRUPT_SIGNALS)
-            raise
-        try:
-            try:
-                child.process = _Spawned(argv, child.env, write_end)
-            except BaseException:
-                os.close(read_end)
-                raise
-            finally:
-                os.close(write_end)
-            self._watch(read_end, child, since)
+            self._running[read_end] = child
+            self._poll.register(read_end, select.POLLIN)
+            if self._record is not None:
+                self._record.started(child.process.pid, since)
         finally:
-            _sigmask(signal.SIG_SETMASK, held)
-
-    def _watch(self, read_end: int, child: _Child, since: int) -> None:
-        self._running[read_end] = child
-        self._poll.register(read_end, select.POLLIN)
-        if self._record is not None:
-            self._record.started(child.process.pid, since)
+            if held is not None:
+                _sigmask(signal.SIG_SETMASK, held)
 
     def _read(self, fd: int, child: _Child) -> None:
         data = os.read(fd, _READ_SIZE)
@@ -249,6 +228,25 @@ class LocalExecutor:
 # signal.pthread_sigmask turns its answer into a set of Signals members, which costs a
 # spawn three times what the system call does; the C function answers plain numbers.
 _sigmask: Callable[[int, Iterable[int]], set[int]] = _signal.pthread_sigmask
+
+
+def _hold_interrupts(read_end: int, write_end: int) -> set[int]:
+    """Hold SIGINT, SIGTERM and SIGHUP on this thread while a command starts, until it is
+    known (to cancel and to the record), so that an interrupt cannot start a command that
+    nothing would stop: the one that came meanwhile is delivered when the mask returned
+    here is put back. (Only if no other thread can take it: rlmake's helper threads hold
+    them too, guard.hold_interrupts.) Not a context manager: a generator per job cost
+    more than the two system calls.
+
+    One already pending is raised by its handler from within the blocking call: then
+    nothing is started, the command's output pipe is closed and nothing is held."""
+    try:
+        return _sigmask(signal.SIG_BLOCK, INTERRUPT_SIGNALS)
+    except BaseException:
+        os.close(read_end)
+        os.close(write_end)
+        _sigmask(signal.SIG_UNBLOCK, INTERRUPT_SIGNALS)
+        raise
 
 
 @contextlib.contextmanager
