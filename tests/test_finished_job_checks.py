@@ -9,6 +9,7 @@ import io
 
 import pytest
 from engine import Engine, Recording
+from test_order_only import THROUGH_DEPFILE     # obj's depfile lists gen.h, made first
 
 from rlmake import jobfiles
 from rlmake.model import Job, Outcome, Status
@@ -32,20 +33,6 @@ def test_an_output_that_is_a_directory_fails_the_job_in_either_mode(tmp_path, mo
     assert built.status == "failed"
     assert "output 'results' is a directory" in (built.outcomes["results"].error or "")
     assert engine.read("results/a.txt") == "x\n"
-
-
-# obj's depfile lists gen.h, which a job of the same build made, for the first time.
-THROUGH_DEPFILE = """\
-rules:
-  obj:
-    deps: [obj.c]
-    order_only: [gen.h]
-    command: "cat gen.h obj.c > obj; echo 'obj: gen.h' > obj.d"
-    depfile: obj.d
-  gen.h:
-    deps: [version]
-    command: cat version > gen.h
-"""
 
 
 @pytest.mark.parametrize("mode", HASH_MODES)

@@ -115,12 +115,17 @@ def test_a_short_read_is_read_on_to_the_end(tmp_path, monkeypatch):
     assert storekit.entries(Path(store.root), BLOB) == {digest_bytes(data): data}
 
 
-def test_a_blob_the_store_has_is_marked_used_not_written_again(tmp_path):
-    (tmp_path / "out").write_bytes(FIRST)
-    cache, store = cache_in(tmp_path, [])
+def stored_first(project: Path) -> Path:
+    """The project's store after a build that stored `out` holding FIRST under KEY."""
+    (project / "out").write_bytes(FIRST)
+    cache, store = cache_in(project, [])
     cache.store(KEY, [("out", digest_bytes(FIRST))], b"", {})
     cache.close()
-    cache_root = Path(store.root)
+    return Path(store.root)
+
+
+def test_a_blob_the_store_has_is_marked_used_not_written_again(tmp_path):
+    cache_root = stored_first(tmp_path)
     storekit.set_last_used(cache_root, BLOB, digest_bytes(FIRST), 1000.0)
     again, store = cache_in(tmp_path, [])
     again.store("cd" * 20, [("out", digest_bytes(FIRST))], b"", {})
@@ -151,11 +156,7 @@ def test_a_blob_of_the_older_layout_is_found_among_the_files(tmp_path):
 
 
 def test_a_blob_found_corrupt_is_written_again(tmp_path):
-    (tmp_path / "out").write_bytes(FIRST)
-    cache, store = cache_in(tmp_path, [])
-    cache.store(KEY, [("out", digest_bytes(FIRST))], b"", {})
-    cache.close()
-    cache_root = Path(store.root)
+    cache_root = stored_first(tmp_path)
     storekit.put(cache_root, BLOB, digest_bytes(FIRST), b"flipped bits\n")
     warnings: list[str] = []
     again, _ = cache_in(tmp_path, warnings)
