@@ -21,7 +21,7 @@ from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, UsageError
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
-from rlmake.executors.leftovers import stop_leftovers
+from rlmake.executors.leftovers import remove_log, stop_leftovers
 from rlmake.lock import ProjectLock
 from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, Rulesfile,
                           Status)
@@ -146,19 +146,27 @@ class Project:
         lock = ProjectLock(self.state_dir)
         lock.acquire(config.wait, reporter.warning)
         try:
-            stop_leftovers(self.state_dir, reporter.warning)
+            unfinished = stop_leftovers(self.state_dir, reporter.warning).unfinished
             state = StateDB(self.state_dir)
             try:
+                if unfinished:
+                    state.forget_jobs(unfinished)
+                remove_log(self.state_dir)
                 if "expander" in self.__dict__:     # planned anew: the Rulesfile changed
                     _warn_of_former_outputs(plan, state, reporter.warning)
-                return self._run(plan, config, reporter, mode, state, executor, clock)
+                return self._run(plan, config, reporter, mode, state, executor, clock,
+                                 unfinished)
             finally:
                 state.close()
         finally:
             lock.release()
 
     def _run(self, plan: Plan, config: BuildConfig, reporter: Reporter, mode: str,
-             state: StateDB, executor: Executor | None, clock: Clock) -> list[Outcome]:
+             state: StateDB, executor: Executor | None, clock: Clock,
+             unfinished: set[str]) -> list[Outcome]:
+        """`unfinished`: jobs whose commands an earlier build stopped unfinished; they run,
+        not restored from a store, since those commands may have left side files (a
+        depfile) half written."""
         started = clock.time()
         execution = os.urandom(4).hex()
         reporter.phase_started(Phase.DECIDE)
@@ -181,7 +189,8 @@ class Project:
         recorder.start(list(config.argv))     # after anything that can refuse
         scan = self._scan(plan, state, mode, options, fresh)
         scheduler = Scheduler(plan, scan, reporter, options, clock, executor=runner,
-                              recorder=recorder, dirty=fresh.dirty, cache=cache)
+                              recorder=recorder, dirty=fresh.dirty, cache=cache,
+                              uncached=unfinished)
         status = ExecutionStatus.INTERRUPTED
         reporter.phase_started(Phase.RUN)
         try:

@@ -11,7 +11,7 @@ what a run did to its files in jobfiles.py.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Collection, NamedTuple
 
 from rlmake import jobfiles
 from rlmake.clock import Clock
@@ -57,10 +57,11 @@ class Scheduler:
     def __init__(self, plan: Plan, scan: DependencyScan, reporter: Reporter,
                  options: BuildOptions, clock: Clock, *, executor: Executor | None = None,
                  recorder: Recorder | None = None, dirty: list[int] | None = None,
-                 cache: "ArtifactCache | None" = None):
+                 cache: "ArtifactCache | None" = None, uncached: Collection[str] = ()):
         """Without an executor and a recorder (a dry run), stale jobs are settled as
         WOULD_RUN. `dirty`: when an up-to-date snapshot exists, the only jobs (indices in
-        dependency order) that can be stale; the rest are known up to date."""
+        dependency order) that can be stale; the rest are known up to date. `uncached`:
+        jobs that must run their commands, not be looked up in the cache."""
         self.plan = plan
         self.project_dir = scan.hasher.project_dir
         self.scan = scan
@@ -71,6 +72,7 @@ class Scheduler:
         self.recorder = recorder
         self.dirty = dirty
         self.cache = cache
+        self.uncached = uncached
         self.outcomes: dict[str, Outcome] = {}
         self.unreported = 0             # jobs known up to date that no reporter wanted to hear of
         self._work: dict[str, Job] = {}
@@ -249,7 +251,8 @@ class Scheduler:
         written = (*job.outputs, job.depfile) if job.depfile else job.outputs
         dirs = {os.path.dirname(os.path.join(self.project_dir, path)) for path in written}
         missing = jobfiles.missing_dirs(self.project_dir, written, self._dirs_seen)
-        cacheable = self.cache is not None and not job.always and not self.options.force
+        cacheable = self.cache is not None and not job.always and not self.options.force \
+            and job.target not in self.uncached
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
                     tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
                     tuple(inputs.items()), job.depfile)

@@ -735,6 +735,12 @@ class StateDB(StateReader):
         self._write("DELETE FROM jobs WHERE target = ?", (target,))
         self._void_uptodate()
 
+    def forget_jobs(self, targets: Iterable[str]) -> None:
+        """As forget_job, for each target, committed at once."""
+        self._write_many("DELETE FROM jobs WHERE target = ?", [(target,) for target in targets])
+        self._void_uptodate()
+        self.commit()
+
     # --- up-to-date snapshots -------------------------------------------------------------
 
     def _void_uptodate(self) -> None:

@@ -182,7 +182,7 @@ def test_a_full_disk_under_the_running_log_does_not_stop_the_build(tmp_path):
 
     record = CommandRecord(str(tmp_path))
     os.symlink("/dev/full", record.path)
-    since = record.clock()
+    since = record.clock("job")
     record.started(os.getpid(), since)
     record.ended(os.getpid())
     record.flush()

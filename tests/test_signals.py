@@ -6,7 +6,8 @@ Each command runs in a session of its own, so nothing but rlmake stops it:
   build goes on;
 - a second interrupt during the first one's grace period kills at once;
 - after rlmake is SIGKILLed, the next build stops the commands it left running,
-  says so, and never records what they would have written;
+  says so, never records what they would have written, and runs their jobs
+  (test_unfinished_jobs_run_again has the rest of that);
 - `.rlmake/running` never makes a build signal a process that merely reuses a
   recorded pid.
 """
@@ -131,7 +132,9 @@ def test_a_second_interrupt_kills_at_once(fresh_proj, first, second):
     assert took < 1.5, f"rlmake took {took:.2f}s after the second signal (the grace is 2s)"
     assert wait_until_dead(sleeper, 1.0), "the command's group outlived the second signal"
     assert not fresh_proj.exists("stubborn.txt")
-    assert not fresh_proj.exists(".rlmake/running")
+    # the stopped command's job stays listed as unfinished, for the next build to run
+    assert leftovers.read_log(str(fresh_proj.root / ".rlmake/running")).unfinished \
+        == {"stubborn.txt"}
 
 
 @pytest.mark.integration
@@ -157,12 +160,6 @@ def test_the_next_build_stops_commands_a_killed_build_left_running(fresh_proj):
 
 
 # --- the record itself --------------------------------------------------------------------
-
-def test_the_log_replays_starts_and_ends(tmp_path):
-    (tmp_path / "running").write_text("=ab12\n+10 5 7\n+11 6 8\n-10\n+12 9 9\nnoise\n+13 1\n")
-    assert leftovers.read_log(str(tmp_path / "running")) == ({"ab12"}, {11: (6, 8), 12: (9, 9)})
-    assert leftovers.read_log(str(tmp_path / "absent")) == (set(), {})
-
 
 TOKEN = "0123456789abcdef"
 
@@ -195,7 +192,7 @@ def test_a_group_the_log_names_is_left_alone_unless_it_carries_a_build_token(tmp
     victim = _sleeper(token=None)
     try:
         (tmp_path / "running").write_text(f"={TOKEN}\n+{victim.pid} 0 99999999999\n")
-        assert leftovers.stop_leftovers(str(tmp_path), lambda text: None) == 0
+        assert leftovers.stop_leftovers(str(tmp_path), lambda text: None).stopped == 0
         assert victim.poll() is None
     finally:
         victim.kill()
@@ -214,11 +211,10 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
         (tmp_path / "running").write_text(f"={TOKEN}\n+{stranger.pid} {earlier - 5} {earlier}\n"
                                           f"+{ours.pid} {since - 1} {since + 1}\n")
         said = []
-        assert leftovers.stop_leftovers(str(tmp_path), said.append) == 1
+        assert leftovers.stop_leftovers(str(tmp_path), said.append).stopped == 1
         assert said == ["stopped 1 command left running by an earlier build"]
         assert stranger.poll() is None
         assert ours.wait(timeout=5) == -signal.SIGTERM
-        assert not (tmp_path / "running").exists()
     finally:
         for process in (stranger, ours):
             process.kill()
@@ -228,13 +224,14 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
 @pytest.mark.integration
 def test_record_lists_running_commands_only_until_the_build_ends(tmp_path):
     record = leftovers.CommandRecord(str(tmp_path))
-    since = record.clock()
+    since = record.clock("sleeper")
     child = _sleeper()
     try:
         record.started(child.pid, since)
         record.flush()
-        tokens, listed = leftovers.read_log(record.path)
+        tokens, listed, unfinished = leftovers.read_log(record.path)
         assert tokens == {record.token} and list(listed) == [child.pid]
+        assert unfinished == {"sleeper"}
         assert leftovers.group_alive(child.pid, listed[child.pid])
         child.kill()
         child.wait()
@@ -284,7 +281,7 @@ def test_a_command_started_but_not_yet_listed_is_found_by_its_token(tmp_path):
                              env={**build_env(), leftovers.TOKEN_VARIABLE: "beef02"})
     try:
         said = []
-        assert leftovers.stop_leftovers(str(tmp_path), said.append) == 1, said
+        assert leftovers.stop_leftovers(str(tmp_path), said.append).stopped == 1, said
         assert child.wait(timeout=5) == -signal.SIGTERM
         assert other.poll() is None
     finally:

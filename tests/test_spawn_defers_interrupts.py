@@ -57,7 +57,7 @@ def test_an_interrupt_during_a_spawn_waits_until_the_command_is_known(tmp_path, 
         assert len(spawned) == 1, "the command was not started by posix_spawn"
         assert executor.running_count() == 1, "the interrupt lost the command"
         record.flush()
-        assert list(leftovers.read_log(record.path)[1]) == spawned
+        assert list(leftovers.read_log(record.path).running) == spawned
         executor.cancel()               # and the cancel reaches it
         done = executor.wait()
         assert done is not None and done.exit_code == -signal.SIGTERM

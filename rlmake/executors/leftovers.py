@@ -14,9 +14,10 @@ between them, and a pid handed out again, after the command ended, cannot.
 The next build, once it holds the project lock, stops every group still
 alive from that file.
 
-The file is a log: `+GROUP SINCE UNTIL` when a command starts (written at
-once), `-GROUP` when it ends (batched), each write a single write() to a
-descriptor opened O_APPEND, which a SIGKILL cannot split. Appending costs a
+The file is a log: `>TARGET` just before a command of job TARGET starts (written
+at once), `+GROUP SINCE UNTIL` once it runs and `-GROUP` when it ends (both
+batched with the next write), each write a single write() to a descriptor
+opened O_APPEND, which a SIGKILL cannot split. Appending costs a
 microsecond or two; replacing a file by rename costs ext4 milliseconds (it
 flushes the data first), which a 1,000-job build would feel. Writer and reader
 never overlap: the reader holds the project lock the writer held until it died.
@@ -28,6 +29,13 @@ a SIGKILL then would leave a command nobody listed. So each build also puts a
 random token in every command's environment (RLMAKE_BUILD_TOKEN) and logs it
 before its first spawn; a build that finds the log of one that died looks
 for processes carrying that token in /proc/PID/environ as well.
+
+The log also says which jobs a build that died had running: those whose last
+command started and was not seen to end. Their commands, stopped unfinished,
+may have written anything (a depfile cut short, a side file) while leaving the
+outputs as the job's last record has them, which would pass for up to date; so
+the next build forgets their records and runs them again. The commands a
+cancel stops (Ctrl-C) stay in the log as unfinished for the same reason.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 FILE_NAME = "running"
 TOKEN_VARIABLE = "RLMAKE_BUILD_TOKEN"
@@ -57,23 +65,25 @@ class CommandRecord:
         self._failed = False                    # a write failed: the log is given up
         self.token = os.urandom(8).hex()         # in every command's environment
 
-    def clock(self) -> int:
-        """Call just before starting a command; pass the answer to `started`."""
+    def clock(self, target: str) -> int:
+        """Call just before starting a command of the job `target`; pass the answer to
+        `started`. The job is on disk before its command can run (with the token, the
+        first time), so that rlmake killed a moment later still leaves it listed."""
         if not _CAN_RECORD:
             return -1
-        if self._fd is None:                    # the token is on disk before any command
+        if self._fd is None:
             self._pending.insert(0, f"={self.token}\n")
-            self.flush()
+        self._pending.append(f">{_escaped(target)}\n")
+        self.flush()
         return boot_ticks()
 
     def started(self, pid: int, since: int) -> None:
-        """A command leading its own process group `pid` has started since `clock()`:
-        written at once, so that rlmake killed a moment later still leaves it listed."""
+        """The command has started since `clock()`, leading its own process group `pid`.
+        Written with the next line: until then the token finds it."""
         if since >= 0:
             self._running.add(pid)
             # a tick of slack each side: the kernel rounds its own clock to ticks
             self._pending.append(f"+{pid} {since - 1} {boot_ticks() + 1}\n")
-            self.flush()
 
     def ended(self, pid: int) -> None:
         if pid in self._running:
@@ -108,36 +118,82 @@ class CommandRecord:
                 _remove(self.path)
 
 
-def read_log(path: str) -> tuple[set[str], dict[int, tuple[int, int]]]:
-    """The tokens of the builds that wrote a log, and the groups it lists as still running:
-    group -> when its leader started (the first and last tick it can have)."""
-    tokens: set[str] = set()
-    running: dict[int, tuple[int, int]] = {}
+class Log(NamedTuple):
+    """What a log says of the build that wrote it."""
+
+    tokens: set[str]                            # the builds' tokens
+    running: dict[int, tuple[int, int]]         # group -> when its leader started (the
+                                                # first and last tick it can have)
+    unfinished: set[str]                        # jobs whose last command was not seen to end
+
+
+def read_log(path: str) -> Log:
+    log = Log(set(), {}, set())
     try:
         with open(path, "rb") as stream:        # damage must not stop the build: bytes
-            lines = stream.read().decode("ascii", "replace").splitlines()
+            lines = stream.read().split(b"\n")
     except OSError:
-        return tokens, running
+        return log
+    starting: str | None = None                 # the job whose command starts next
+    jobs: dict[int, str] = {}                   # group -> its job
     for line in lines:
-        if line.startswith("=") and len(line) > 1 and line[1:].isalnum():
-            tokens.add(line[1:])
-            continue
-        fields = line[1:].split()
-        if not fields or not all(field.isdigit() for field in fields) \
-                or not 1 < int(fields[0]) <= _PID_MAX:
-            continue                            # not a line this module wrote: skip it
-        if line.startswith("+") and len(fields) == 3:
-            running[int(fields[0])] = (int(fields[1]), int(fields[2]))
-        elif line.startswith("-"):
-            running.pop(int(fields[0]), None)
-    return tokens, running
+        if line.startswith(b">"):
+            if starting is not None:            # its spawn failed, or rlmake died in it
+                log.unfinished.add(starting)
+            starting = _unescaped(line[1:])
+        elif line.startswith(b"=") and line[1:].isalnum():
+            log.tokens.add(line[1:].decode("ascii"))
+        else:
+            starting = _replay(line, log.running, jobs, starting)
+    if starting is not None:
+        log.unfinished.add(starting)
+    log.unfinished.update(jobs[group] for group in log.running if group in jobs)
+    return log
 
 
-def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
+def _replay(line: bytes, running: dict[int, tuple[int, int]], jobs: dict[int, str],
+            starting: str | None) -> str | None:
+    """A start or an end; the job still waiting for its command's start after it."""
+    fields = line[1:].split()
+    if not fields or not all(field.isdigit() for field in fields) \
+            or not 1 < int(fields[0]) <= _PID_MAX:
+        return starting                         # not a line this module wrote: skip it
+    group = int(fields[0])
+    if line.startswith(b"+") and len(fields) == 3:
+        running[group] = (int(fields[1]), int(fields[2]))
+        if starting is not None:
+            jobs[group] = starting
+        return None
+    if line.startswith(b"-"):
+        running.pop(group, None)
+        jobs.pop(group, None)
+    return starting
+
+
+def _escaped(target: str) -> str:
+    """One line of ASCII, whatever the name holds (a newline, a byte that is no UTF-8)."""
+    return target.encode("unicode_escape").decode("ascii") if not target.isascii() \
+        or not target.isprintable() or "\\" in target else target
+
+
+def _unescaped(text: bytes) -> str | None:
+    try:
+        return text.decode("unicode_escape")
+    except UnicodeDecodeError:
+        return None                             # damage: no job of ours
+
+
+class Leftovers(NamedTuple):
+    stopped: int                # commands still running, now stopped
+    unfinished: set[str]        # the jobs of the commands the earlier build left unfinished
+
+
+def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> Leftovers:
     """Stop every command an earlier build of this project left running (SIGTERM, a
-    short grace, SIGKILL), and `say` so; how many there were. Call it holding the lock."""
-    path = os.path.join(state_dir, FILE_NAME)
-    tokens, listed = read_log(path)
+    short grace, SIGKILL), and `say` so. Call it holding the lock, and `remove_log` once
+    the unfinished jobs' records are forgotten: until then the log is the only word of
+    them."""
+    tokens, listed, unfinished = read_log(os.path.join(state_dir, FILE_NAME))
     # Only a group one of whose processes carries a logged build's token: the file is no
     # proof, since anyone who can write it could name any group (one shipped in an archive).
     carrying = _groups_carrying(tokens) if tokens else {}
@@ -151,12 +207,16 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> int:
         _wait_until_gone(alive, _DEATH_SECONDS)
         say(f"stopped {len(alive)} command{'s' if len(alive) > 1 else ''} left running "
             "by an earlier build")
+    return Leftovers(len(alive), unfinished)
+
+
+def remove_log(state_dir: str) -> None:
+    path = os.path.join(state_dir, FILE_NAME)
     try:
         _remove(path)
     except OSError as error:        # a directory, an immutable .rlmake: say which, and why
         from rlmake.statedir import unusable
         raise unusable("record of running commands", path, error) from None
-    return len(alive)
 
 
 def _groups_carrying(tokens: set[str]) -> dict[int, tuple[int, int]]:

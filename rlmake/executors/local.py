@@ -152,7 +152,7 @@ class LocalExecutor:
     def _spawn(self, child: _Child) -> None:
         argv = argv_for(child.task.commands[child.index], child.env)
         read_end, write_end = os.pipe()
-        since = self._record.clock() if self._record is not None else -1
+        since = self._record.clock(child.task.id) if self._record is not None else -1
         here = child.task.cwd == self._spawn_here
         # Not around Popen: its child would inherit the mask (posix_spawn's is cleared).
         held = _hold_interrupts(read_end, write_end) if here else None
@@ -189,8 +189,8 @@ class LocalExecutor:
         os.close(fd)
         del self._running[fd]
         status = child.process.wait()
-        if self._record is not None:
-            self._record.ended(child.process.pid)
+        if self._record is not None and not self._cancelled:   # a cancelled one stays
+            self._record.ended(child.process.pid)               # unfinished (leftovers)
         task = child.task
         if status == 0 and child.index + 1 < len(task.commands) and not self._cancelled:
             child.index += 1
@@ -221,8 +221,6 @@ class LocalExecutor:
         for child in self._running.values():
             while child.process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.01)
-            if child.process.poll() is not None and self._record is not None:
-                self._record.ended(child.process.pid)
 
 
 # signal.pthread_sigmask turns its answer into a set of Signals members, which costs a

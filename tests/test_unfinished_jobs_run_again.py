@@ -1,0 +1,156 @@
+"""A job whose command a build stopped unfinished runs again, in full, in the next build.
+
+A stopped command may have cut a side file short (its depfile, truncated before it
+was written) while leaving the outputs as the job's last record has them: they pass
+for up to date, and a store would restore the outputs without the side file. So the
+log of running commands says which jobs a build that died (or was interrupted) left
+unfinished, and the next build forgets their records and runs their commands.
+
+In-process: the log as a killed build leaves it, then a build with the fake executor.
+End to end: a real rlmake SIGKILLed, and one interrupted, while a command holds with
+its depfile truncated.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+import pytest
+
+from buildkit import Project, build_env, finish, kill_group
+from engine import Engine
+from rlmake.executors import leftovers
+
+if sys.platform != "linux":     # the log needs /proc
+    pytestmark = pytest.mark.skip("Linux only")
+
+RULES = """\
+rules:
+  all:
+    deps: [next.txt, other.txt]
+  out.txt:
+    deps: [in.txt]
+    depfile: out.d
+    command: "echo 'out.txt: extra.h' > out.d; cat in.txt > out.txt"
+  next.txt:
+    deps: [out.txt]
+    command: cat out.txt > next.txt
+  other.txt:
+    command: echo other > other.txt
+"""
+
+
+@pytest.fixture
+def engine(tmp_path) -> Engine:
+    engine = Engine(tmp_path)
+    engine.write("Rulesfile.yaml", RULES)
+    engine.write("in.txt", "in\n")
+    engine.write("extra.h", "h\n")
+    assert sorted(engine.build(local_cache=True).ran) == ["next.txt", "other.txt", "out.txt"]
+    return engine
+
+
+def killed_while_running(engine: Engine, *targets: str) -> None:
+    """As a build SIGKILLed while the commands of `targets` ran leaves things: each
+    listed in the log, its depfile cut short, its output as before."""
+    lines = ["=feed01"] + [f">{target}" for target in targets]
+    (engine.root / ".rlmake" / leftovers.FILE_NAME).write_text("\n".join(lines) + "\n")
+    engine.write("out.d", "")
+
+
+def test_a_job_a_killed_build_left_unfinished_runs_again_not_restored(engine):
+    killed_while_running(engine, "out.txt")
+    built = engine.build(local_cache=True)
+    assert built.ran == ["out.txt"], "the unfinished job was not run (or was restored)"
+    assert engine.read("out.d") == "out.txt: extra.h\n"
+    assert not (engine.root / ".rlmake" / leftovers.FILE_NAME).exists()
+    assert engine.build(local_cache=True).ran == []
+
+
+def test_without_the_log_the_same_files_are_up_to_date(engine):
+    """The control: the outputs alone say nothing is wrong, so only the log can."""
+    engine.write("out.d", "")
+    assert engine.build(local_cache=True).ran == []
+
+
+def test_an_unfinished_job_not_in_this_build_runs_when_it_is(engine):
+    """Its record is forgotten at once: a build of another target does not keep it up
+    to date, and the log is gone after it (the store may bring it back then)."""
+    killed_while_running(engine, "out.txt")
+    assert engine.build("other.txt", local_cache=True).ran == []
+    assert not (engine.root / ".rlmake" / leftovers.FILE_NAME).exists()
+    assert engine.build("out.txt").ran == ["out.txt"]
+
+
+def test_the_log_names_any_target_in_one_line(tmp_path):
+    names = ["plain.o", "with space.o", "new\nline.o", "back\\slash.o", "caf\u00e9.o",
+             "bad\udcffbyte.o", ">arrow.o", "=equals.o", "-dash.o", "+plus.o"]
+    record = leftovers.CommandRecord(str(tmp_path))
+    for name in names:
+        record.clock(name)
+    record.flush()
+    assert leftovers.read_log(record.path).unfinished == set(names)
+
+
+def test_the_log_replays_starts_and_ends(tmp_path):
+    (tmp_path / "running").write_text(
+        "=ab12\n>a\n+10 5 7\n>b\n+11 6 8\n-10\n>c\n+12 9 9\nnoise\n+13 1\n>d\n")
+    log = leftovers.read_log(str(tmp_path / "running"))
+    assert log.tokens == {"ab12"}
+    assert log.running == {11: (6, 8), 12: (9, 9)}
+    assert log.unfinished == {"b", "c", "d"}      # a ended; d's command never listed
+    assert leftovers.read_log(str(tmp_path / "absent")) == (set(), {}, set())
+
+
+def test_a_log_from_before_jobs_were_named_still_stops_commands(tmp_path):
+    (tmp_path / "running").write_text("=ab12\n+10 5 7\n+11 6 8\n-10\n")
+    assert leftovers.read_log(str(tmp_path / "running")) == ({"ab12"}, {11: (6, 8)}, set())
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+# The depfile is cut short first; with HOLD=1 (not part of the job's key) the command
+# then waits for `release` (up to 30 s), as a long compile would, before writing it all.
+HELD_RULES = """\
+rules:
+  out.txt:
+    deps: [in.txt]
+    depfile: out.d
+    command: >-
+      : > out.d; echo $$ > held.pid;
+      i=0; while [ "${HOLD:-}" = 1 ] && [ ! -e release ] && [ $i -lt 600 ];
+      do sleep 0.05; i=$((i+1)); done;
+      echo 'out.txt: extra.h' > out.d; cat in.txt > out.txt
+"""
+
+
+@pytest.fixture
+def held(tmp_path) -> Project:
+    project = Project(tmp_path / "proj", local_cache=True)     # as by default: on
+    project.rules(HELD_RULES)
+    project.write("in.txt", "in\n")
+    project.write("extra.h", "h\n")
+    assert project.build().ran == {"out.txt"}
+    (project.root / "held.pid").unlink()
+    return project
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
+def test_a_forced_job_stopped_with_its_depfile_cut_short_runs_again(held, signum):
+    process = held.start("-B", env=build_env(HOLD="1"))
+    try:
+        held.wait_for("held.pid")
+        process.send_signal(signum)
+        finish(process, timeout=15)
+        assert held.read("out.d") == "", "the command had not cut its depfile short"
+        assert held.read("out.txt") == "in\n"
+        result = held.build()
+    finally:
+        held.write("release", "")
+        kill_group(process)
+    assert result.ran == {"out.txt"}, result.describe()
+    assert held.read("out.d") == "out.txt: extra.h\n"
+    assert held.build().ran == set()
+    assert not held.exists(".rlmake/running")
