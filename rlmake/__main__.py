@@ -13,14 +13,30 @@ import sys
 
 
 def main() -> None:
-    if sys.argv[1:] == ["build"] and "_RLMAKE_COMPLETE" not in os.environ:
-        from rlmake.build_command import BuildFlags, run_build
-        from rlmake.guard import exit_status, say
+    # First, and small: a Ctrl-C while the rest is imported is then an interrupt like
+    # any other ("rlmake: interrupted", 130), not Python's traceback.
+    from rlmake.guard import exit_status
 
-        sys.exit(exit_status(lambda: run_build(".", None, (), BuildFlags(), say)))
+    if sys.argv[1:] == ["build"] and "_RLMAKE_COMPLETE" not in os.environ:
+        sys.exit(exit_status(_plain_build))
+    imported: list = []
+    status = exit_status(lambda: imported.append(_click_main()))
+    if status:
+        sys.exit(status)
+    imported[0](prog_name="rlmake")
+
+
+def _plain_build() -> None:
+    from rlmake.build_command import BuildFlags, run_build
+    from rlmake.guard import say
+
+    run_build(".", None, (), BuildFlags(), say)
+
+
+def _click_main():
     from rlmake.cli import main as click_main
 
-    click_main(prog_name="rlmake")
+    return click_main
 
 
 if __name__ == "__main__":

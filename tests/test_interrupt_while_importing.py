@@ -82,3 +82,33 @@ def test_an_interrupt_as_the_handlers_are_put_back_is_too_late_to_matter(monkeyp
     assert status == 0
     assert putting_back
     assert {signum: signal.getsignal(signum) for signum in INTERRUPT_SIGNALS} == before
+
+
+# The entry point as the console script calls it, with a Ctrl-C landing while it imports
+# the module named (click for any command but a plain build, which needs less).
+_INTERRUPTED_WHILE_IMPORTING = """
+import os, signal, sys
+
+MODULE = sys.argv.pop()
+
+class SendsCtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, SendsCtrlC())
+from rlmake.__main__ import main
+main()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("argv, module", [(["--version"], "click"),
+                                          (["build"], "rlmake.build_command")])
+def test_an_interrupt_while_the_entry_point_imports_exits_130(tmp_path, argv, module):
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_IMPORTING, *argv, module],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "rlmake: interrupted"
+    assert "version" not in done.stdout
