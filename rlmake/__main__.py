@@ -13,6 +13,8 @@ import sys
 
 
 def main() -> None:
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:
+        _open_closed_streams()
     # First, and small: a Ctrl-C while the rest is imported is then an interrupt like
     # any other ("rlmake: interrupted", 130), not Python's traceback.
     from rlmake.guard import exit_status
@@ -24,6 +26,20 @@ def main() -> None:
     if status:
         sys.exit(status)
     imported[0](prog_name="rlmake")
+
+
+def _open_closed_streams() -> None:
+    """Whoever started rlmake closed a standard descriptor (`rlmake build >&-`); Python
+    then has no stream for it. Each becomes /dev/null, as the shells and make do: the
+    output has nowhere to go, and the descriptor is not handed to the next file rlmake
+    opens (the state database), which its own messages would then be written into."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is None:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, closefd=False))
 
 
 def _plain_build() -> None:

@@ -463,3 +463,30 @@ def test_a_report_file_must_be_named_and_not_rlmakes_own_state(tmp_path, args, s
     assert result.exit_code == 2, result.describe()
     assert said in result.stderr, result.describe()
     assert (project / ".rlmake/state.db").read_text() == "mine"
+
+
+# --- closed standard descriptors --------------------------------------------------------
+
+@pytest.mark.integration
+@pytest.mark.parametrize("closed", ["stdout", "stderr", "stdout and stderr"])
+def test_a_build_with_a_closed_output_stream_builds_and_keeps_the_database_whole(
+        tmp_path, closed):
+    """`rlmake build >&-`: Python has no sys.stdout, which the console reporter used to
+    trip over with a traceback; and the closed descriptor is the next one a file opened
+    gets, which must not be the state database that rlmake's output would then enter."""
+    import sqlite3
+
+    from buildkit import rlmake_exe
+
+    project = Project(tmp_path / "proj")
+    project.rules("rules:\n  out.txt:\n    deps: [in.txt]\n    command: cp in.txt out.txt\n")
+    project.write("in.txt", "in\n")
+    fds = {"stdout": [1], "stderr": [2], "stdout and stderr": [1, 2]}[closed]
+    done = subprocess.run(rlmake_exe() + ["build"], cwd=project.root, env=build_env(),
+                          stdin=subprocess.DEVNULL, timeout=60, capture_output=True,
+                          preexec_fn=lambda: [os.close(fd) for fd in fds])
+    assert done.returncode == 0, done.stderr
+    assert project.read("out.txt") == "in\n"
+    with sqlite3.connect(project.root / ".rlmake" / "state.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert project.build().ran == set()
