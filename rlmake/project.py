@@ -21,7 +21,8 @@ from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, UsageError
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
-from rlmake.executors.leftovers import remove_log, stop_leftovers
+from rlmake.executors.leftovers import FILE_NAME as LOG_NAME
+from rlmake.executors.leftovers import read_log, remove_log, stop_leftovers
 from rlmake.lock import ProjectLock
 from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, Rulesfile,
                           Status)
@@ -256,15 +257,19 @@ class Project:
         return freshness(plan, stored, self.directory, plan.take_seen())
 
     def _scan(self, plan: Plan, state: StateDB, mode: str, options: BuildOptions,
-              fresh: Freshness) -> DependencyScan:
+              fresh: Freshness, forgotten: Collection[str] = ()) -> DependencyScan:
         """With an up-to-date snapshot only the jobs that touch a changed file are decided,
         so records and memo are read on demand; without one, every job is, and they are
-        read at once."""
+        read at once. `forgotten`: jobs whose records are taken as gone (for a dry run,
+        those the next build will forget; then there must be no snapshot)."""
         from rlmake.scan import DependencyScan, JobRecords
 
         if fresh.dirty is None:
             hasher = FileHasher(self.directory, state.stat_memo(), mode)
-            records: JobRecords = state.job_records()
+            read = state.job_records()
+            for target in forgotten:
+                read.pop(target, None)
+            records: JobRecords = read
         else:
             hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
             records = RecordsOnDemand(state)
@@ -302,11 +307,15 @@ class Project:
         """What a build would do, decided without running anything or writing state."""
         from rlmake.scheduler import Scheduler
 
+        # the jobs whose commands a killed or interrupted build stopped: the next build
+        # forgets their records and runs them, so a dry run says they will run
+        unfinished = read_log(os.path.join(self.state_dir, LOG_NAME)).unfinished
         with self.records() as state:
-            fresh = self._freshness(plan, state, mode, options)
+            fresh = Freshness(None) if unfinished else \
+                self._freshness(plan, state, mode, options)
             if fresh.dirty == []:
                 return []                   # everything is up to date
-            scan = self._scan(plan, state, mode, options, fresh)
+            scan = self._scan(plan, state, mode, options, fresh, unfinished)
             with _collector_paused():
                 return Scheduler(plan, scan, reporter, options, clock, dirty=fresh.dirty).run()
 

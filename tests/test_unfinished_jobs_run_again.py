@@ -68,6 +68,21 @@ def test_a_job_a_killed_build_left_unfinished_runs_again_not_restored(engine):
     assert engine.build(local_cache=True).ran == []
 
 
+def test_a_dry_run_and_why_say_what_the_next_build_will_do(engine):
+    from rlmake.explain import Will
+    from rlmake.model import Status
+    from rlmake.project import Project
+
+    killed_while_running(engine, "out.txt")
+    surveyed = engine.build(local_cache=True, dry_run=True)
+    assert surveyed.of(Status.WOULD_RUN) == {"out.txt", "next.txt"}    # next.txt: maybe
+    assert surveyed.of(Status.CACHED) == {"other.txt"}
+    [(next_build, _)] = Project(str(engine.root)).why(["out.txt"])
+    assert next_build.will is Will.REBUILD, next_build.lines()
+    assert (engine.root / ".rlmake" / leftovers.FILE_NAME).exists()    # a dry run keeps it
+    assert engine.build(local_cache=True).ran == ["out.txt"]
+
+
 def test_without_the_log_the_same_files_are_up_to_date(engine):
     """The control: the outputs alone say nothing is wrong, so only the log can."""
     engine.write("out.d", "")
