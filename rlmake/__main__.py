@@ -16,8 +16,13 @@ def main() -> None:
     if sys.stdin is None or sys.stdout is None or sys.stderr is None:
         _open_closed_streams()
     # First, and small: a Ctrl-C while the rest is imported is then an interrupt like
-    # any other ("rlmake: interrupted", 130), not Python's traceback.
-    from rlmake.guard import exit_status
+    # any other ("rlmake: interrupted", 130), not Python's traceback; and one while
+    # this very import runs (it takes signal and typing) is answered the same way.
+    try:
+        from rlmake.guard import exit_status
+    except KeyboardInterrupt:
+        sys.stderr.write("rlmake: interrupted\n")
+        sys.exit(130)                       # errors.Interrupted.exit_code, not yet imported
 
     if sys.argv[1:] == ["build"] and "_RLMAKE_COMPLETE" not in os.environ:
         sys.exit(exit_status(_plain_build))

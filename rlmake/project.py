@@ -151,23 +151,18 @@ class Project:
             state = StateDB(self.state_dir)
             try:
                 if unfinished:
-                    state.forget_jobs(unfinished)
+                    state.mark_unfinished(unfinished)
                 remove_log(self.state_dir)
                 if "expander" in self.__dict__:     # planned anew: the Rulesfile changed
                     _warn_of_former_outputs(plan, state, reporter.warning)
-                return self._run(plan, config, reporter, mode, state, executor, clock,
-                                 unfinished)
+                return self._run(plan, config, reporter, mode, state, executor, clock)
             finally:
                 state.close()
         finally:
             lock.release()
 
     def _run(self, plan: Plan, config: BuildConfig, reporter: Reporter, mode: str,
-             state: StateDB, executor: Executor | None, clock: Clock,
-             unfinished: set[str]) -> list[Outcome]:
-        """`unfinished`: jobs whose commands an earlier build stopped unfinished; they run,
-        not restored from a store, since those commands may have left side files (a
-        depfile) half written."""
+             state: StateDB, executor: Executor | None, clock: Clock) -> list[Outcome]:
         started = clock.time()
         execution = os.urandom(4).hex()
         reporter.phase_started(Phase.DECIDE)
@@ -190,8 +185,7 @@ class Project:
         recorder.start(list(config.argv))     # after anything that can refuse
         scan = self._scan(plan, state, mode, options, fresh)
         scheduler = Scheduler(plan, scan, reporter, options, clock, executor=runner,
-                              recorder=recorder, dirty=fresh.dirty, cache=cache,
-                              uncached=unfinished)
+                              recorder=recorder, dirty=fresh.dirty, cache=cache)
         status = ExecutionStatus.INTERRUPTED
         reporter.phase_started(Phase.RUN)
         try:

@@ -35,6 +35,14 @@ class Recorder:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
+    def unfinished(self) -> set[str]:
+        """The jobs whose commands a build stopped unfinished, not run to success since."""
+        return self.state.unfinished()
+
+    def finished(self, target: str) -> None:
+        """A job that `unfinished` named has run and succeeded."""
+        self.state.finished(target)
+
     def made_dirs(self, made: list[tuple[str, DirIdentity]]) -> None:
         if made:
             self.state.made_dirs(made)

@@ -11,7 +11,7 @@ what a run did to its files in jobfiles.py.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Collection, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from rlmake import jobfiles
 from rlmake.clock import Clock
@@ -57,11 +57,10 @@ class Scheduler:
     def __init__(self, plan: Plan, scan: DependencyScan, reporter: Reporter,
                  options: BuildOptions, clock: Clock, *, executor: Executor | None = None,
                  recorder: Recorder | None = None, dirty: list[int] | None = None,
-                 cache: "ArtifactCache | None" = None, uncached: Collection[str] = ()):
+                 cache: "ArtifactCache | None" = None):
         """Without an executor and a recorder (a dry run), stale jobs are settled as
         WOULD_RUN. `dirty`: when an up-to-date snapshot exists, the only jobs (indices in
-        dependency order) that can be stale; the rest are known up to date. `uncached`:
-        jobs that must run their commands, not be looked up in the cache."""
+        dependency order) that can be stale; the rest are known up to date."""
         self.plan = plan
         self.project_dir = scan.hasher.project_dir
         self.scan = scan
@@ -72,7 +71,7 @@ class Scheduler:
         self.recorder = recorder
         self.dirty = dirty
         self.cache = cache
-        self.uncached = uncached
+        self._unfinished: set[str] | None = None    # recorder.unfinished(), once asked
         self.outcomes: dict[str, Outcome] = {}
         self.unreported = 0             # jobs known up to date that no reporter wanted to hear of
         self._work: dict[str, Job] = {}
@@ -252,7 +251,8 @@ class Scheduler:
         dirs = {os.path.dirname(os.path.join(self.project_dir, path)) for path in written}
         missing = jobfiles.missing_dirs(self.project_dir, written, self._dirs_seen)
         cacheable = self.cache is not None and not job.always and not self.options.force \
-            and job.target not in self.uncached
+            and not (self.scan.records.get(job.target) is None
+                     and self._was_unfinished(job.target))
         task = Task(job.target, job.commands, self.project_dir, dict(job.env) or None,
                     tuple(sorted(dirs)), decision.key if cacheable else None, job.outputs,
                     tuple(inputs.items()), job.depfile)
@@ -363,9 +363,19 @@ class Scheduler:
             self._identical.update(job.outputs)
         self._record(running, completion, status, writes, depfile_deps, same,
                      self._depfile_written(job) if status is Status.DONE else ())
+        if previous is None and self.recorder is not None and self._was_unfinished(job.target):
+            self.recorder.finished(job.target)
         self._report(running, completion, status)
         if status is Status.DONE and self.cache is not None and not job.always:
             self.cache.store(running.decision.key, writes, completion.output, depfile_deps)
+
+    def _was_unfinished(self, target: str) -> bool:
+        """Whether the job's command was stopped unfinished by an earlier build and has not
+        run to success since (then it has no record): it must run, not be restored. Asked
+        only of jobs without a record, so most builds never read the list."""
+        if self._unfinished is None:
+            self._unfinished = self.recorder.unfinished() if self.recorder is not None else set()
+        return target in self._unfinished
 
     def _fail(self, running: _Running, completion: Completion, error: str | None) -> None:
         self.scan.forget(jobfiles.remove_changed_outputs(self.project_dir, running.started))

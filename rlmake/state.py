@@ -23,7 +23,7 @@ from rlmake.model import (ExecutionStatus, JobInputs, JobRecord, Reason, RunReco
                           DirIdentity, StoredBy)
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -156,6 +156,13 @@ MIGRATIONS: tuple[str, ...] = (
     # before get a generation of -1, which matches no directory: clean keeps those.
     """
     ALTER TABLE made_dirs ADD COLUMN generation INTEGER DEFAULT -1;
+    """,
+    # 10: the jobs whose commands a build stopped unfinished (rlmake killed, or
+    # interrupted). Their records are gone; until a run of theirs succeeds they are run,
+    # never restored from a store, which would leave what the stopped command half wrote
+    # beside the outputs (a depfile) as it was.
+    """
+    CREATE TABLE unfinished (target TEXT PRIMARY KEY);
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -456,6 +463,10 @@ class StateReader:
                                 (execution, target, key)).fetchone()
         return _run(row) if row else None
 
+    def unfinished(self) -> set[str]:
+        """The jobs whose commands a build stopped unfinished, not run to success since."""
+        return {target for (target,) in self.conn.execute("SELECT target FROM unfinished")}
+
     def failed_last(self) -> set[str]:
         """The targets whose most recent run failed."""
         rows = self.conn.execute(
@@ -735,11 +746,20 @@ class StateDB(StateReader):
         self._write("DELETE FROM jobs WHERE target = ?", (target,))
         self._void_uptodate()
 
-    def forget_jobs(self, targets: Iterable[str]) -> None:
-        """As forget_job, for each target, committed at once."""
-        self._write_many("DELETE FROM jobs WHERE target = ?", [(target,) for target in targets])
-        self._void_uptodate()
+    def mark_unfinished(self, targets: Iterable[str]) -> None:
+        """Their commands were stopped unfinished: forget their records, and remember
+        them until `finished`. Committed at once."""
+        rows = [(target,) for target in targets]
+        changes = self.conn.total_changes
+        self._write_many("DELETE FROM jobs WHERE target = ?", rows)
+        if self.conn.total_changes != changes:
+            self._void_uptodate()
+        self._write_many("INSERT OR IGNORE INTO unfinished (target) VALUES (?)", rows)
         self.commit()
+
+    def finished(self, target: str) -> None:
+        """A run of an unfinished job succeeded."""
+        self._write("DELETE FROM unfinished WHERE target = ?", (target,))
 
     # --- up-to-date snapshots -------------------------------------------------------------
 

@@ -85,7 +85,8 @@ def test_an_interrupt_as_the_handlers_are_put_back_is_too_late_to_matter(monkeyp
 
 
 # The entry point as the console script calls it, with a Ctrl-C landing while it imports
-# the module named (click for any command but a plain build, which needs less).
+# the module named (click for any command but a plain build, which needs less; the guard
+# itself, before rlmake's handlers are in place).
 _INTERRUPTED_WHILE_IMPORTING = """
 import os, signal, sys
 
@@ -105,7 +106,8 @@ main()
 
 @pytest.mark.integration
 @pytest.mark.parametrize("argv, module", [(["--version"], "click"),
-                                          (["build"], "rlmake.build_command")])
+                                          (["build"], "rlmake.build_command"),
+                                          (["build"], "rlmake.guard")])
 def test_an_interrupt_while_the_entry_point_imports_exits_130(tmp_path, argv, module):
     done = subprocess.run([sys.executable, "-c", _INTERRUPTED_WHILE_IMPORTING, *argv, module],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)

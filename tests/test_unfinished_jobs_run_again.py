@@ -13,6 +13,7 @@ its depfile truncated.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -90,22 +91,64 @@ def test_without_the_log_the_same_files_are_up_to_date(engine):
 
 
 def test_an_unfinished_job_not_in_this_build_runs_when_it_is(engine):
-    """Its record is forgotten at once: a build of another target does not keep it up
-    to date, and the log is gone after it (the store may bring it back then)."""
+    """The first build after the kill takes the log over (the records forgotten, the jobs
+    listed in the state database) but builds another target: a later one still runs the
+    job, and does not restore it from the store."""
     killed_while_running(engine, "out.txt")
     assert engine.build("other.txt", local_cache=True).ran == []
     assert not (engine.root / ".rlmake" / leftovers.FILE_NAME).exists()
-    assert engine.build("out.txt").ran == ["out.txt"]
+    assert engine.build(local_cache=True).ran == ["out.txt"]
+    assert engine.read("out.d") == "out.txt: extra.h\n"
+    assert engine.build(local_cache=True).ran == []
+
+
+def test_an_unfinished_job_stays_so_until_a_run_of_it_succeeds(engine):
+    """Interrupted before it reached the job, or the job failing, leaves it unfinished."""
+    from fakes import FakeExecutor
+
+    killed_while_running(engine, "out.txt")
+    interrupted = engine.build(local_cache=True, executor=FakeExecutor(engine.clock,
+                                                                         interrupt_at=1))
+    assert interrupted.status == "interrupted" and interrupted.ran == []
+    engine.write("Rulesfile.yaml", RULES.replace("cat in.txt > out.txt", "false"))
+    assert engine.build(local_cache=True).status == "failed"
+    engine.write("Rulesfile.yaml", RULES)
+    assert engine.build(local_cache=True).ran == ["out.txt"]     # not restored
+    assert engine.read("out.d") == "out.txt: extra.h\n"
+    engine.write("out.txt", "edited\n")                         # stale, and stored before:
+    assert engine.build(local_cache=True).ran == []             # restored, as any job is
+    assert engine.read("out.txt") == "in\n"
 
 
 def test_the_log_names_any_target_in_one_line(tmp_path):
     names = ["plain.o", "with space.o", "new\nline.o", "back\\slash.o", "caf\u00e9.o",
-             "bad\udcffbyte.o", ">arrow.o", "=equals.o", "-dash.o", "+plus.o"]
+             ">arrow.o", "=equals.o", "-dash.o", "+plus.o"]
     record = leftovers.CommandRecord(str(tmp_path))
     for name in names:
         record.clock(name)
     record.flush()
     assert leftovers.read_log(record.path).unfinished == set(names)
+
+
+@pytest.mark.parametrize("line", [b">\\udcff", b">\\ud800x", b">\\N{no such name}",
+                                  b">trailing\\"])
+def test_a_damaged_name_in_the_log_names_no_job(tmp_path, line):
+    (tmp_path / "running").write_bytes(b"=ab12\n" + line + b"\n>good\n")
+    assert leftovers.read_log(str(tmp_path / "running")).unfinished == {"good"}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_log_that_is_no_regular_file_says_nothing(tmp_path, kind):
+    """An archive may ship anything there: nothing hangs on a FIFO nobody writes to, nor
+    reads /dev/zero until memory runs out."""
+    path = tmp_path / "running"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        path.symlink_to("/dev/zero")
+    else:
+        path.mkdir()
+    assert leftovers.read_log(str(path)) == (set(), {}, set())
 
 
 def test_the_log_replays_starts_and_ends(tmp_path):

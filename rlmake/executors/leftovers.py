@@ -34,14 +34,17 @@ The log also says which jobs a build that died had running: those whose last
 command started and was not seen to end. Their commands, stopped unfinished,
 may have written anything (a depfile cut short, a side file) while leaving the
 outputs as the job's last record has them, which would pass for up to date; so
-the next build forgets their records and runs them again. The commands a
-cancel stops (Ctrl-C) stay in the log as unfinished for the same reason.
+the next build hands them to the state database (StateDB.mark_unfinished),
+which forgets their records and keeps them to be run, not restored, until a run
+of theirs succeeds. The commands a cancel stops (Ctrl-C) stay in the log as
+unfinished for the same reason.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 from typing import Callable, NamedTuple
 
@@ -52,6 +55,7 @@ _CAN_RECORD = os.path.isdir("/proc/self") and hasattr(time, "CLOCK_BOOTTIME")
 _GRACE_SECONDS = 1.0          # between SIGTERM and SIGKILL for a leftover group
 _DEATH_SECONDS = 2.0          # for the kernel to finish a SIGKILLed group
 _PID_MAX = 1 << 22            # Linux's limit: a larger "pid" is damage (and overflows kill)
+_LOG_LIMIT = 64 << 20         # bytes of a log read: a 100,000-job build writes about 10 MB
 
 
 class CommandRecord:
@@ -130,8 +134,7 @@ class Log(NamedTuple):
 def read_log(path: str) -> Log:
     log = Log(set(), {}, set())
     try:
-        with open(path, "rb") as stream:        # damage must not stop the build: bytes
-            lines = stream.read().split(b"\n")
+        lines = _read_regular(path, _LOG_LIMIT).split(b"\n")
     except OSError:
         return log
     starting: str | None = None                 # the job whose command starts next
@@ -149,6 +152,26 @@ def read_log(path: str) -> Log:
         log.unfinished.add(starting)
     log.unfinished.update(jobs[group] for group in log.running if group in jobs)
     return log
+
+
+def _read_regular(path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of the file at `path`; nothing unless it is a regular file.
+    Damage or an archive must not stop the build: not a FIFO nobody writes to, nor
+    /dev/zero."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        chunks = []
+        while limit > 0:
+            chunk = os.read(fd, min(limit, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            limit -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _replay(line: bytes, running: dict[int, tuple[int, int]], jobs: dict[int, str],
@@ -178,9 +201,11 @@ def _escaped(target: str) -> str:
 
 def _unescaped(text: bytes) -> str | None:
     try:
-        return text.decode("unicode_escape")
-    except UnicodeDecodeError:
+        name = text.decode("unicode_escape")
+        name.encode("utf-8")                    # as every target is (the state database)
+    except UnicodeError:
         return None                             # damage: no job of ours
+    return name
 
 
 class Leftovers(NamedTuple):
