@@ -30,13 +30,14 @@ class Recorder:
     def record(self, run: RunRecord) -> None:
         self.state.record_run(run)
         if run.status is Status.FAILED:
-            self.state.forget_job(run.target)   # its outputs are gone or untrusted
+            self.state.job_failed(run.target)
         if self.clock.monotonic() - self._last_commit > _COMMIT_EVERY_SECONDS:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 
     def unfinished(self) -> set[str]:
-        """The jobs whose commands a build stopped unfinished, not run to success since."""
+        """The jobs whose last run failed or was stopped unfinished, not run to success
+        since: they must run, not be restored."""
         return self.state.unfinished()
 
     def finished(self, target: str) -> None:

@@ -361,18 +361,18 @@ class Scheduler:
         same = None if previous is None else previous.outputs == dict(writes)
         if same:
             self._identical.update(job.outputs)
+        if previous is None and self.recorder is not None and self._was_unfinished(job.target):
+            self.recorder.finished(job.target)      # first: committed with the record
         self._record(running, completion, status, writes, depfile_deps, same,
                      self._depfile_written(job) if status is Status.DONE else ())
-        if previous is None and self.recorder is not None and self._was_unfinished(job.target):
-            self.recorder.finished(job.target)
         self._report(running, completion, status)
         if status is Status.DONE and self.cache is not None and not job.always:
             self.cache.store(running.decision.key, writes, completion.output, depfile_deps)
 
     def _was_unfinished(self, target: str) -> bool:
-        """Whether the job's command was stopped unfinished by an earlier build and has not
-        run to success since (then it has no record): it must run, not be restored. Asked
-        only of jobs without a record, so most builds never read the list."""
+        """Whether the job's last run failed or was stopped unfinished, with no run to
+        success since (then it has no record): it must run, not be restored. Asked only of
+        jobs without a record, so most builds never read the list."""
         if self._unfinished is None:
             self._unfinished = self.recorder.unfinished() if self.recorder is not None else set()
         return target in self._unfinished

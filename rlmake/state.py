@@ -157,10 +157,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE made_dirs ADD COLUMN generation INTEGER DEFAULT -1;
     """,
-    # 10: the jobs whose commands a build stopped unfinished (rlmake killed, or
-    # interrupted). Their records are gone; until a run of theirs succeeds they are run,
-    # never restored from a store, which would leave what the stopped command half wrote
-    # beside the outputs (a depfile) as it was.
+    # 10: the jobs whose last run failed, or whose command a build stopped unfinished
+    # (rlmake killed, or interrupted). Their records are gone; until a run of theirs
+    # succeeds they are run, never restored from a store, which would leave what the
+    # command half wrote beside the outputs (a depfile) as it was.
     """
     CREATE TABLE unfinished (target TEXT PRIMARY KEY);
     """,
@@ -464,7 +464,8 @@ class StateReader:
         return _run(row) if row else None
 
     def unfinished(self) -> set[str]:
-        """The jobs whose commands a build stopped unfinished, not run to success since."""
+        """The jobs whose last run failed or was stopped unfinished, not run to success
+        since."""
         return {target for (target,) in self.conn.execute("SELECT target FROM unfinished")}
 
     def failed_last(self) -> set[str]:
@@ -741,14 +742,17 @@ class StateDB(StateReader):
         self._write_many("INSERT INTO kept (execution, target, deps) VALUES (?, ?, ?)",
                          [(execution, target, json.dumps(list(deps))) for target, deps in kept])
 
-    def forget_job(self, target: str) -> None:
-        """The job's outputs are gone or untrusted: its next build must run it."""
+    def job_failed(self, target: str) -> None:
+        """The job's command failed: its outputs are gone or untrusted, and whatever else it
+        wrote (its depfile) may be half written. Builds must run it, not restore it, until
+        a run of it succeeds."""
         self._write("DELETE FROM jobs WHERE target = ?", (target,))
+        self._write("INSERT OR IGNORE INTO unfinished (target) VALUES (?)", (target,))
         self._void_uptodate()
 
     def mark_unfinished(self, targets: Iterable[str]) -> None:
-        """Their commands were stopped unfinished: forget their records, and remember
-        them until `finished`. Committed at once."""
+        """Their commands were stopped unfinished: as job_failed, for each, committed at
+        once."""
         rows = [(target,) for target in targets]
         changes = self.conn.total_changes
         self._write_many("DELETE FROM jobs WHERE target = ?", rows)

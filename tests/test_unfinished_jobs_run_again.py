@@ -120,6 +120,41 @@ def test_an_unfinished_job_stays_so_until_a_run_of_it_succeeds(engine):
     assert engine.read("out.txt") == "in\n"
 
 
+def test_a_failed_run_is_followed_by_a_run_not_a_restore(engine):
+    """A command that cut its depfile short and then failed leaves it so; a restore of the
+    outputs the store holds from an earlier run would keep it that way."""
+    engine.write("Rulesfile.yaml", RULES.replace("cat in.txt > out.txt",
+                                                 "printf '' > out.d; false"))
+    assert engine.build(local_cache=True).status == "failed"
+    assert engine.read("out.d") == ""
+    engine.write("Rulesfile.yaml", RULES)
+    assert engine.build(local_cache=True).ran == ["out.txt"]
+    assert engine.read("out.d") == "out.txt: extra.h\n"
+
+
+def test_the_record_and_the_end_of_unfinished_are_committed_together(engine):
+    """Killed right after a batch that holds the job's new record, a build must not leave
+    the job both recorded and listed: listed, it would never be cleared (only a job with no
+    record is looked up in the list)."""
+    import sqlite3
+
+    from fakes import FakeExecutor
+
+    seen = []
+
+    def look(task):                         # while next.txt runs, after out.txt's commit
+        with sqlite3.connect(engine.root / ".rlmake" / "state.db") as db:
+            seen.append((db.execute("SELECT count(*) FROM jobs WHERE target = 'out.txt'")
+                         .fetchone()[0],
+                         db.execute("SELECT count(*) FROM unfinished").fetchone()[0]))
+
+    killed_while_running(engine, "out.txt")
+    executor = FakeExecutor(engine.clock, during={"next.txt": look})
+    engine.write("in.txt", "changed\n")            # so that next.txt runs too
+    assert engine.build(local_cache=True, executor=executor).ran == ["out.txt", "next.txt"]
+    assert seen == [(1, 0)]
+
+
 def test_the_log_names_any_target_in_one_line(tmp_path):
     names = ["plain.o", "with space.o", "new\nline.o", "back\\slash.o", "caf\u00e9.o",
              ">arrow.o", "=equals.o", "-dash.o", "+plus.o"]
