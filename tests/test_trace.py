@@ -22,14 +22,16 @@ from rlmake.reporters.base import Phase
 pytestmark = pytest.mark.integration
 
 # a and b run at once (-j 3, always: true so they never come from the cache); c needs a
-# and fails; r is restored from the local cache once its output is removed.
+# and fails (again: its last run failed, so it is not looked up); r is restored from the
+# local cache once its output is removed; m's source changes: looked up, missed, run.
 RULES = """
 rules:
-  all: {deps: [a, b, c, r]}
+  all: {deps: [a, b, c, r, m]}
   a: {always: true, command: "sleep 0.3; echo a > a"}
   b: {always: true, command: "sleep 0.3; echo b > b"}
   c: {deps: [a], command: "echo broken; exit 3"}
   r: {deps: [src.txt], command: "cp src.txt r"}
+  m: {deps: [m.txt], command: "cp m.txt m"}
 """
 
 
@@ -71,20 +73,23 @@ def test_trace_of_a_parallel_build_with_a_failure_and_a_restore(cached_proj):
     proj = cached_proj
     proj.rules(RULES)
     proj.write("src.txt", "source\n")
+    proj.write("m.txt", "one\n")
     proj.build("-k", "-j", "3", expect=1)
     (proj.root / "r").unlink()              # its result is in the local cache
+    proj.write("m.txt", "two\n")
     result = proj.build("-k", "-j", "3", "--trace", "out/trace.json", expect=1)
 
     trace = json.loads(proj.read("out/trace.json"))
     jobs = jobs_of(trace)
-    assert sorted(jobs) == ["a", "b", "c", "r"], result.describe()     # not the aggregate
+    assert sorted(jobs) == ["a", "b", "c", "m", "r"], result.describe()  # not the aggregate
     lookups = lookups_of(trace)
-    assert sorted(lookups) == ["c"]             # a and b are `always`; r's lookup is its restore
-    assert lookups["c"]["tid"] == jobs["c"]["tid"]
-    assert lookups["c"]["ts"] + lookups["c"]["dur"] <= jobs["c"]["ts"]
-    assert len(slices(trace)) == 5
+    # a and b are `always`, c failed last time; r's lookup is its restore
+    assert sorted(lookups) == ["m"]
+    assert lookups["m"]["tid"] == jobs["m"]["tid"]
+    assert lookups["m"]["ts"] + lookups["m"]["dur"] <= jobs["m"]["ts"]
+    assert len(slices(trace)) == 6
     assert {name: e["cat"] for name, e in jobs.items()} == {
-        "a": "done", "b": "done", "c": "failed", "r": "restored"}
+        "a": "done", "b": "done", "c": "failed", "m": "done", "r": "restored"}
     assert jobs["r"]["args"]["cache_source"] == "local cache"
     assert jobs["c"]["args"] == {"rule": "c", "target": "c", "status": "failed",
                                  "reasons": ["its last run failed"], "exit_code": 3,
