@@ -21,8 +21,7 @@ from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, UsageError
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
-from rlmake.executors.leftovers import FILE_NAME as LOG_NAME
-from rlmake.executors.leftovers import read_log, remove_log, stop_leftovers
+from rlmake.executors.leftovers import logged_unfinished, remove_log, stop_leftovers
 from rlmake.lock import ProjectLock
 from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, Rulesfile,
                           Status)
@@ -303,7 +302,7 @@ class Project:
 
         # the jobs whose commands a killed or interrupted build stopped: the next build
         # forgets their records and runs them, so a dry run says they will run
-        unfinished = read_log(os.path.join(self.state_dir, LOG_NAME)).unfinished
+        unfinished = logged_unfinished(self.state_dir)
         with self.records() as state:
             fresh = Freshness(None) if unfinished else \
                 self._freshness(plan, state, mode, options)

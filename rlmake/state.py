@@ -746,20 +746,22 @@ class StateDB(StateReader):
         """The job's command failed: its outputs are gone or untrusted, and whatever else it
         wrote (its depfile) may be half written. Builds must run it, not restore it, until
         a run of it succeeds."""
-        self._write("DELETE FROM jobs WHERE target = ?", (target,))
-        self._write("INSERT OR IGNORE INTO unfinished (target) VALUES (?)", (target,))
-        self._void_uptodate()
+        self._unfinished([(target,)])
 
     def mark_unfinished(self, targets: Iterable[str]) -> None:
         """Their commands were stopped unfinished: as job_failed, for each, committed at
         once."""
-        rows = [(target,) for target in targets]
+        self._unfinished([(target,) for target in targets])
+        self.commit()
+
+    def _unfinished(self, rows: list[tuple[str]]) -> None:
+        """Forget the jobs' records (a change to what is up to date only if there were
+        some) and list them as unfinished, until `finished`."""
         changes = self.conn.total_changes
         self._write_many("DELETE FROM jobs WHERE target = ?", rows)
         if self.conn.total_changes != changes:
             self._void_uptodate()
         self._write_many("INSERT OR IGNORE INTO unfinished (target) VALUES (?)", rows)
-        self.commit()
 
     def finished(self, target: str) -> None:
         """A run of an unfinished job succeeded."""

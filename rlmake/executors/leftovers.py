@@ -62,7 +62,7 @@ class CommandRecord:
     """The process groups of the commands this build has running, logged to a file."""
 
     def __init__(self, state_dir: str):
-        self.path = os.path.join(state_dir, FILE_NAME)
+        self.path = _log_path(state_dir)
         self._running: set[int] = set()
         self._pending: list[str] = []           # log lines not written yet
         self._fd: int | None = None
@@ -113,7 +113,8 @@ class CommandRecord:
         self._pending.clear()
 
     def close(self) -> None:
-        """The build is over: the file goes, unless a command could not be stopped."""
+        """The build is over: the file goes, unless a command is still listed (one that
+        could not be stopped, or one a cancel stopped: unfinished, for the next build)."""
         self.flush()
         if self._fd is not None:
             os.close(self._fd)
@@ -218,7 +219,7 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> Leftovers:
     short grace, SIGKILL), and `say` so. Call it holding the lock, and `remove_log` once
     the unfinished jobs' records are forgotten: until then the log is the only word of
     them."""
-    tokens, listed, unfinished = read_log(os.path.join(state_dir, FILE_NAME))
+    tokens, listed, unfinished = read_log(_log_path(state_dir))
     # Only a group one of whose processes carries a logged build's token: the file is no
     # proof, since anyone who can write it could name any group (one shipped in an archive).
     carrying = _groups_carrying(tokens) if tokens else {}
@@ -235,13 +236,23 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> Leftovers:
     return Leftovers(len(alive), unfinished)
 
 
+def logged_unfinished(state_dir: str) -> set[str]:
+    """The jobs the log in `state_dir` lists as unfinished, read without taking it over
+    (a dry run's question: the next build will)."""
+    return read_log(_log_path(state_dir)).unfinished
+
+
 def remove_log(state_dir: str) -> None:
-    path = os.path.join(state_dir, FILE_NAME)
+    path = _log_path(state_dir)
     try:
         _remove(path)
     except OSError as error:        # a directory, an immutable .rlmake: say which, and why
         from rlmake.statedir import unusable
         raise unusable("record of running commands", path, error) from None
+
+
+def _log_path(state_dir: str) -> str:
+    return os.path.join(state_dir, FILE_NAME)
 
 
 def _groups_carrying(tokens: set[str]) -> dict[int, tuple[int, int]]:
