@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How much of its own CPU a build tool may spend per job and stay within 1.3 x make.
 
-    python bench/full_budget.py [--jobs 2000] [--rounds 3] [--extra 0,0.1,0.2,0.3,0.5,0.8]
+    python bench/full_budget.py [--jobs 2000] [--rounds 3] [--extra 0,0.1,0.2,0.3,0.5,0.8,floor]
 
 A full build of `cp` jobs at -j2 on a 2-CPU machine is a race between the tool's
 one thread and the commands for the same two CPUs. This builds the archives
@@ -16,6 +16,10 @@ two ways, alternated round by round, each time in a fresh copy:
                              are done; after each job ends, start the next one, then
                              spin E ms of CPU, standing for the tool's bookkeeping
                              (deciding, hashing, recording, storing, reporting)
+    loop + real work         the same loop doing, instead of spinning, the least
+                             real bookkeeping that rlmake's promises need (class
+                             Floor: hashes, a run row, the local store, a progress
+                             line), written flat, with none of rlmake's layers
 
 and prints, per E, the loop's own CPU per job (getrusage of this process) and its
 wall time against make's. Where the ratio crosses 1.3 is the budget: a tool in
@@ -27,10 +31,13 @@ figure in `bench/run.py --only owncpu` and with `bench/spawn_floor.py`.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import resource
 import select
 import signal
+import sqlite3
 import shutil
 import statistics
 import subprocess
@@ -38,11 +45,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generate import DEFAULT_GROUP as GROUP, archive_groups, archive_pairs, generate  # noqa: E402
 
 TARGET = 1.3
+FLOOR = "floor"
 
 
 def own_cpu() -> float:
@@ -50,21 +59,32 @@ def own_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def commands(jobs: int) -> tuple[list[tuple[list[str], int]], list[list[str]]]:
-    """Each compile's argv (cp exec'd directly, as make and rlmake do) with its group, and
-    each group's archive argv (through the shell, for its redirection)."""
+class Job(NamedTuple):
+    argv: list[str]
+    group: int                  # the compile's archive group; -1 for an archive
+    inputs: tuple[str, ...]
+    output: str
+
+
+def commands(jobs: int) -> tuple[list[Job], list[Job]]:
+    """The compiles (cp exec'd directly, as make and rlmake do) and each group's archive
+    (through the shell, for its redirection)."""
     cp = shutil.which("cp") or "/bin/cp"
-    compiles = [([cp, source, target], n // GROUP)
+    compiles = [Job([cp, source, target], n // GROUP, (source,), target)
                 for n, (source, target) in enumerate(archive_pairs(jobs, GROUP))]
-    archives = [["/bin/sh", "-c", f"cat {' '.join(objects)} > {archive}"]
+    archives = [Job(["/bin/sh", "-c", f"cat {' '.join(objects)} > {archive}"], -1,
+                    tuple(objects), archive)
                 for archive, objects in archive_groups(jobs, GROUP)]
     return compiles, archives
+
+
+ENVIRONMENT = dict(os.environ)     # a plain dict, as rlmake passes: os.environ costs more
 
 
 def spawn(argv: list[str]) -> tuple[int, int]:
     read_end, write_end = os.pipe()
     try:
-        pid = os.posix_spawn(argv[0], argv, os.environ, setsid=True,
+        pid = os.posix_spawn(argv[0], argv, ENVIRONMENT, setsid=True,
                              setsigdef=(signal.SIGPIPE, signal.SIGXFSZ), setsigmask=(),
                              file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                            (os.POSIX_SPAWN_DUP2, write_end, 1),
@@ -80,56 +100,143 @@ def spin(seconds: float) -> None:
         pass
 
 
+class Spun:
+    """Bookkeeping stood for by a chosen amount of CPU spun after each job."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def decide(self, job: Job) -> str:
+        return ""
+
+    def settle(self, job: Job, key: str) -> None:
+        spin(self.seconds)
+
+    def close(self) -> None:
+        pass
+
+
+def _digest(path: str) -> tuple[str, bytes]:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.read(fd, 1 << 20)
+    finally:
+        os.close(fd)
+    return hashlib.blake2b(data, digest_size=20).hexdigest(), data
+
+
+class Floor:
+    """The least real bookkeeping a tool that promises what rlmake does must do per job,
+    written as one tight function each way, without layers: hash what the job reads
+    and make its key before it starts; after it ends, stat and hash its output, record
+    the run in SQLite (committed every half second), put the output in a local store
+    (a blob file and two rows) and write a progress line. Sources are hashed once."""
+
+    def __init__(self, directory: Path):
+        state = directory / ".floor"
+        state.mkdir()
+        self.db = sqlite3.connect(state / "state.db", isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(
+            "CREATE TABLE runs(target TEXT, key TEXT, output TEXT, inputs TEXT);"
+            "CREATE TABLE blobs(digest TEXT PRIMARY KEY, data BLOB);"
+            "CREATE TABLE actions(key TEXT PRIMARY KEY, outputs TEXT);")
+        self.db.execute("BEGIN")
+        self.committed = time.monotonic()
+        self.digests: dict[str, str] = {}
+        self.out = os.open(os.devnull, os.O_WRONLY)
+        self.done = 0
+
+    def decide(self, job: Job) -> str:
+        key = hashlib.blake2b(" ".join(job.argv).encode(), digest_size=20)
+        for path in job.inputs:
+            digest = self.digests.get(path)
+            if digest is None:
+                digest = self.digests[path] = _digest(path)[0]
+            key.update(digest.encode())
+        try:
+            os.stat(job.output)
+        except FileNotFoundError:
+            pass
+        return key.hexdigest()
+
+    def settle(self, job: Job, key: str) -> None:
+        os.stat(job.output)
+        digest, data = _digest(job.output)
+        self.digests[job.output] = digest
+        outputs = json.dumps({job.output: digest})
+        self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
+                        (job.output, key, digest, json.dumps(job.inputs)))
+        self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (digest, data))
+        self.db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?)", (key, outputs))
+        self.done += 1
+        os.write(self.out, f"[{self.done}] {job.output}\n".encode())
+        if time.monotonic() - self.committed > 0.5:
+            self.db.execute("COMMIT")
+            self.db.execute("BEGIN")
+            self.committed = time.monotonic()
+
+    def close(self) -> None:
+        self.db.execute("COMMIT")
+        self.db.close()
+        os.close(self.out)
+
+
 class LoopBuild:
     """The minimal build: at most two commands at once, an archive once its objects are
-    made; after each job ends, the next one starts, then the bookkeeping is spun."""
+    made; after each job ends, the next one starts, then the ended one's bookkeeping."""
 
-    def __init__(self, jobs: int, extra: float):
+    def __init__(self, jobs: int, bookkeeping: "Spun | Floor"):
         self.compiles, self.archives = commands(jobs)
         self.compiles.reverse()                 # popped from the end: in order
-        self.ready: list[tuple[list[str], int]] = []     # archives released
+        self.ready: list[Job] = []              # archives released
         self.left = [0] * len(self.archives)    # compiles not yet done, per group
-        for _, group in self.compiles:
-            self.left[group] += 1
-        self.extra = extra
+        for job in self.compiles:
+            self.left[job.group] += 1
+        self.bookkeeping = bookkeeping
         self.poll = select.poll()
-        self.running: dict[int, tuple[int, int]] = {}   # pipe -> (pid, group or -1)
+        self.running: dict[int, tuple[int, Job, str]] = {}   # pipe -> (pid, job, key)
 
     def run(self) -> None:
         self.fill()
         while self.running:
             for fd, _ in self.poll.poll():
                 if not os.read(fd, 65536):
-                    self.finish(fd)
+                    job, key = self.finish(fd)
                     self.fill()
-                    spin(self.extra)
+                    self.bookkeeping.settle(job, key)
+        self.bookkeeping.close()
 
     def fill(self) -> None:
         while len(self.running) < 2 and (self.ready or self.compiles):
-            argv, group = self.ready.pop() if self.ready else self.compiles.pop()
-            fd, pid = spawn(argv)
-            self.running[fd] = (pid, group)
+            job = self.ready.pop() if self.ready else self.compiles.pop()
+            key = self.bookkeeping.decide(job)
+            fd, pid = spawn(job.argv)
+            self.running[fd] = (pid, job, key)
             self.poll.register(fd, select.POLLIN)
 
-    def finish(self, fd: int) -> None:
+    def finish(self, fd: int) -> tuple[Job, str]:
         self.poll.unregister(fd)
         os.close(fd)
-        pid, group = self.running.pop(fd)
+        pid, job, key = self.running.pop(fd)
         if os.waitpid(pid, 0)[1]:
             raise RuntimeError("a command failed")
-        if group >= 0:
-            self.left[group] -= 1
-            if self.left[group] == 0:
-                self.ready.append((self.archives[group], -1))
+        if job.group >= 0:
+            self.left[job.group] -= 1
+            if self.left[job.group] == 0:
+                self.ready.append(self.archives[job.group])
+        return job, key
 
 
-def loop_build(directory: Path, jobs: int, extra: float) -> tuple[float, float]:
-    """(wall seconds, own CPU seconds) of the minimal build in `directory`."""
-    build = LoopBuild(jobs, extra)
+def loop_build(directory: Path, jobs: int, extra: float | str) -> tuple[float, float]:
+    """(wall seconds, own CPU seconds) of the minimal build in `directory`; `extra` is the
+    CPU spun per job, or "floor" for the least real bookkeeping (class Floor)."""
     cwd = os.getcwd()
     os.chdir(directory)
     try:
         cpu, started = own_cpu(), time.perf_counter()
+        build = LoopBuild(jobs, Floor(directory) if extra == FLOOR else Spun(float(extra)))
         build.run()
         figures = time.perf_counter() - started, own_cpu() - cpu
     finally:
@@ -149,6 +256,16 @@ def make_build(directory: Path) -> float:
     return time.perf_counter() - started
 
 
+def rlmake_build(directory: Path, rlmake: str) -> float:
+    """rlmake's full build of the same project, with its defaults (local store included)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLMAKE_")}
+    env["CI"] = "1"
+    started = time.perf_counter()
+    subprocess.run([rlmake, "build", "-j2"], cwd=directory, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
 def fresh(source: Path, work: Path) -> Path:
     copy = work / "copy"
     if copy.exists():
@@ -161,20 +278,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--extra", default="0,0.1,0.2,0.3,0.5,0.8",
-                        help="milliseconds of CPU spun after each job, comma-separated")
+    parser.add_argument("--rlmake", metavar="EXE",
+                        help="also time `EXE build -j2` in each round, for comparison")
+    parser.add_argument("--extra", default="0,0.1,0.2,0.3,0.5,0.8,floor",
+                        help="milliseconds of CPU spun after each job, comma-separated; "
+                        "'floor' for the least real bookkeeping instead")
     args = parser.parse_args()
-    extras = [float(x) / 1000 for x in args.extra.split(",")]
+    extras = [x if x == FLOOR else float(x) / 1000 for x in args.extra.split(",")]
     total = args.jobs + len(archive_groups(args.jobs))
     with tempfile.TemporaryDirectory(prefix="full-budget-") as name:
         work = Path(name)
         project = generate(work / "project", args.jobs, style="archives")
         make_walls: list[float] = []
-        loops: dict[float, list[tuple[float, float]]] = {e: [] for e in extras}
+        rlmake_walls: list[float] = []
+        loops: dict[float | str, list[tuple[float, float]]] = {e: [] for e in extras}
         for _ in range(args.rounds):
             for extra in extras:
                 make_walls.append(make_build(fresh(project, work)))
                 loops[extra].append(loop_build(fresh(project, work), args.jobs, extra))
+            if args.rlmake:
+                rlmake_walls.append(rlmake_build(fresh(project, work), args.rlmake))
         make = statistics.median(make_walls)
     print(f"{total} jobs at -j2, {os.cpu_count()} CPUs, {args.rounds} rounds; "
           f"make -j2: {make:.3f} s (median of {len(make_walls)}), {make / total * 1e3:.3f} ms a job")
@@ -183,8 +306,13 @@ def main() -> int:
     for extra in extras:
         wall = statistics.median(w for w, _ in loops[extra])
         cpu = statistics.median(c for _, c in loops[extra]) / total
-        points.append((cpu, wall / make))
-        print(f"{extra * 1e3:>11.2f} ms  {cpu * 1e3:>12.3f} ms  {wall:>6.3f} s  {wall / make:>6.2f}")
+        spun = "real work" if extra == FLOOR else f"{float(extra) * 1e3:.2f} ms"
+        print(f"{spun:>14}  {cpu * 1e3:>12.3f} ms  {wall:>6.3f} s  {wall / make:>6.2f}")
+        if extra != FLOOR:
+            points.append((cpu, wall / make))
+    if rlmake_walls:
+        wall = statistics.median(rlmake_walls)
+        print(f"{'rlmake build':>14}  {'':>15}  {wall:>6.3f} s  {wall / make:>6.2f}")
     below = [p for p in points if p[1] <= TARGET]
     above = [p for p in points if p[1] > TARGET]
     if below and above:
