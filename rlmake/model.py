@@ -277,6 +277,7 @@ class ReasonKind(Enum):
 
     NEVER_BUILT = "never built"
     LAST_RUN_FAILED = "its last run failed"
+    LAST_RUN_STOPPED = "its last run was stopped before it ended"
     FORCED = "forced (-B)"
     ALWAYS = "always: true"
     COMMAND_CHANGED = "command changed"

@@ -23,8 +23,8 @@ from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
 from rlmake.executors.leftovers import logged_unfinished, remove_log, stop_leftovers
 from rlmake.lock import ProjectLock
-from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, Rulesfile,
-                          Status)
+from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, ReasonKind,
+                          Rulesfile, Status)
 from rlmake.paths import normalise
 from rlmake.reporters.base import Phase, Reporter, SilentReporter
 from rlmake.state import CacheUse, MemoOnDemand, RecordsOnDemand, StateDB
@@ -267,8 +267,9 @@ class Project:
             hasher = FileHasher(self.directory, MemoOnDemand(state), mode)
             records = RecordsOnDemand(state)
         # a dry run takes what expansion just saw of the sources; a build reads them anyway
-        return DependencyScan(plan, hasher, records, state.failed_last, options.force,
-                              options.dry_run, self._files_seen if options.dry_run else ())
+        return DependencyScan(plan, hasher, records, lambda: _unfinished(state, forgotten),
+                              options.force, options.dry_run,
+                              self._files_seen if options.dry_run else ())
 
     def _save_snapshot(self, plan: Plan, state: StateDB, mode: str, scan: DependencyScan,
                        fresh: Freshness) -> None:
@@ -571,6 +572,15 @@ class Project:
             stale = now - housekeeping.STALE_TEMPORARY_SECONDS
             collected = collected._replace(temporaries=store.remove_temporaries(stale))
         return collected
+
+
+def _unfinished(state: StateDB, forgotten: Collection[str]) -> dict[str, ReasonKind]:
+    """How the last run ended of each job not run to success since (see
+    StateDB.unfinished_ends); `forgotten`, the jobs a dead build's log says were running,
+    were stopped, whatever ended their run before."""
+    ends = state.unfinished_ends()
+    ends.update(dict.fromkeys(forgotten, ReasonKind.LAST_RUN_STOPPED))
+    return ends
 
 
 def _warn_of_former_outputs(plan: Plan, state: StateDB, warn) -> None:

@@ -8,7 +8,7 @@ leaves its dependents cached (early cutoff).
 from __future__ import annotations
 
 import os
-from typing import Callable, Collection, Iterable, Protocol
+from typing import Callable, Collection, Iterable, Mapping, Protocol
 
 from rlmake.errors import UnreadableFile
 from rlmake.hashing import FileHasher, combined_digest, job_key
@@ -16,14 +16,13 @@ from rlmake.model import Decision, Job, JobRecord, Plan, Reason, ReasonKind
 from rlmake.staleness import decide
 
 # Reasons that say all there is to say: a job never built needs no other.
-_ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED)
+_ALONE = (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED, ReasonKind.LAST_RUN_STOPPED)
 # Reasons about a dep that "will be rebuilt" says better.
 _SAID_BY_WILL_CHANGE = (ReasonKind.DEP_CHANGED, ReasonKind.DEPFILE_DEP_CHANGED)
 
 DepDigests = list[tuple[str, "str | None"]]
 # A dry run's decisions for a job with no record (shared: a Decision never changes)
-_NEVER_BUILT = Decision("", (Reason(ReasonKind.NEVER_BUILT),))
-_FAILED_LAST = Decision("", (Reason(ReasonKind.LAST_RUN_FAILED),))
+_NO_RECORD = {kind: Decision("", (Reason(kind),)) for kind in _ALONE}
 
 
 class JobRecords(Protocol):
@@ -34,10 +33,11 @@ class JobRecords(Protocol):
 
 class DependencyScan:
     def __init__(self, plan: Plan, hasher: FileHasher, records: JobRecords,
-                 failed_last: Callable[[], set[str]], force: bool = False,
+                 unfinished: Callable[[], Mapping[str, ReasonKind]], force: bool = False,
                  dry_run: bool = False, seen_files: Collection[str] = ()):
-        """`records`: each job's last successful run; `failed_last()`: the targets whose
-        last run failed (asked once, only if a job was never built). `dry_run`: nothing
+        """`records`: each job's last successful run; `unfinished()`: how the last run
+        ended of each job that has not run to success since, LAST_RUN_FAILED or
+        LAST_RUN_STOPPED (asked once, only if a job has no record). `dry_run`: nothing
         will run, be stored or be looked up in a cache, so a job never built needs no key
         and its deps need not be read (a fresh tree's dry run reads no source).
         `seen_files`: paths this command found to be regular files a moment ago (while
@@ -47,8 +47,8 @@ class DependencyScan:
         self.plan = plan
         self.hasher = hasher
         self.records = records
-        self._failed_last_query = failed_last
-        self._failed_last: set[str] | None = None
+        self._unfinished_query = unfinished
+        self._unfinished: Mapping[str, ReasonKind] | None = None
         self.force = force
         self.would_run: set[str] = set()            # stale jobs of a dry run
         self.depfile_deps: dict[str, tuple[str, ...]] = {}  # job -> what its depfile listed
@@ -129,15 +129,15 @@ class DependencyScan:
         record = self.records.get(job.target)
         if record is not None:
             self.depfile_deps[job.target] = tuple(record.depfile_deps)
-        failed = record is None and self._last_run_failed(job.target)
+        unfinished = self._how_unfinished(job.target) if record is None else None
         decision = decide(job, key, dep_digests, record, self.digest, forced=self.force,
-                          last_run_failed=failed)
+                          unfinished=unfinished)
         will_change = self._will_change(job, record)
         if decision.stale and decision.reasons[0].kind in _ALONE:
             return decision, dep_digests            # nothing else is worth saying
         if decision.stale or will_change:       # worth the full story: it is going to run
             decision = decide(job, key, dep_digests, record, self.digest, forced=self.force,
-                              last_run_failed=failed, all_reasons=True)
+                              unfinished=unfinished, all_reasons=True)
             rebuilt = {reason.path for reason in will_change}
             decision = Decision(key, (*will_change, *(
                 r for r in decision.reasons
@@ -164,7 +164,7 @@ class DependencyScan:
                 self.hasher.exists(dep)
         if missing is not None:
             return f"dep '{missing}' does not exist"
-        return _FAILED_LAST if self._last_run_failed(job.target) else _NEVER_BUILT
+        return _NO_RECORD[self._how_unfinished(job.target) or ReasonKind.NEVER_BUILT]
 
     def _will_change(self, job: Job, record: JobRecord | None) -> list[Reason]:
         """In a dry run, the deps that a job to run first makes: declared ones, and those
@@ -177,10 +177,10 @@ class DependencyScan:
                 for dep in dict.fromkeys((*job.deps, *listed))
                 if self.plan.producers.get(dep) in self.would_run]
 
-    def _last_run_failed(self, target: str) -> bool:
-        if self._failed_last is None:
-            self._failed_last = self._failed_last_query()
-        return target in self._failed_last
+    def _how_unfinished(self, target: str) -> ReasonKind | None:
+        if self._unfinished is None:
+            self._unfinished = self._unfinished_query()
+        return self._unfinished.get(target)
 
     def file_inputs(self, job: Job, dep_digests: DepDigests) -> dict[str, str]:
         """The files the job reads with their digests: declared deps that are files, and

@@ -16,20 +16,22 @@ DigestOf = Callable[[str], "str | None"]
 
 def decide(job: Job, key: str, dep_digests: Sequence[tuple[str, str | None]],
            record: JobRecord | None, current_digest: DigestOf, *, forced: bool = False,
-           last_run_failed: bool = False, all_reasons: bool = False) -> Decision:
+           unfinished: ReasonKind | None = None, all_reasons: bool = False) -> Decision:
     """Why `job`, whose key is now `key`, must run; no reasons means it is up to date.
 
-    `current_digest` gives a file's digest on disk now (None when missing).
+    `current_digest` gives a file's digest on disk now (None when missing). `unfinished`:
+    for a job with no record, how its last run ended if it did not succeed
+    (LAST_RUN_FAILED or LAST_RUN_STOPPED), said instead of NEVER_BUILT.
     """
-    reasons = _reasons(job, key, dep_digests, record, current_digest, forced, last_run_failed)
+    reasons = _reasons(job, key, dep_digests, record, current_digest, forced, unfinished)
     return Decision(key, tuple(itertools.islice(reasons, None if all_reasons else 1)))
 
 
 def _reasons(job: Job, key: str, dep_digests: Sequence[tuple[str, str | None]],
              record: JobRecord | None, current_digest: DigestOf, forced: bool,
-             last_run_failed: bool) -> Iterator[Reason]:
+             unfinished: ReasonKind | None) -> Iterator[Reason]:
     if record is None:
-        yield Reason(ReasonKind.LAST_RUN_FAILED if last_run_failed else ReasonKind.NEVER_BUILT)
+        yield Reason(unfinished or ReasonKind.NEVER_BUILT)
         return
     if forced:
         yield Reason(ReasonKind.FORCED)

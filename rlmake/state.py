@@ -19,11 +19,11 @@ from typing import (Any, Callable, Concatenate, Iterable, NamedTuple, ParamSpec,
 
 from rlmake.errors import StateError
 from rlmake.hashing import StatMemo
-from rlmake.model import (ExecutionStatus, JobInputs, JobRecord, Reason, RunRecord, Status,
-                          DirIdentity, StoredBy)
+from rlmake.model import (ExecutionStatus, JobInputs, JobRecord, Reason, ReasonKind,
+                          RunRecord, Status, DirIdentity, StoredBy)
 from rlmake.statedir import check_state_dir, make_state_dir, unusable
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 BUSY_SECONDS = 30           # how long to wait for another process's write to finish
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1. Never edit one
@@ -163,6 +163,12 @@ MIGRATIONS: tuple[str, ...] = (
     # command half wrote beside the outputs (a depfile) as it was.
     """
     CREATE TABLE unfinished (target TEXT PRIMARY KEY);
+    """,
+    # 11: how each unfinished job's last run ended, for why and -v: 1 stopped, 0 failed,
+    # NULL listed before it was said (then a recorded failure says it failed). A run's
+    # reasons may now be LAST_RUN_STOPPED, which an rlmake of schema 10 cannot read.
+    """
+    ALTER TABLE unfinished ADD COLUMN stopped INTEGER;
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -475,6 +481,18 @@ class StateReader:
             "AND status = 'failed'")
         return {target for (target,) in rows}
 
+    def unfinished_ends(self) -> dict[str, ReasonKind]:
+        """How the last run ended of each job that has not run to success since: it failed,
+        or its command was stopped unfinished."""
+        failed = self.failed_last()         # also those listed before the list said how
+        ends = dict.fromkeys(failed, ReasonKind.LAST_RUN_FAILED)
+        for target, stopped in self.conn.execute("SELECT target, stopped FROM unfinished"):
+            if stopped or (stopped is None and target not in failed):
+                ends[target] = ReasonKind.LAST_RUN_STOPPED
+            else:
+                ends[target] = ReasonKind.LAST_RUN_FAILED
+        return ends
+
     def writer_of(self, path: str, digest: str, before: int | None = None,
                   after: int = 0) -> RunRecord | None:
         """The latest successful run that wrote `digest` to `path` (before run `before`,
@@ -746,22 +764,24 @@ class StateDB(StateReader):
         """The job's command failed: its outputs are gone or untrusted, and whatever else it
         wrote (its depfile) may be half written. Builds must run it, not restore it, until
         a run of it succeeds."""
-        self._unfinished([(target,)])
+        self._unfinished([target], stopped=False)
 
     def mark_unfinished(self, targets: Iterable[str]) -> None:
         """Their commands were stopped unfinished: as job_failed, for each, committed at
         once."""
-        self._unfinished([(target,) for target in targets])
+        self._unfinished(list(targets), stopped=True)
         self.commit()
 
-    def _unfinished(self, rows: list[tuple[str]]) -> None:
+    def _unfinished(self, targets: list[str], stopped: bool) -> None:
         """Forget the jobs' records (a change to what is up to date only if there were
-        some) and list them as unfinished, until `finished`."""
+        some) and list them as unfinished, with how their last run ended, until
+        `finished`."""
         changes = self.conn.total_changes
-        self._write_many("DELETE FROM jobs WHERE target = ?", rows)
+        self._write_many("DELETE FROM jobs WHERE target = ?", [(t,) for t in targets])
         if self.conn.total_changes != changes:
             self._void_uptodate()
-        self._write_many("INSERT OR IGNORE INTO unfinished (target) VALUES (?)", rows)
+        self._write_many("INSERT OR REPLACE INTO unfinished (target, stopped) VALUES (?, ?)",
+                         [(target, int(stopped)) for target in targets])
 
     def finished(self, target: str) -> None:
         """A run of an unfinished job succeeded."""

@@ -80,8 +80,54 @@ def test_a_dry_run_and_why_say_what_the_next_build_will_do(engine):
     assert surveyed.of(Status.CACHED) == {"other.txt"}
     [(next_build, _)] = Project(str(engine.root)).why(["out.txt"])
     assert next_build.will is Will.REBUILD, next_build.lines()
+    assert STOPPED in " ".join(next_build.lines()), next_build.lines()
     assert (engine.root / ".rlmake" / leftovers.FILE_NAME).exists()    # a dry run keeps it
     assert engine.build(local_cache=True).ran == ["out.txt"]
+
+
+STOPPED = "because its last run was stopped before it ended"
+FAILED = "because its last run failed"
+
+
+def why_next(engine: Engine, target: str) -> str:
+    from rlmake.project import Project
+
+    [(next_build, _)] = Project(str(engine.root)).why([target])
+    return " ".join(next_build.lines())
+
+
+def test_why_says_how_the_last_run_of_an_unfinished_job_ended(engine):
+    """Stopped or failed, whichever came last, as the log, then the state database, says;
+    not "never built", though its record is forgotten."""
+    killed_while_running(engine, "out.txt")
+    assert STOPPED in why_next(engine, "out.txt")                   # from the log
+    assert engine.build("other.txt", local_cache=True).ran == []    # the log taken over
+    assert STOPPED in why_next(engine, "out.txt")                   # from the database
+    engine.write("Rulesfile.yaml", RULES.replace("cat in.txt > out.txt", "false"))
+    assert engine.build(local_cache=True).status == "failed"
+    assert FAILED in why_next(engine, "out.txt")
+    killed_while_running(engine, "out.txt")         # a kill while it ran after failing
+    assert STOPPED in why_next(engine, "out.txt")
+    assert engine.build("other.txt", local_cache=True).ran == []
+    assert STOPPED in why_next(engine, "out.txt")
+    engine.write("Rulesfile.yaml", RULES)
+    assert engine.build(local_cache=True).ran == ["out.txt"]
+    assert "will be rebuilt" not in why_next(engine, "out.txt")
+
+
+def test_a_job_listed_before_the_list_said_how_it_ended(engine):
+    """Rows an rlmake of schema 10 listed say nothing of how the run ended: a recorded
+    failure says it failed; no run recorded, it was stopped."""
+    import sqlite3
+
+    killed_while_running(engine, "next.txt")
+    assert engine.build("other.txt", local_cache=True).ran == []    # next.txt listed
+    engine.write("Rulesfile.yaml", RULES.replace("cat in.txt > out.txt", "false"))
+    assert engine.build(local_cache=True).status == "failed"         # out.txt listed
+    with sqlite3.connect(engine.root / ".rlmake" / "state.db") as database:
+        database.execute("UPDATE unfinished SET stopped = NULL")
+    assert FAILED in why_next(engine, "out.txt")
+    assert STOPPED in why_next(engine, "next.txt")
 
 
 def test_without_the_log_the_same_files_are_up_to_date(engine):
@@ -239,10 +285,14 @@ def test_a_forced_job_stopped_with_its_depfile_cut_short_runs_again(held, signum
         finish(process, timeout=15)
         assert held.read("out.d") == "", "the command had not cut its depfile short"
         assert held.read("out.txt") == "in\n"
+        why = held.cli("why", "out.txt")
         result = held.build()
     finally:
         held.write("release", "")
         kill_group(process)
+    assert f"out.txt: will be rebuilt {STOPPED}" in why.stdout, why.describe()
+    assert "Run    out.txt: its last run was stopped before it ended" in result.lines, \
+        result.describe()
     assert result.ran == {"out.txt"}, result.describe()
     assert held.read("out.d") == "out.txt: extra.h\n"
     assert held.build().ran == set()

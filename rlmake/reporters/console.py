@@ -156,7 +156,8 @@ def kept_sentence(target: str, deps: tuple[str, ...] | list[str]) -> str:
 def _verbose_line(job: Job, decision: Decision) -> str:
     reason = decision.reasons[0] if decision.reasons else None
     if reason is None or reason.kind in (ReasonKind.NEVER_BUILT, ReasonKind.LAST_RUN_FAILED,
-                                         ReasonKind.FORCED, ReasonKind.ALWAYS):
+                                         ReasonKind.LAST_RUN_STOPPED, ReasonKind.FORCED,
+                                         ReasonKind.ALWAYS):
         return f"Run    {job.target}: {reason or 'stale'}"
     return f"Miss   {job.target}: cached result is no longer valid ({reason})"
 
