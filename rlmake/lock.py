@@ -74,6 +74,21 @@ class ProjectLock:
             self._announced = False
 
 
+def build_running(state_dir: str) -> bool:
+    """Whether a build holds the project's lock now, as /proc/locks shows it. Looked at,
+    not tried: even a moment's lock taken here would make a build starting then wait, or
+    with --no-wait fail. False where it cannot be told (no /proc)."""
+    try:
+        lock = os.stat(os.path.join(state_dir, "lock"))
+        with open("/proc/locks", "rb") as locks:
+            table = locks.read()
+    except OSError:
+        return False
+    held = f" {os.major(lock.st_dev):02x}:{os.minor(lock.st_dev):02x}:{lock.st_ino} ".encode()
+    return any(line.split()[1:2] == [b"FLOCK"] and held in line
+               for line in table.splitlines())
+
+
 def _announced_builds() -> list[str]:
     return os.environ.get(BUILDS_ENV, "").split()
 

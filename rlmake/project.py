@@ -22,7 +22,7 @@ from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, U
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
 from rlmake.executors.leftovers import logged_unfinished, remove_log, stop_leftovers
-from rlmake.lock import ProjectLock
+from rlmake.lock import ProjectLock, build_running
 from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, ReasonKind,
                           Rulesfile, Status)
 from rlmake.paths import normalise
@@ -302,8 +302,9 @@ class Project:
         from rlmake.scheduler import Scheduler
 
         # the jobs whose commands a killed or interrupted build stopped: the next build
-        # forgets their records and runs them, so a dry run says they will run
-        unfinished = logged_unfinished(self.state_dir)
+        # forgets their records and runs them, so a dry run says they will run. While a
+        # build runs, the log is its own: what it lists is running, not stopped.
+        unfinished = () if build_running(self.state_dir) else logged_unfinished(self.state_dir)
         with self.records() as state:
             fresh = Freshness(None) if unfinished else \
                 self._freshness(plan, state, mode, options)

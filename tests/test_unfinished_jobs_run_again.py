@@ -281,6 +281,7 @@ def test_a_forced_job_stopped_with_its_depfile_cut_short_runs_again(held, signum
     process = held.start("-B", env=build_env(HOLD="1"))
     try:
         held.wait_for("held.pid")
+        during = held.cli("why", "out.txt")     # the log is the running build's own
         process.send_signal(signum)
         finish(process, timeout=15)
         assert held.read("out.d") == "", "the command had not cut its depfile short"
@@ -290,6 +291,7 @@ def test_a_forced_job_stopped_with_its_depfile_cut_short_runs_again(held, signum
     finally:
         held.write("release", "")
         kill_group(process)
+    assert "stopped" not in during.stdout, during.describe()
     assert f"out.txt: will be rebuilt {STOPPED}" in why.stdout, why.describe()
     assert "Run    out.txt: its last run was stopped before it ended" in result.lines, \
         result.describe()
