@@ -321,9 +321,9 @@ def main() -> int:
         print(f"budget: about {budget * 1e3:.2f} ms of own CPU per job for {TARGET} x make "
               "(interpolated between the two nearest rows)")
     elif below:
-        print(f"every row is within {TARGET} x make: the budget is above the largest spin")
+        print(f"every spun row is within {TARGET} x make: the budget is above the largest spin")
     else:
-        print(f"no row is within {TARGET} x make: not even the bare loop meets it here")
+        print(f"no spun row is within {TARGET} x make: not even the bare loop meets it here")
     return 0
 
 
