@@ -304,7 +304,9 @@ class Project:
         # the jobs whose commands a killed or interrupted build stopped: the next build
         # forgets their records and runs them, so a dry run says they will run. While a
         # build runs, the log is its own: what it lists is running, not stopped.
-        unfinished = () if build_running(self.state_dir) else logged_unfinished(self.state_dir)
+        unfinished = logged_unfinished(self.state_dir)
+        if unfinished and build_running(self.state_dir):
+            unfinished = set()
         with self.records() as state:
             fresh = Freshness(None) if unfinished else \
                 self._freshness(plan, state, mode, options)
