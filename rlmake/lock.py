@@ -15,6 +15,7 @@ from rlmake.errors import BuildLocked
 from rlmake.statedir import make_state_dir, unusable
 
 BUILDS_ENV = "RLMAKE_BUILDING"
+LOCKS_TABLE = "/proc/locks"
 
 
 class ProjectLock:
@@ -75,18 +76,28 @@ class ProjectLock:
 
 
 def build_running(state_dir: str) -> bool:
-    """Whether a build holds the project's lock now, as /proc/locks shows it. Looked at,
-    not tried: even a moment's lock taken here would make a build starting then wait, or
-    with --no-wait fail. False where it cannot be told (no /proc)."""
+    """Whether a build holds the project's lock now, as /proc/locks shows it: a lock on the
+    lock file's inode, held by the pid the file names. Looked at, not tried: even a
+    moment's lock taken here would make a build starting then wait, or with --no-wait
+    fail. The device is not compared: btrfs gives stat() another number than the table.
+    False where it cannot be told: no /proc, or a build in another PID namespace."""
     try:
-        lock = os.stat(os.path.join(state_dir, "lock"))
-        with open("/proc/locks", "rb") as locks:
+        fd = os.open(os.path.join(state_dir, "lock"), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            inode = str(os.fstat(fd).st_ino).encode()
+            holder = os.pread(fd, 64, 0).strip()
+        finally:
+            os.close(fd)        # a flock belongs to the build's own open file: not undone
+        with open(LOCKS_TABLE, "rb") as locks:
             table = locks.read()
     except OSError:
         return False
-    held = f" {os.major(lock.st_dev):02x}:{os.minor(lock.st_dev):02x}:{lock.st_ino} ".encode()
-    return any(line.split()[1:2] == [b"FLOCK"] and held in line
-               for line in table.splitlines())
+    for line in table.splitlines():
+        fields = line.split()    # "1: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF"
+        if len(fields) > 5 and fields[1] == b"FLOCK" and fields[4] == holder \
+                and fields[5].rsplit(b":", 1)[-1] == inode:
+            return True
+    return False
 
 
 def _announced_builds() -> list[str]:

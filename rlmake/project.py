@@ -146,12 +146,8 @@ class Project:
         lock = ProjectLock(self.state_dir)
         lock.acquire(config.wait, reporter.warning)
         try:
-            unfinished = stop_leftovers(self.state_dir, reporter.warning).unfinished
-            state = StateDB(self.state_dir)
+            state = self._take_over_log(reporter)
             try:
-                if unfinished:
-                    state.mark_unfinished(unfinished)
-                remove_log(self.state_dir)
                 if "expander" in self.__dict__:     # planned anew: the Rulesfile changed
                     _warn_of_former_outputs(plan, state, reporter.warning)
                 return self._run(plan, config, reporter, mode, state, executor, clock)
@@ -295,6 +291,30 @@ class Project:
             snapshot, pieces = taken
             state.save_uptodate(plan.key, mode, snapshot.encode_readers(),
                                 snapshot.encode_pieces(pieces), len(snapshot.pieces))
+
+    def _take_over_log(self, reporter: Reporter) -> StateDB:
+        """The state database, once the log an earlier build left (killed, or interrupted)
+        is taken over: its unfinished jobs listed (committed), its commands stopped, the
+        log removed. Listed first, as stopping may take seconds: `why` and `build -n`
+        leave the log of a build that holds the lock alone, and find them listed
+        meanwhile. The commands are stopped even if the database cannot be used."""
+        unfinished = logged_unfinished(self.state_dir)
+        try:
+            state = StateDB(self.state_dir)
+            try:
+                if unfinished:
+                    state.mark_unfinished(unfinished)
+            except BaseException:
+                state.close()
+                raise
+        finally:
+            stop_leftovers(self.state_dir, reporter.warning)
+        try:
+            remove_log(self.state_dir)
+        except BaseException:
+            state.close()
+            raise
+        return state
 
     def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
                 clock: Clock) -> list[Outcome]:

@@ -2,7 +2,8 @@
 
 A run is recorded only after its job succeeded and its outputs were hashed; the
 rows are committed every half second and at the end, so a crash loses at most
-the last few records, whose jobs the next build runs again.
+the last few records, whose jobs the next build runs again. A failure is
+committed at once.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ class Recorder:
         self.state.start_execution(self.execution, self.clock.time(), argv)
 
     def record(self, run: RunRecord) -> None:
+        """A failure is committed at once: the forgotten record is what makes every later
+        build run the job (its command may have cut a side file short), and a crash while
+        other jobs run must not bring it back."""
         self.state.record_run(run)
-        if run.status is Status.FAILED:
+        failed = run.status is Status.FAILED
+        if failed:
             self.state.job_failed(run.target)
-        if self.clock.monotonic() - self._last_commit > _COMMIT_EVERY_SECONDS:
+        if failed or self.clock.monotonic() - self._last_commit > _COMMIT_EVERY_SECONDS:
             self.state.commit()
             self._last_commit = self.clock.monotonic()
 

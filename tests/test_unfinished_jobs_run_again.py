@@ -13,6 +13,7 @@ its depfile truncated.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -299,3 +300,75 @@ def test_a_forced_job_stopped_with_its_depfile_cut_short_runs_again(held, signum
     assert held.read("out.d") == "out.txt: extra.h\n"
     assert held.build().ran == set()
     assert not held.exists(".rlmake/running")
+
+
+def test_a_failure_is_committed_at_once(tmp_path):
+    """A build killed while other jobs still run must not bring back the record of a job
+    that failed: that record is what made the next build run it. Successes are still
+    committed in batches (the control)."""
+    import sqlite3
+
+    from fakes import FakeClock
+    from rlmake.model import JobInputs, RunRecord, Status
+    from rlmake.recorder import Recorder
+    from rlmake.state import StateDB
+
+    state = StateDB(str(tmp_path / ".rlmake"))
+    recorder = Recorder(state, "e1", FakeClock())
+    recorder.start(["rlmake", "build"])
+    state.commit()
+
+    def run(target: str, status: Status) -> RunRecord:
+        inputs = JobInputs(("make " + target,), {}, (target,), (), {}, {})
+        return RunRecord("e1", target, "r", "k", status, (), 1.0, 2.0,
+                         0 if status is Status.DONE else 1, inputs)
+
+    def committed(table: str) -> set[str]:
+        with contextlib.closing(sqlite3.connect(tmp_path / ".rlmake" / "state.db")) as other:
+            return {target for (target,) in other.execute(f"SELECT target FROM {table}")}
+
+    recorder.record(run("made", Status.DONE))
+    assert committed("runs") == set()                   # batched: not yet
+    recorder.record(run("broken", Status.FAILED))
+    assert committed("unfinished") == {"broken"}
+    assert committed("runs") == {"made", "broken"}
+    state.close()
+
+
+def test_the_jobs_are_listed_before_the_commands_are_stopped(engine, monkeypatch):
+    """Stopping leftover commands may take seconds, and meanwhile `why` leaves the log of
+    the build holding the lock alone: the jobs must be listed in the database by then."""
+    from rlmake import project
+
+    seen: list[str] = []
+    stop = project.stop_leftovers
+
+    def stop_and_look(state_dir, say):
+        seen.append(why_next(engine, "out.txt"))
+        return stop(state_dir, say)
+
+    monkeypatch.setattr(project, "stop_leftovers", stop_and_look)
+    monkeypatch.setattr(project, "build_running", lambda state_dir: True)   # the build's lock
+    killed_while_running(engine, "out.txt")
+    assert engine.build(local_cache=True).ran == ["out.txt"]
+    assert len(seen) == 1 and STOPPED in seen[0], seen
+
+
+@pytest.mark.parametrize("line, running", [
+    (b"1: FLOCK  ADVISORY  WRITE 4242 00:2b:{inode} 0 EOF", True),
+    (b"1: FLOCK  ADVISORY  WRITE 4242 fe:00:{inode} 0 EOF", True),     # btrfs: another device
+    (b"1: FLOCK  ADVISORY  WRITE 4343 00:2b:{inode} 0 EOF", False),    # not the pid it names
+    (b"1: FLOCK  ADVISORY  WRITE 4242 00:2b:1{inode} 0 EOF", False),   # another inode
+    (b"1: -> FLOCK  ADVISORY  WRITE 4242 00:2b:{inode} 0 EOF", False),  # only waiting for it
+    (b"1: POSIX  ADVISORY  WRITE 4242 00:2b:{inode} 0 EOF", False),
+    (b"", False),
+])
+def test_a_running_build_is_the_one_the_lock_file_names(tmp_path, monkeypatch, line, running):
+    from rlmake import lock
+
+    (tmp_path / "lock").write_text("4242")
+    inode = str((tmp_path / "lock").stat().st_ino).encode()
+    (tmp_path / "locks").write_bytes(b"9: POSIX  ADVISORY  READ 1 fe:00:7 0 EOF\n"
+                                     + line.replace(b"{inode}", inode) + b"\n")
+    monkeypatch.setattr(lock, "LOCKS_TABLE", str(tmp_path / "locks"))
+    assert lock.build_running(str(tmp_path)) is running
