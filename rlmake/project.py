@@ -299,22 +299,17 @@ class Project:
         leave the log of a build that holds the lock alone, and find them listed
         meanwhile. The commands are stopped even if the database cannot be used."""
         unfinished = logged_unfinished(self.state_dir)
-        try:
-            state = StateDB(self.state_dir)
+        with contextlib.ExitStack() as on_error:
             try:
+                state = StateDB(self.state_dir)
+                on_error.callback(state.close)
                 if unfinished:
                     state.mark_unfinished(unfinished)
-            except BaseException:
-                state.close()
-                raise
-        finally:
-            stop_leftovers(self.state_dir, reporter.warning)
-        try:
+            finally:
+                stop_leftovers(self.state_dir, reporter.warning)
             remove_log(self.state_dir)
-        except BaseException:
-            state.close()
-            raise
-        return state
+            on_error.pop_all()          # opened and taken over: the caller closes it
+            return state
 
     def _survey(self, plan: Plan, options: BuildOptions, reporter: Reporter, mode: str,
                 clock: Clock) -> list[Outcome]:
