@@ -21,7 +21,7 @@ from rlmake.config import Config, load_config
 from rlmake.errors import BuildFailed, ExecutorLost, Interrupted, RlmakeError, UsageError
 from rlmake.hashing import FileHasher, digest_file
 from rlmake.locate import find_rulesfile
-from rlmake.executors.leftovers import logged_unfinished, remove_log, stop_leftovers
+from rlmake.executors.leftovers import logged, remove_log, stop_leftovers
 from rlmake.lock import ProjectLock, build_running
 from rlmake.model import (BuildOptions, ExecutionStatus, Outcome, Plan, ReasonKind,
                           Rulesfile, Status)
@@ -298,15 +298,15 @@ class Project:
         log removed. Listed first, as stopping may take seconds: `why` and `build -n`
         leave the log of a build that holds the lock alone, and find them listed
         meanwhile. The commands are stopped even if the database cannot be used."""
-        unfinished = logged_unfinished(self.state_dir)
+        log = logged(self.state_dir)
         with contextlib.ExitStack() as on_error:
             try:
                 state = StateDB(self.state_dir)
                 on_error.callback(state.close)
-                if unfinished:
-                    state.mark_unfinished(unfinished)
+                if log.unfinished:
+                    state.mark_unfinished(log.unfinished)
             finally:
-                stop_leftovers(self.state_dir, reporter.warning)
+                stop_leftovers(log, reporter.warning)
             remove_log(self.state_dir)
             on_error.pop_all()          # opened and taken over: the caller closes it
             return state
@@ -319,7 +319,7 @@ class Project:
         # the jobs whose commands a killed or interrupted build stopped: the next build
         # forgets their records and runs them, so a dry run says they will run. While a
         # build runs, the log is its own: what it lists is running, not stopped.
-        unfinished = logged_unfinished(self.state_dir)
+        unfinished = logged(self.state_dir).unfinished
         if unfinished and build_running(self.state_dir):
             unfinished = set()
         with self.records() as state:

@@ -192,7 +192,7 @@ def test_a_group_the_log_names_is_left_alone_unless_it_carries_a_build_token(tmp
     victim = _sleeper(token=None)
     try:
         (tmp_path / "running").write_text(f"={TOKEN}\n+{victim.pid} 0 99999999999\n")
-        assert leftovers.stop_leftovers(str(tmp_path), lambda text: None).stopped == 0
+        assert leftovers.stop_leftovers(leftovers.logged(str(tmp_path)), lambda text: None) == 0
         assert victim.poll() is None
     finally:
         victim.kill()
@@ -211,7 +211,7 @@ def test_a_reused_pid_is_never_signalled(tmp_path):
         (tmp_path / "running").write_text(f"={TOKEN}\n+{stranger.pid} {earlier - 5} {earlier}\n"
                                           f"+{ours.pid} {since - 1} {since + 1}\n")
         said = []
-        assert leftovers.stop_leftovers(str(tmp_path), said.append).stopped == 1
+        assert leftovers.stop_leftovers(leftovers.logged(str(tmp_path)), said.append) == 1
         assert said == ["stopped 1 command left running by an earlier build"]
         assert stranger.poll() is None
         assert ours.wait(timeout=5) == -signal.SIGTERM
@@ -281,7 +281,7 @@ def test_a_command_started_but_not_yet_listed_is_found_by_its_token(tmp_path):
                              env={**build_env(), leftovers.TOKEN_VARIABLE: "beef02"})
     try:
         said = []
-        assert leftovers.stop_leftovers(str(tmp_path), said.append).stopped == 1, said
+        assert leftovers.stop_leftovers(leftovers.logged(str(tmp_path)), said.append) == 1, said
         assert child.wait(timeout=5) == -signal.SIGTERM
         assert other.poll() is None
     finally:

@@ -343,9 +343,9 @@ def test_the_jobs_are_listed_before_the_commands_are_stopped(engine, monkeypatch
     seen: list[str] = []
     stop = project.stop_leftovers
 
-    def stop_and_look(state_dir, say):
+    def stop_and_look(log, say):
         seen.append(why_next(engine, "out.txt"))
-        return stop(state_dir, say)
+        return stop(log, say)
 
     monkeypatch.setattr(project, "stop_leftovers", stop_and_look)
     monkeypatch.setattr(project, "build_running", lambda state_dir: True)   # the build's lock

@@ -209,17 +209,17 @@ def _unescaped(text: bytes) -> str | None:
     return name
 
 
-class Leftovers(NamedTuple):
-    stopped: int                # commands still running, now stopped
-    unfinished: set[str]        # the jobs of the commands the earlier build left unfinished
+def logged(state_dir: str) -> Log:
+    """The log in `state_dir` (empty if there is none), read without taking it over."""
+    return read_log(_log_path(state_dir))
 
 
-def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> Leftovers:
-    """Stop every command an earlier build of this project left running (SIGTERM, a
-    short grace, SIGKILL), and `say` so. Call it holding the lock, and `remove_log` once
-    the unfinished jobs' records are forgotten: until then the log is the only word of
-    them."""
-    tokens, listed, unfinished = read_log(_log_path(state_dir))
+def stop_leftovers(log: Log, say: Callable[[str], None]) -> int:
+    """Stop every command that the earlier build which wrote `log` left running (SIGTERM,
+    a short grace, SIGKILL), and `say` so; how many there were. Call it holding the lock,
+    and `remove_log` once the log's unfinished jobs are listed in the state database:
+    until then the log is the only word of them."""
+    tokens, listed = log.tokens, log.running
     # Only a group one of whose processes carries a logged build's token: the file is no
     # proof, since anyone who can write it could name any group (one shipped in an archive).
     carrying = _groups_carrying(tokens) if tokens else {}
@@ -233,13 +233,7 @@ def stop_leftovers(state_dir: str, say: Callable[[str], None]) -> Leftovers:
         _wait_until_gone(alive, _DEATH_SECONDS)
         say(f"stopped {len(alive)} command{'s' if len(alive) > 1 else ''} left running "
             "by an earlier build")
-    return Leftovers(len(alive), unfinished)
-
-
-def logged_unfinished(state_dir: str) -> set[str]:
-    """The jobs the log in `state_dir` lists as unfinished, read without taking it over
-    (a dry run's question: the next build will)."""
-    return read_log(_log_path(state_dir)).unfinished
+    return len(alive)
 
 
 def remove_log(state_dir: str) -> None:
