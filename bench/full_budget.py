@@ -18,11 +18,13 @@ two ways, alternated round by round, each time in a fresh copy:
                              (deciding, hashing, recording, storing, reporting)
     loop + real work         the same loop doing, instead of spinning, the least
                              real bookkeeping that rlmake's promises need (class
-                             Floor: hashes, a run row, the local store, a progress
+                             Floor: hashes, a log of running commands, the inputs
+                             stat'd again, a run row, the local store, a progress
                              line), written flat, with none of rlmake's layers
 
 and prints, per E, the loop's own CPU per job (getrusage of this process) and its
-wall time against make's. Where the ratio crosses 1.3 is the budget: a tool in
+wall time against make's (and each build against the make build just before it, as
+it goes). Where the ratio crosses 1.3 is the budget: a tool in
 CPython spending more of its own CPU per job than that cannot meet the target on
 this machine, however it arranges its work on one thread. Compare with rlmake's
 figure in `bench/run.py --only owncpu` and with `bench/spawn_floor.py`.
@@ -109,7 +111,10 @@ class Spun:
     def decide(self, job: Job) -> str:
         return ""
 
-    def settle(self, job: Job, key: str) -> None:
+    def started(self, pid: int) -> None:
+        pass
+
+    def settle(self, job: Job, key: str, pid: int) -> None:
         spin(self.seconds)
 
     def close(self) -> None:
@@ -128,9 +133,12 @@ def _digest(path: str) -> tuple[str, bytes]:
 class Floor:
     """The least real bookkeeping a tool that promises what rlmake does must do per job,
     written as one tight function each way, without layers: hash what the job reads
-    and make its key before it starts; after it ends, stat and hash its output, record
-    the run in SQLite (committed every half second), put the output in a local store
-    (a blob file and two rows) and write a progress line. Sources are hashed once."""
+    and make its key before it starts; list the started command in a log (what finds
+    it if the tool is killed); after it ends, stat and hash its output, stat its inputs
+    again (an input edited while the job ran voids it), record the run in SQLite
+    (committed every half second), put the output in a local store (a blob file and two
+    rows), strike the command from the log and write a progress line. Sources are
+    hashed once."""
 
     def __init__(self, directory: Path):
         state = directory / ".floor"
@@ -145,7 +153,9 @@ class Floor:
         self.db.execute("BEGIN")
         self.committed = time.monotonic()
         self.digests: dict[str, str] = {}
+        self.stats: dict[str, tuple[int, int]] = {}     # path -> (mtime, ctime) when hashed
         self.out = os.open(os.devnull, os.O_WRONLY)
+        self.log = os.open(state / "running", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self.done = 0
 
     def decide(self, job: Job) -> str:
@@ -153,6 +163,8 @@ class Floor:
         for path in job.inputs:
             digest = self.digests.get(path)
             if digest is None:
+                found = os.stat(path)
+                self.stats[path] = (found.st_mtime_ns, found.st_ctime_ns)
                 digest = self.digests[path] = _digest(path)[0]
             key.update(digest.encode())
         try:
@@ -161,15 +173,24 @@ class Floor:
             pass
         return key.hexdigest()
 
-    def settle(self, job: Job, key: str) -> None:
-        os.stat(job.output)
+    def started(self, pid: int) -> None:
+        os.write(self.log, f"+{pid}\n".encode())
+
+    def settle(self, job: Job, key: str, pid: int) -> None:
+        found = os.stat(job.output)
         digest, data = _digest(job.output)
         self.digests[job.output] = digest
+        self.stats[job.output] = (found.st_mtime_ns, found.st_ctime_ns)
+        for path in job.inputs:
+            now = os.stat(path)
+            if (now.st_mtime_ns, now.st_ctime_ns) != self.stats[path]:
+                raise RuntimeError(f"{path} changed while {job.output} was made")
         outputs = json.dumps({job.output: digest})
         self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?)",
                         (job.output, key, digest, json.dumps(job.inputs)))
         self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (digest, data))
         self.db.execute("INSERT OR REPLACE INTO actions VALUES (?, ?)", (key, outputs))
+        os.write(self.log, f"-{pid}\n".encode())
         self.done += 1
         os.write(self.out, f"[{self.done}] {job.output}\n".encode())
         if time.monotonic() - self.committed > 0.5:
@@ -181,6 +202,7 @@ class Floor:
         self.db.execute("COMMIT")
         self.db.close()
         os.close(self.out)
+        os.close(self.log)
 
 
 class LoopBuild:
@@ -203,9 +225,9 @@ class LoopBuild:
         while self.running:
             for fd, _ in self.poll.poll():
                 if not os.read(fd, 65536):
-                    job, key = self.finish(fd)
+                    pid, job, key = self.finish(fd)
                     self.fill()
-                    self.bookkeeping.settle(job, key)
+                    self.bookkeeping.settle(job, key, pid)
         self.bookkeeping.close()
 
     def fill(self) -> None:
@@ -213,10 +235,11 @@ class LoopBuild:
             job = self.ready.pop() if self.ready else self.compiles.pop()
             key = self.bookkeeping.decide(job)
             fd, pid = spawn(job.argv)
+            self.bookkeeping.started(pid)
             self.running[fd] = (pid, job, key)
             self.poll.register(fd, select.POLLIN)
 
-    def finish(self, fd: int) -> tuple[Job, str]:
+    def finish(self, fd: int) -> tuple[int, Job, str]:
         self.poll.unregister(fd)
         os.close(fd)
         pid, job, key = self.running.pop(fd)
@@ -226,7 +249,7 @@ class LoopBuild:
             self.left[job.group] -= 1
             if self.left[job.group] == 0:
                 self.ready.append(self.archives[job.group])
-        return job, key
+        return pid, job, key
 
 
 def loop_build(directory: Path, jobs: int, extra: float | str) -> tuple[float, float]:
@@ -274,6 +297,17 @@ def fresh(source: Path, work: Path) -> Path:
     return copy
 
 
+def _label(extra: float | str) -> str:
+    return "real work" if extra == FLOOR else f"{float(extra) * 1e3:.2f} ms"
+
+
+def say_pair(round_: int, label: str, wall: float, make: float) -> None:
+    """One build against the make build just before it: the pairs show the spread that
+    the medians hide."""
+    print(f"round {round_}: {label:>12} {wall:7.3f} s against make's {make:7.3f} s: "
+          f"{wall / make:.2f} x", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=2000)
@@ -292,12 +326,14 @@ def main() -> int:
         make_walls: list[float] = []
         rlmake_walls: list[float] = []
         loops: dict[float | str, list[tuple[float, float]]] = {e: [] for e in extras}
-        for _ in range(args.rounds):
+        for round_ in range(1, args.rounds + 1):
             for extra in extras:
                 make_walls.append(make_build(fresh(project, work)))
                 loops[extra].append(loop_build(fresh(project, work), args.jobs, extra))
+                say_pair(round_, _label(extra), loops[extra][-1][0], make_walls[-1])
             if args.rlmake:
                 rlmake_walls.append(rlmake_build(fresh(project, work), args.rlmake))
+                say_pair(round_, "rlmake build", rlmake_walls[-1], make_walls[-1])
         make = statistics.median(make_walls)
     print(f"{total} jobs at -j2, {os.cpu_count()} CPUs, {args.rounds} rounds; "
           f"make -j2: {make:.3f} s (median of {len(make_walls)}), {make / total * 1e3:.3f} ms a job")
@@ -306,8 +342,7 @@ def main() -> int:
     for extra in extras:
         wall = statistics.median(w for w, _ in loops[extra])
         cpu = statistics.median(c for _, c in loops[extra]) / total
-        spun = "real work" if extra == FLOOR else f"{float(extra) * 1e3:.2f} ms"
-        print(f"{spun:>14}  {cpu * 1e3:>12.3f} ms  {wall:>6.3f} s  {wall / make:>6.2f}")
+        print(f"{_label(extra):>14}  {cpu * 1e3:>12.3f} ms  {wall:>6.3f} s  {wall / make:>6.2f}")
         if extra != FLOOR:
             points.append((cpu, wall / make))
     if rlmake_walls:
