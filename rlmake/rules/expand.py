@@ -184,8 +184,8 @@ class Expander:
                           for command in spec.commands])
         env = tuple([(name, render(spec, value, context, f"env '{name}'", instance))
                      for name, value in spec.env]) if spec.env else ()
-        depfile = render(spec, spec.depfile, context, "depfile", instance) \
-            if spec.depfile else None
+        depfile = self._substitute_stem(render(spec, spec.depfile, context, "depfile",
+                                               instance), instance) if spec.depfile else None
         writes = not spec.phony and bool(commands)
         # positional, in Job's field order: a hundred thousand keyword calls add up
         return Job(
