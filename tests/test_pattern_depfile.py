@@ -73,3 +73,43 @@ def test_a_percent_depfile_end_to_end(tmp_path):
     rebuilt = run_subprocess(["build", "obj/main.o"], tmp_path)
     assert rebuilt.exit_code == 0, rebuilt.describe()
     assert (tmp_path / "obj/main.o").read_text() == "2\nmain\n"
+
+
+# --- only a `%` written in the depfile's text is the stem ---------------------------------
+
+TARGET_D = """\
+vars:
+  pct: "%"
+rules:
+  "%.o":
+    deps: ["%.c"]
+    command: "cat {{ dep | quote }} > {{ target | quote }}; echo 'x:' > {{ depfile | quote }}"
+    depfile: "DEPFILE"
+"""
+
+
+@pytest.mark.parametrize("target, depfile, written", [
+    ("my%20file.o", "{{ target }}.d", "my%20file.o.d"),     # % from the target's name
+    ("main.o", "vd/{{ pct }}{{ stem }}.d", "vd/%main.d"),   # % from a variable
+    ("main.o", "vd/{{ '%' }}%.d", "vd/%main.d"),            # a literal % and the stem
+])
+def test_a_percent_that_is_not_written_in_the_text_stays(engine, target, depfile, written):
+    engine.write("Rulesfile.yaml", TARGET_D.replace("DEPFILE", depfile).replace(
+        "{{ depfile | quote }}", written))
+    engine.write(target.replace(".o", ".c"), "c\n")
+    built = engine.build(target)
+    assert built.of(Status.DONE) == {target}, built.outcomes[target].error
+    assert engine.read(written) == "x:\n"
+    assert engine.build(target).ran == []
+
+
+@pytest.mark.integration
+def test_a_depfile_in_the_state_directory_is_refused(tmp_path):
+    write_project(tmp_path, PATTERN.replace("DEPFILE", ".rlmake/%.d"),
+                  {"src/main.c": "main\n", "src/common.h": "1\n"})
+    built = run_subprocess(["build", "obj/main.o"], tmp_path)
+    assert built.exit_code == 2, built.describe()
+    assert "Rulesfile.yaml:" in built.stderr, built.describe()
+    assert "depfile '.rlmake/main.d' is in .rlmake/" in built.stderr, built.describe()
+    assert "Traceback" not in built.stderr
+    assert not (tmp_path / "obj/main.o").exists()

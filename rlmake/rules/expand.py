@@ -8,9 +8,11 @@ RulesfileError raised here, before anything runs.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
+import re
 import stat
 from typing import Any, Iterator, NamedTuple
 
@@ -184,8 +186,7 @@ class Expander:
                           for command in spec.commands])
         env = tuple([(name, render(spec, value, context, f"env '{name}'", instance))
                      for name, value in spec.env]) if spec.env else ()
-        depfile = self._substitute_stem(render(spec, spec.depfile, context, "depfile",
-                                               instance), instance) if spec.depfile else None
+        depfile = self._depfile(instance, spec.depfile, context) if spec.depfile else None
         writes = not spec.phony and bool(commands)
         # positional, in Job's field order: a hundred thousand keyword calls add up
         return Job(
@@ -194,9 +195,23 @@ class Expander:
             tuple(deps), commands, env,
             render(spec, spec.description, context, "description", instance)
             if spec.description else None,
-            spec.pool, self._norm(depfile) if depfile else None,
+            spec.pool, depfile,
             spec.phony, spec.always, self._vars_read(spec),
             tuple(order_only))
+
+    def _depfile(self, instance: Instance, template: str, context: dict[str, Any]
+                 ) -> str | None:
+        """The depfile's path, or None if its template renders empty. In a pattern rule a
+        `%` written in it is the stem."""
+        spec = instance.spec
+        if instance.stem is not None:
+            template = _stem_written_in(template)
+        rendered = self._render(spec, template, context, "depfile", instance)
+        if not rendered:
+            return None
+        path = self._norm(rendered)
+        self._refuse_state_dir(spec, path, "depfile", instance.target)
+        return path
 
     def _vars_read(self, spec: RuleSpec) -> tuple[tuple[str, str], ...]:
         """The vars the rule's templates read, with their values: the same for every job
@@ -248,7 +263,8 @@ class Expander:
                           key: str) -> None:
         """A rule must not make a file in .rlmake/: it would overwrite rlmake's own state."""
         if in_state_dir(path):
-            raise self._error(spec, f"output '{path}' is in {STATE_DIR}/, where rlmake keeps its "
+            what = "depfile" if field == "depfile" else "output"
+            raise self._error(spec, f"{what} '{path}' is in {STATE_DIR}/, where rlmake keeps its "
                               "state; a rule cannot make files there (choose another path)",
                               field, key)
 
@@ -384,6 +400,24 @@ class Expander:
 def _split_pattern(pattern: str) -> tuple[str, str]:
     prefix, _, suffix = pattern.partition("%")
     return prefix, suffix
+
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=None)
+def _stem_written_in(template: str) -> str:
+    """A pattern rule's depfile template with each `%` of its own text, outside Jinja's
+    tags, written as `{{ stem }}`. Substituted before rendering, not after: the
+    documented `{{ target }}.d` must keep a `%` that the target's name holds."""
+    if "%" not in template:
+        return template
+    pieces, end = [], 0
+    for tag in _JINJA_TAG.finditer(template):
+        pieces += [template[end:tag.start()].replace("%", "{{ stem }}"), tag.group()]
+        end = tag.end()
+    pieces.append(template[end:].replace("%", "{{ stem }}"))
+    return "".join(pieces)
 
 
 def _stem(candidates: tuple[tuple[str, str], ...], path: str) -> str | None:
