@@ -470,6 +470,30 @@ CASES = [
               b: {deps: [gone.c], command: b}
             """}),
 
+    # --- a NUL character, which no path or command can hold ---------------------------------
+    case("nul-in-a-dep", """
+        rules:
+          a:
+            deps: ["x\\0y"]
+            command: x
+        """, ["Rulesfile.yaml:3", "rule 'a'", "NUL character"]),
+    case("nul-in-a-var", """
+        vars:
+          v: "\\x00"
+        rules:
+          a: {command: "echo {{ v }}"}
+        """, ["Rulesfile.yaml:2", "NUL character"]),
+    case("nul-from-a-template", """
+        rules:
+          a:
+            command: x
+            depfile: 'd{{ "\\x00" }}'
+        """, ["Rulesfile.yaml:", "rule 'a'", "in depfile", "NUL character"]),
+    case("nul-from-a-template-in-a-command", """
+        rules:
+          a: {command: 'echo {{ "\\u0000" }}'}
+        """, ["Rulesfile.yaml:", "rule 'a'", "in command", "NUL character"]),
+
     # --- the command line ------------------------------------------------------------------
     case("bad-override-name", """
         rules:
@@ -578,3 +602,13 @@ def test_console_script_reports_cycle(tmp_path):
     assert result.exit_code == 2, result.describe()
     assert result.stdout == ""
     assert "a -> b -> a" in result.stderr and "Rulesfile.yaml" in result.stderr
+
+
+@pytest.mark.integration
+def test_console_script_refuses_a_nul_in_a_dep(tmp_path):
+    write_project(tmp_path, 'rules:\n  a:\n    deps: ["x\\0y"]\n    command: x\n')
+    result = run_subprocess(["build"], tmp_path)
+    assert result.exit_code == 2, result.describe()
+    assert "Rulesfile.yaml:3: rule 'a': a string holds a NUL character" in result.stderr, \
+        result.describe()
+    assert "Traceback" not in result.stderr

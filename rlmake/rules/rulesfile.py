@@ -7,6 +7,7 @@ data (see model.py); templates stay unrendered until expand.py.
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -156,6 +157,8 @@ def _read_yaml(path: str, shown: str) -> LineDict:
         loader = _Loader(text, shown)
         try:
             node = loader.get_single_node()
+            if _NUL_ESCAPE.search(text):
+                _refuse_nul(node, shown)
             data = _construct(loader, node)
         finally:
             loader.dispose()
@@ -171,6 +174,29 @@ def _read_yaml(path: str, shown: str) -> LineDict:
         raise RulesfileError("the top level must be a mapping of keys "
                              f"({', '.join(TOP_KEYS)})", shown, 1)
     return data
+
+
+# The only ways YAML text can hold a NUL character (PyYAML refuses a raw one): searched
+# first, so that only a Rulesfile that may hold one has its nodes walked.
+_NUL_ESCAPE = re.compile(r"\\(0|x00|u0000|U00000000)")
+
+
+def _refuse_nul(node, shown: str) -> None:
+    """A NUL character can be in no path, command or name: refused where it is written."""
+    document = node
+    stack = [node] if node is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            if "\0" in node.value:
+                line = node.start_mark.line + 1
+                raise RulesfileError("a string holds a NUL character (\\0), which no path, "
+                                     "command or name can hold", shown, line,
+                                     _rule_at_line(document, line))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
 
 
 def _construct(loader: _Loader, node):

@@ -209,7 +209,11 @@ def _yaml_scalar(value: Any) -> Any:
 
 def _checked(text: str, source: str) -> str:
     """`text`, unless it holds a lone surrogate (`"\\udcff"` in a template), which no
-    file, JSON record or SQLite row can hold as UTF-8."""
+    file, JSON record or SQLite row can hold as UTF-8, or a NUL character, which no
+    path or command can hold."""
+    if "\0" in text:
+        raise TemplateProblem(f"template '{source}' gave a NUL character (\\0), which no "
+                              "path or command can hold")
     if not text.isascii() and not is_text(text):
         raise TemplateProblem(f"template '{source}' gave '{shown(text)}', which is not "
                               "valid Unicode text")
