@@ -483,6 +483,34 @@ CASES = [
         rules:
           a: {command: "echo {{ v }}"}
         """, ["Rulesfile.yaml:2", "NUL character"]),
+    case("depfile-template-error-quotes-what-was-written", """
+        rules:
+          "%.o":
+            deps: ["%.c"]
+            command: x
+            depfile: "{{ nope }}%.d"
+        """, ["Rulesfile.yaml:", "rule '%.o' (target 'a.o')", "in depfile",
+              "'nope' in template '{{ nope }}%.d'"], files={"a.c": ""}, args=["a.o"]),
+    case("nul-twice-the-first-is-named", """
+        rules:
+          first:
+            command: x
+            deps: ["a\\0"]
+          second:
+            command: x
+            deps: ["b\\0"]
+        """, ["Rulesfile.yaml:4", "rule 'first'", "NUL character"]),
+    case("nul-in-a-rule-name-is-shown-escaped", """
+        rules:
+          "a\\0b": {command: x}
+        """, ["Rulesfile.yaml:2", "rule 'a\\0b'", "NUL character"]),
+    case("nul-escape-in-a-comment-and-a-recursive-alias", """
+        # printf 'a\\0b'
+        vars:
+          r: &r [*r]
+        rules:
+          a: {command: x}
+        """, ["Rulesfile.yaml:3", "recursive"]),
     case("nul-from-a-template", """
         rules:
           a:
@@ -612,3 +640,15 @@ def test_console_script_refuses_a_nul_in_a_dep(tmp_path):
     assert "Rulesfile.yaml:3: rule 'a': a string holds a NUL character" in result.stderr, \
         result.describe()
     assert "Traceback" not in result.stderr
+
+
+def test_nested_aliases_are_looked_at_once_for_a_nul(tmp_path):
+    """A `\\0` in the text makes the loader look at every string for a NUL; 40 levels of
+    aliases, each using the one before twice, must not be walked 2**40 times."""
+    levels = ["vars:", "  l0: &l0 [x, x]"]
+    levels += [f"  l{i}: &l{i} [*l{i - 1}, *l{i - 1}]" for i in range(1, 40)]
+    write_project(tmp_path, "\n".join([*levels, "rules:", "  a:",
+                                       "    command: printf 'a\\0b' | xargs -0 echo", ""]))
+    result = run_cli(["build", "-n", "-C", tmp_path], cwd=tmp_path)
+    assert result.exit_code == 0, result.describe()
+    assert result.lines == ["printf 'a\\0b' | xargs -0 echo"]

@@ -3,6 +3,9 @@ make user writes `depfile: "%.d"` for `"%.o"`, and the file gcc -MF writes is fo
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
 from engine import Engine
 
@@ -83,8 +86,8 @@ vars:
 rules:
   "%.o":
     deps: ["%.c"]
-    command: "cat {{ dep | quote }} > {{ target | quote }}; echo 'x:' > {{ depfile | quote }}"
-    depfile: "DEPFILE"
+    command: "cat {{ dep | quote }} > {{ target | quote }}; echo 'x:' > WRITTEN"
+    depfile: DEPFILE
 """
 
 
@@ -92,10 +95,13 @@ rules:
     ("my%20file.o", "{{ target }}.d", "my%20file.o.d"),     # % from the target's name
     ("main.o", "vd/{{ pct }}{{ stem }}.d", "vd/%main.d"),   # % from a variable
     ("main.o", "vd/{{ '%' }}%.d", "vd/%main.d"),            # a literal % and the stem
+    ("main.o", "{% raw %}vd/%.d{% endraw %}", "vd/%.d"),    # raw text is literal
+    ("main.o", 'vd/{{ "}}" ~ "%" }}.d', "vd/}}%.d"),        # inside a tag, as Jinja reads it
+    ("main.o", "vd/{# 50% #}%.d", "vd/main.d"),             # inside a comment
 ])
 def test_a_percent_that_is_not_written_in_the_text_stays(engine, target, depfile, written):
-    engine.write("Rulesfile.yaml", TARGET_D.replace("DEPFILE", depfile).replace(
-        "{{ depfile | quote }}", written))
+    engine.write("Rulesfile.yaml", TARGET_D.replace("DEPFILE", json.dumps(depfile)).replace(
+        "WRITTEN", shlex.quote(written)))
     engine.write(target.replace(".o", ".c"), "c\n")
     built = engine.build(target)
     assert built.of(Status.DONE) == {target}, built.outcomes[target].error

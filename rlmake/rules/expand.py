@@ -8,11 +8,9 @@ RulesfileError raised here, before anything runs.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import os
-import re
 import stat
 from typing import Any, Iterator, NamedTuple
 
@@ -204,9 +202,8 @@ class Expander:
         """The depfile's path, or None if its template renders empty. In a pattern rule a
         `%` written in it is the stem."""
         spec = instance.spec
-        if instance.stem is not None:
-            template = _stem_written_in(template)
-        rendered = self._render(spec, template, context, "depfile", instance)
+        source = template if instance.stem is None else self.templates.stem_written_in(template)
+        rendered = self._render(spec, source, context, "depfile", instance, written=template)
         if not rendered:
             return None
         path = self._norm(rendered)
@@ -235,9 +232,9 @@ class Expander:
         return self._vars_as_json[name]
 
     def _render(self, spec: RuleSpec, text: str, context: dict[str, Any], field: str,
-                instance: Instance | None = None) -> str:
+                instance: Instance | None = None, written: str | None = None) -> str:
         try:
-            return self.templates.render(text, context)
+            return self.templates.render(text, context, written)
         except TemplateProblem as problem:
             raise self._error(spec, f"in {field}: {problem}", _field_key(field),
                               instance.target if instance else None) from None
@@ -400,24 +397,6 @@ class Expander:
 def _split_pattern(pattern: str) -> tuple[str, str]:
     prefix, _, suffix = pattern.partition("%")
     return prefix, suffix
-
-
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
-
-
-@functools.lru_cache(maxsize=None)
-def _stem_written_in(template: str) -> str:
-    """A pattern rule's depfile template with each `%` of its own text, outside Jinja's
-    tags, written as `{{ stem }}`. Substituted before rendering, not after: the
-    documented `{{ target }}.d` must keep a `%` that the target's name holds."""
-    if "%" not in template:
-        return template
-    pieces, end = [], 0
-    for tag in _JINJA_TAG.finditer(template):
-        pieces += [template[end:tag.start()].replace("%", "{{ stem }}"), tag.group()]
-        end = tag.end()
-    pieces.append(template[end:].replace("%", "{{ stem }}"))
-    return "".join(pieces)
 
 
 def _stem(candidates: tuple[tuple[str, str], ...], path: str) -> str | None:

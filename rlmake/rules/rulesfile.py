@@ -181,22 +181,30 @@ def _read_yaml(path: str, shown: str) -> LineDict:
 _NUL_ESCAPE = re.compile(r"\\(0|x00|u0000|U00000000)")
 
 
-def _refuse_nul(node, shown: str) -> None:
-    """A NUL character can be in no path, command or name: refused where it is written."""
-    document = node
-    stack = [node] if node is not None else []
+def _refuse_nul(document, shown: str) -> None:
+    """A NUL character can be in no path, command or name: refused where it is first
+    written. Each node is looked at once: aliases share theirs, and may nest or recur."""
+    seen: set[int] = set()
+    stack = [document] if document is not None else []
+    lines = []
     while stack:
         node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             if "\0" in node.value:
-                line = node.start_mark.line + 1
-                raise RulesfileError("a string holds a NUL character (\\0), which no path, "
-                                     "command or name can hold", shown, line,
-                                     _rule_at_line(document, line))
+                lines.append(node.start_mark.line + 1)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
             stack.extend(part for pair in node.value for part in pair)
+    if lines:
+        line = min(lines)
+        rule = _rule_at_line(document, line)
+        raise RulesfileError("a string holds a NUL character (\\0), which no path, command "
+                             "or name can hold", shown, line,
+                             None if rule is None else rule.replace("\0", "\\0"))
 
 
 def _construct(loader: _Loader, node):

@@ -55,6 +55,7 @@ class _Compiled:
         self.expressions: dict[str, Any] = {}
         self.referenced: dict[str, frozenset[str]] = {}
         self.plain: dict[str, tuple[str, ...] | None] = {}
+        self.stems: dict[str, str] = {}
 
 
 _COMPILED: _Compiled | None = None
@@ -79,6 +80,7 @@ class Templates:
         self._expressions = compiled.expressions
         self._referenced = compiled.referenced
         self._plain = compiled.plain
+        self._stems = compiled.stems
 
     def glob(self, pattern: str) -> list[str]:
         """Sorted project files matching `pattern`; `**` spans directories; dot-names skipped."""
@@ -92,27 +94,42 @@ class Templates:
             self.globs_read[pattern] = found
         return list(self.globs_read[pattern])
 
-    def render(self, source: str, context: dict[str, Any]) -> str:
-        """One template to one string."""
+    def render(self, source: str, context: dict[str, Any], written: str | None = None) -> str:
+        """One template to one string. `written`: the template as the user wrote it, for
+        messages, when `source` was rewritten from it (stem_written_in)."""
         if "{" not in source:
             return source
         if source in self._plain:
             pieces = self._plain[source]
         else:
             pieces = self._plain[source] = _plain_pieces(source)
+        shown_as = written or source
         if pieces is not None:
             text = _fill(pieces, context)
             if text is not None:
-                return _checked(text, source)
+                return _checked(text, shown_as)
         template = self._templates.get(source)
         try:
             if template is None:
                 template = self._templates[source] = self._env.from_string(source)
-            return _checked(template.render(self._with_globals(context)), source)
+            return _checked(template.render(self._with_globals(context)), shown_as)
         except TemplateProblem:
             raise
         except Exception as error:  # noqa: BLE001 - any failure in a template is the user's to fix
-            raise TemplateProblem(_explain(error, source)) from None
+            raise TemplateProblem(_explain(error, shown_as)) from None
+
+    def stem_written_in(self, source: str) -> str:
+        """A pattern rule's template with each `%` of its own text written as `{{ stem }}`:
+        not one inside a tag, a comment or a raw block, and not one that a value brings
+        in when it is rendered. Found by Jinja's own lexer, so string literals holding
+        `}}` or `%}` are read as Jinja reads them. A template it cannot read is returned
+        as it is, for rendering to report in the user's own text."""
+        if "%" not in source:
+            return source
+        found = self._stems.get(source)
+        if found is None:
+            found = self._stems[source] = _stem_written_in(self._env, source)
+        return found
 
     def render_list(self, entries: Iterable[str], context: dict[str, Any],
                     keep_types: bool = False) -> list[Any]:
@@ -205,6 +222,23 @@ def _yaml_scalar(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
+
+
+def _stem_written_in(env: jinja2.Environment, source: str) -> str:
+    try:
+        tokens = list(env.lex(source))
+    except jinja2.TemplateSyntaxError:
+        return source
+    pieces, raw = [], False
+    # Joined, the lexer's tokens give the source back, less the whitespace that `-`
+    # inside a raw block's tags strips anyway.
+    for _, kind, value in tokens:
+        if kind == "raw_begin" or kind == "raw_end":
+            raw = kind == "raw_begin"
+        elif kind == "data" and not raw:
+            value = value.replace("%", "{{ stem }}")
+        pieces.append(value)
+    return "".join(pieces)
 
 
 def _checked(text: str, source: str) -> str:
